@@ -1,0 +1,22 @@
+//! Condition types and reasons shared by every kind, kstatus-compatible: `Ready` is the summary,
+//! `Reconciling` says work is under way, `Stalled` says progress needs the user's attention.
+//! Reasons are part of the API: users and tools match on them.
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+
+/// The Swarm object runs the current generation as asked.
+pub const REASON_RUNNING: &str = "Running";
+/// Tasks are starting or a rolling update is under way.
+pub const REASON_PROGRESSING: &str = "Progressing";
+/// A Swarm object of the same name exists and is not owned by this resource.
+pub const REASON_NAME_CONFLICT: &str = "NameConflict";
+/// Tasks keep failing (image missing, command exits, healthcheck fails).
+pub const REASON_TASKS_FAILING: &str = "TasksFailing";
+/// The spec cannot be turned into a Swarm object; waits for a change.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// The Engine API refused or failed a call; retried with backoff.
+pub const REASON_ENGINE_ERROR: &str = "EngineError";
+/// The resource is being deleted and its Swarm object removed.
+pub const REASON_DELETING: &str = "Deleting";

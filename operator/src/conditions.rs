@@ -1,0 +1,95 @@
+//! Builds kstatus conditions (Ready, Reconciling, Stalled) from one summary of a reconcile pass,
+//! keeping each condition's lastTransitionTime while its status stays the same, so an unchanged
+//! state produces an identical status and no write.
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use swarm_operator_crds::conditions::{READY, RECONCILING, STALLED};
+
+/// What a reconcile pass concluded, in the user's words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Summary {
+    /// Everything runs as asked.
+    Ready { reason: &'static str, message: String },
+    /// Work is under way and expected to finish by itself.
+    Reconciling { reason: &'static str, message: String },
+    /// No progress without a change from the user (or from outside, e.g. a freed name).
+    Stalled { reason: &'static str, message: String },
+}
+
+impl Summary {
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Summary::Ready { .. })
+    }
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Summary::Ready { reason, .. } | Summary::Reconciling { reason, .. } | Summary::Stalled { reason, .. } => {
+                reason
+            }
+        }
+    }
+    pub fn message(&self) -> &str {
+        match self {
+            Summary::Ready { message, .. }
+            | Summary::Reconciling { message, .. }
+            | Summary::Stalled { message, .. } => message,
+        }
+    }
+}
+
+/// The three conditions for `summary`, reusing transition times from `previous` where the status holds.
+pub fn conditions(previous: &[Condition], generation: Option<i64>, summary: &Summary) -> Vec<Condition> {
+    let (reason, message) = (summary.reason(), summary.message());
+    let flag = |on: bool| if on { "True" } else { "False" };
+    let wanted = [
+        (READY, flag(summary.is_ready()), reason),
+        (RECONCILING, flag(matches!(summary, Summary::Reconciling { .. })), reason),
+        (STALLED, flag(matches!(summary, Summary::Stalled { .. })), reason),
+    ];
+    wanted
+        .into_iter()
+        .map(|(type_, status, reason)| {
+            let old = previous.iter().find(|c| c.type_ == type_);
+            let last_transition_time = match old {
+                Some(c) if c.status == status => c.last_transition_time.clone(),
+                _ => Time(Timestamp::now()),
+            };
+            Condition {
+                type_: type_.to_string(),
+                status: status.to_string(),
+                reason: reason.to_string(),
+                message: message.to_string(),
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unchanged_summary_gives_identical_conditions() {
+        let s = Summary::Ready { reason: "Running", message: "3/3 tasks running".into() };
+        let first = conditions(&[], Some(2), &s);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(conditions(&first, Some(2), &s), first);
+    }
+
+    #[test]
+    fn transition_time_moves_only_with_status() {
+        let progressing = Summary::Reconciling { reason: "Progressing", message: "1/3".into() };
+        let first = conditions(&[], Some(1), &progressing);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let ready = conditions(&first, Some(1), &Summary::Ready { reason: "Running", message: "3/3".into() });
+        let get = |cs: &[Condition], t: &str| cs.iter().find(|c| c.type_ == t).cloned().unwrap();
+        assert_ne!(get(&ready, READY).last_transition_time, get(&first, READY).last_transition_time);
+        assert_eq!(get(&ready, STALLED).last_transition_time, get(&first, STALLED).last_transition_time);
+        assert_eq!(get(&ready, READY).status, "True");
+        assert_eq!(get(&ready, RECONCILING).status, "False");
+    }
+}

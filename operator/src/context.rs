@@ -1,0 +1,93 @@
+//! What every reconcile is handed: the Kubernetes client, the Engine connection, the event recorder,
+//! timing settings and per-object backoff state.
+
+use std::{collections::HashMap, sync::Mutex, time::Duration};
+
+use kube::{
+    Client, Resource,
+    runtime::{
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::ObjectRef,
+    },
+};
+use rand::Rng;
+use tracing::warn;
+
+use crate::swarm::Engine;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Safety-net re-check of a converged object (drift made out of band).
+    pub resync_interval: Duration,
+    /// Re-check while tasks start or an update rolls.
+    pub progress_interval: Duration,
+    /// First retry after an error; doubles per consecutive failure up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            resync_interval: Duration::from_secs(60),
+            progress_interval: Duration::from_secs(2),
+            min_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub engine: Engine,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, engine: Engine, settings: Settings) -> Self {
+        let reporter = Reporter {
+            controller: "swarm-operator".into(),
+            instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            engine,
+            settings,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Publishes an event on `obj`; a failure to publish is logged, never fatal.
+    pub async fn publish<K>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// Next retry delay for `obj` after one more consecutive failure: exponential with jitter.
+    pub fn backoff<K: Resource<DynamicType = ()>>(&self, obj: &ObjectRef<K>) -> Duration {
+        let attempts = {
+            let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let n = failures.entry(obj.to_string()).or_insert(0);
+            *n = n.saturating_add(1);
+            *n
+        };
+        let base = self.settings.min_backoff.saturating_mul(1u32 << attempts.min(16).saturating_sub(1));
+        let capped = base.min(self.settings.max_backoff);
+        // Up to +50% jitter so objects failing together do not retry in lockstep.
+        let jitter = rand::rng().random_range(0.0..0.5);
+        capped.mul_f64(1.0 + jitter).min(self.settings.max_backoff)
+    }
+
+    /// Forgets `obj`'s failures after a successful pass.
+    pub fn succeeded<K: Resource<DynamicType = ()>>(&self, obj: &ObjectRef<K>) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&obj.to_string());
+    }
+}

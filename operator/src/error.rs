@@ -1,0 +1,58 @@
+//! Errors of the reconcile layer. The error policy decides by kind: an invalid spec waits for a
+//! change, everything else backs off per object.
+
+use crate::swarm::EngineError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid spec of {object}: {message}")]
+    InvalidSpec { object: String, message: String },
+
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+
+    #[error("Kubernetes API call {operation} on {object} failed: {source}")]
+    Kube {
+        operation: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("finalizer of {object}: {source}")]
+    Finalizer {
+        object: String,
+        #[source]
+        source: Box<kube::runtime::finalizer::Error<Error>>,
+    },
+}
+
+impl Error {
+    /// Only a spec change can fix it: do not retry.
+    pub fn waits_for_change(&self) -> bool {
+        match self {
+            Error::InvalidSpec { .. } => true,
+            Error::Finalizer { source, .. } => match source.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.waits_for_change(),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+}
+
+/// The whole cause chain of an error, for Warning events and logs.
+pub fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}

@@ -1,0 +1,17 @@
+//! swarm-operator: reconciles swarmoperator.io resources into Docker Swarm objects.
+//!
+//! ```text
+//!  SwarmService (Kubernetes) --reconcile--> service::build  --> swarm::Engine --> Swarm service
+//!        ^                                  service::diff          |            (owner labels)
+//!        +------ status (conditions) <----- service::tasks <-------+ tasks
+//! ```
+
+pub mod conditions;
+pub mod context;
+pub mod error;
+pub mod labels;
+pub mod service;
+pub mod swarm;
+
+pub use context::{Context, Settings};
+pub use error::Error;

@@ -1,0 +1,55 @@
+//! The swarm-operator binary: flags, logging, connections, then the controllers until a signal.
+
+use std::{process::ExitCode, sync::Arc, time::Duration};
+
+use clap::Parser;
+use swarm_operator::{Context, Settings, service, swarm::Engine};
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "Drives Docker Swarm clusters through the Kubernetes API")]
+struct Args {
+    /// Docker Engine of a Swarm manager: unix:///var/run/docker.sock or tcp://host:2375.
+    #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
+    docker_host: String,
+    /// Seconds between safety-net re-checks of a converged resource.
+    #[arg(long, env = "SWARM_OPERATOR_RESYNC_SECONDS", default_value_t = 60)]
+    resync_seconds: u64,
+    /// Reconciles running at once.
+    #[arg(long, env = "SWARM_OPERATOR_CONCURRENCY", default_value_t = 16)]
+    concurrency: u16,
+    /// Log format: text or json.
+    #[arg(long, env = "SWARM_OPERATOR_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let client = kube::Client::try_default().await?;
+    let engine = Engine::connect(Some(&args.docker_host)).await?;
+    info!(docker_host = engine.host(), api_version = %engine.api_version(), "connected to the Docker Engine");
+    let settings = Settings { resync_interval: Duration::from_secs(args.resync_seconds), ..Settings::default() };
+    let ctx = Arc::new(Context::new(client, engine, settings));
+    service::run(ctx, args.concurrency).await;
+    info!("shut down");
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" { builder.json().init() } else { builder.init() }
+}

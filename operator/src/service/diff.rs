@@ -1,0 +1,223 @@
+//! Pure comparison of the desired ServiceSpec with what the Engine reports, after normalising what the
+//! Engine fills in or reorders, so an unchanged spec compares equal and makes no write.
+
+use bollard::models::{ServiceSpec, TaskSpec};
+use serde_json::Value;
+
+/// Engine defaults filled into a TaskSpec when the client leaves them out (path, value).
+const TASK_DEFAULTS: &[(&[&str], &str)] = &[
+    (&["Runtime"], "container"),
+    (&["ContainerSpec", "Isolation"], "default"),
+];
+/// Engine defaults filled into a ServiceSpec outside its TaskTemplate.
+const SERVICE_DEFAULTS: &[(&[&str], &str)] = &[(&["EndpointSpec", "Mode"], "vip")];
+
+/// Dotted Engine field names where `actual` differs from `desired`, e.g. `TaskTemplate.ContainerSpec.Env`.
+/// Empty when nothing needs writing.
+pub fn spec_differences(desired: &ServiceSpec, actual: &ServiceSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    diff_values("", &normalized_service(desired), &normalized_service(actual), &mut out);
+    out
+}
+
+/// Whether a task was made from the service's current TaskTemplate: Swarm's own notion of a task
+/// that an update does not have to replace.
+pub fn task_is_current(task: &TaskSpec, template: &TaskSpec) -> bool {
+    normalized_task(task) == normalized_task(template)
+}
+
+fn normalized_service(spec: &ServiceSpec) -> Value {
+    let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    if let Some(template) = v.get_mut("TaskTemplate") {
+        normalize_task_value(template);
+    }
+    remove_defaults(&mut v, SERVICE_DEFAULTS);
+    sort_ports(&mut v);
+    drop_empty(&mut v);
+    v
+}
+
+fn normalized_task(spec: &TaskSpec) -> Value {
+    let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    normalize_task_value(&mut v);
+    drop_empty(&mut v);
+    v
+}
+
+fn normalize_task_value(v: &mut Value) {
+    remove_defaults(v, TASK_DEFAULTS);
+    // ForceUpdate counts `docker service update --force`; 0 is the same as absent.
+    if v.get("ForceUpdate").and_then(Value::as_u64) == Some(0) {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("ForceUpdate");
+        }
+    }
+}
+
+/// Removes each field that holds the Engine's default: leaving it out means the same.
+fn remove_defaults(v: &mut Value, defaults: &[(&[&str], &str)]) {
+    for (path, default) in defaults {
+        let Some((last, parents)) = path.split_last() else { continue };
+        let pointer: String = parents.iter().map(|p| format!("/{p}")).collect();
+        if let Some(Value::Object(parent)) = v.pointer_mut(&pointer) {
+            if parent.get(*last).and_then(Value::as_str) == Some(*default) {
+                parent.remove(*last);
+            }
+        }
+    }
+}
+
+/// Ports are a set to the user; the Engine may report them in another order.
+fn sort_ports(v: &mut Value) {
+    if let Some(Value::Array(ports)) = v.pointer_mut("/EndpointSpec/Ports") {
+        ports.sort_by_key(|p| (p.get("TargetPort").and_then(Value::as_i64), p["Protocol"].to_string(), p.get("PublishedPort").and_then(Value::as_i64)));
+    }
+}
+
+/// Null, empty lists and empty objects say nothing; the Engine drops or adds them freely.
+fn drop_empty(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.values_mut().for_each(drop_empty);
+            map.retain(|_, x| !is_empty(x));
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_empty),
+        _ => {}
+    }
+}
+
+fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        _ => false,
+    }
+}
+
+fn diff_values(path: &str, desired: &Value, actual: &Value, out: &mut Vec<String>) {
+    if desired == actual {
+        return;
+    }
+    match (desired, actual) {
+        (Value::Object(d), Value::Object(a)) => {
+            let mut keys: Vec<&String> = d.keys().chain(a.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let dv = d.get(k).unwrap_or(&Value::Null);
+                let av = a.get(k).unwrap_or(&Value::Null);
+                diff_values(&child, dv, av, out);
+            }
+        }
+        _ => out.push(if path.is_empty() { "(spec)".to_string() } else { path.to_string() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> ServiceSpec {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn desired() -> Value {
+        json!({
+            "Name": "web", "Labels": {"a": "b"},
+            "TaskTemplate": {"ContainerSpec": {"Image": "img:1", "Env": ["A=1"]}},
+            "Mode": {"Replicated": {"Replicas": 3}},
+            "EndpointSpec": {"Ports": [
+                {"Protocol": "tcp", "TargetPort": 80, "PublishedPort": 8080, "PublishMode": "ingress"},
+                {"Protocol": "udp", "TargetPort": 53, "PublishedPort": 53, "PublishMode": "host"}
+            ]}
+        })
+    }
+
+    /// What Engine 20.10 reports for `desired()`, verbatim from an inspect.
+    fn as_engine_reports() -> Value {
+        let mut v = desired();
+        v["TaskTemplate"]["ContainerSpec"]["Isolation"] = json!("default");
+        v["TaskTemplate"]["ForceUpdate"] = json!(0);
+        v["TaskTemplate"]["Runtime"] = json!("container");
+        v["EndpointSpec"]["Mode"] = json!("vip");
+        v
+    }
+
+    #[test]
+    fn engine_defaults_are_not_differences() {
+        assert_eq!(spec_differences(&spec(desired()), &spec(as_engine_reports())), Vec::<String>::new());
+    }
+
+    #[test]
+    fn runtime_other_than_container_is_a_difference() {
+        let mut actual = as_engine_reports();
+        actual["TaskTemplate"]["Runtime"] = json!("plugin");
+        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["TaskTemplate.Runtime"]);
+    }
+
+    #[test]
+    fn isolation_other_than_default_is_a_difference() {
+        let mut actual = as_engine_reports();
+        actual["TaskTemplate"]["ContainerSpec"]["Isolation"] = json!("process");
+        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["TaskTemplate.ContainerSpec.Isolation"]);
+    }
+
+    #[test]
+    fn forced_update_counter_is_a_difference() {
+        let mut actual = as_engine_reports();
+        actual["TaskTemplate"]["ForceUpdate"] = json!(2);
+        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["TaskTemplate.ForceUpdate"]);
+    }
+
+    #[test]
+    fn dnsrr_endpoint_mode_is_a_difference() {
+        let mut actual = as_engine_reports();
+        actual["EndpointSpec"]["Mode"] = json!("dnsrr");
+        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["EndpointSpec.Mode"]);
+    }
+
+    #[test]
+    fn port_order_is_not_a_difference() {
+        let mut actual = as_engine_reports();
+        let ports = actual["EndpointSpec"]["Ports"].as_array_mut().unwrap();
+        ports.reverse();
+        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn empty_lists_and_maps_are_not_differences() {
+        let mut actual = as_engine_reports();
+        actual["TaskTemplate"]["ContainerSpec"]["Args"] = json!([]);
+        actual["TaskTemplate"]["ContainerSpec"]["Labels"] = json!({});
+        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn out_of_band_changes_are_named() {
+        let mut actual = as_engine_reports();
+        actual["TaskTemplate"]["ContainerSpec"]["Image"] = json!("img:2");
+        actual["TaskTemplate"]["ContainerSpec"]["Env"] = json!([]);
+        actual["Mode"]["Replicated"]["Replicas"] = json!(1);
+        actual["Labels"]["extra"] = json!("x");
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            ["Labels.extra", "Mode.Replicated.Replicas", "TaskTemplate.ContainerSpec.Env", "TaskTemplate.ContainerSpec.Image"]
+        );
+    }
+
+    #[test]
+    fn task_spec_without_runtime_is_current() {
+        // Tasks report their spec without the Runtime the service's TaskTemplate carries.
+        let template: TaskSpec = serde_json::from_value(as_engine_reports()["TaskTemplate"].clone()).unwrap();
+        let task: TaskSpec = serde_json::from_value(
+            json!({"ContainerSpec": {"Image": "img:1", "Env": ["A=1"], "Isolation": "default"}, "ForceUpdate": 0}),
+        )
+        .unwrap();
+        assert!(task_is_current(&task, &template));
+        let old: TaskSpec = serde_json::from_value(json!({"ContainerSpec": {"Image": "img:0", "Env": ["A=1"]}})).unwrap();
+        assert!(!task_is_current(&old, &template));
+    }
+}

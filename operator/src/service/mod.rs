@@ -1,0 +1,9 @@
+//! The SwarmService controller: `observe -> build -> compare -> apply -> update_status`.
+//! Only `reconcile.rs` touches the network; `build`, `diff` and `tasks` are pure.
+
+pub mod build;
+pub mod diff;
+mod reconcile;
+pub mod tasks;
+
+pub use reconcile::{FINALIZER, error_policy, reconcile, run};

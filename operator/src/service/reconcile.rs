@@ -1,0 +1,251 @@
+//! Reconcile of one SwarmService: find the Swarm service by name, create or update it when it
+//! differs, assess its tasks, write status only when it changed. Deletion goes through a finalizer.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::{Action, Config as ControllerConfig, Controller},
+        events::EventType,
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use serde_json::json;
+use swarm_operator_crds::{
+    SwarmService, SwarmServiceStatus,
+    conditions::{
+        REASON_ENGINE_ERROR, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING, REASON_RUNNING,
+        REASON_TASKS_FAILING,
+    },
+};
+use tracing::{debug, info, warn};
+
+use super::{build, diff, tasks};
+use crate::{
+    conditions::{self, Summary},
+    context::Context,
+    error::{Error, cause_chain},
+    labels::{Ownership, ownership},
+};
+
+pub const FINALIZER: &str = "swarmoperator.io/cleanup";
+const FIELD_MANAGER: &str = "swarm-operator";
+
+/// Runs the SwarmService controller until a shutdown signal.
+pub async fn run(ctx: Arc<Context>, concurrency: u16) {
+    let api = Api::<SwarmService>::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, action)) => debug!(object = %obj, ?action, "reconciled"),
+                Err(e) => debug!(error = %cause_chain(&e), "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+pub async fn reconcile(svc: Arc<SwarmService>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = svc.namespace().unwrap_or_default();
+    let api: Api<SwarmService> = Api::namespaced(ctx.client.clone(), &ns);
+    let object = format!("SwarmService {ns}/{}", svc.name_any());
+    let action = finalizer(&api, FINALIZER, svc.clone(), |event| async {
+        match event {
+            Finalizer::Apply(svc) => apply(&svc, &ctx, &api).await,
+            Finalizer::Cleanup(svc) => cleanup(&svc, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer { object, source: Box::new(e) })?;
+    ctx.succeeded(&ObjectRef::from_obj(svc.as_ref()));
+    Ok(action)
+}
+
+pub fn error_policy(svc: Arc<SwarmService>, err: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(svc.as_ref());
+    if err.waits_for_change() {
+        warn!(%object, error = %cause_chain(err), "waiting for a spec change");
+        return Action::await_change();
+    }
+    let delay = ctx.backoff(&object);
+    warn!(%object, error = %cause_chain(err), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// One pass's outcome: what status says and when to look again.
+struct Pass {
+    summary: Summary,
+    service_id: Option<String>,
+    replicas: Option<(i32, i32)>,
+    requeue: Duration,
+}
+
+async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Result<Action, Error> {
+    match converge(svc, ctx).await {
+        Ok(pass) => {
+            announce_transition(svc, ctx, &pass.summary).await;
+            write_status(svc, api, status_for(svc, &pass)).await?;
+            Ok(Action::requeue(pass.requeue))
+        }
+        Err(err) => {
+            // Say it where the user looks, then let the error policy back off.
+            let summary = match &err {
+                Error::Engine(e) if e.is_invalid_spec() => {
+                    Summary::Stalled { reason: REASON_INVALID_SPEC, message: e.engine_message() }
+                }
+                Error::Engine(e) => Summary::Reconciling { reason: REASON_ENGINE_ERROR, message: e.engine_message() },
+                other => Summary::Reconciling { reason: REASON_ENGINE_ERROR, message: other.to_string() },
+            };
+            let previous = svc.status.clone().unwrap_or_default();
+            let pass = Pass {
+                summary,
+                service_id: previous.service_id.clone(),
+                replicas: previous.replicas.zip(previous.desired_replicas),
+                requeue: Duration::ZERO,
+            };
+            if let Err(e) = write_status(svc, api, status_for(svc, &pass)).await {
+                warn!(error = %cause_chain(&e), "could not record the failure in status");
+            }
+            let reason = pass.summary.reason();
+            ctx.publish(svc, EventType::Warning, reason, "Reconcile", cause_chain(&err)).await;
+            Err(err)
+        }
+    }
+}
+
+async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
+    let name = svc.service_name();
+    let desired = build::service_spec(svc);
+    let id = match ctx.engine.find_service(&name).await? {
+        None => {
+            let id = ctx.engine.create_service(desired).await?;
+            info!(service = %name, id = %id, "created Swarm service");
+            ctx.publish(svc, EventType::Normal, "Created", "Create", format!("Created Swarm service {name} ({id})"))
+                .await;
+            id
+        }
+        Some(existing) => {
+            let labels = existing.spec.as_ref().and_then(|s| s.labels.as_ref());
+            let owner = ownership(svc, labels);
+            if owner != Ownership::Ours {
+                return Ok(name_conflict(ctx, &name, owner));
+            }
+            let id = existing.id.clone().unwrap_or_default();
+            let changed = diff::spec_differences(&desired, &existing.spec.clone().unwrap_or_default());
+            if !changed.is_empty() {
+                let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+                ctx.engine.update_service(&id, version, desired).await?;
+                report_update(svc, ctx, &name, &changed).await;
+            }
+            id
+        }
+    };
+    let service = ctx.engine.inspect_service(&id).await?;
+    let tasks = ctx.engine.service_tasks(&id).await?;
+    let assessment = tasks::assess(&service, &tasks);
+    let (summary, requeue) = match assessment.health {
+        tasks::Health::Converged => (
+            Summary::Ready {
+                reason: REASON_RUNNING,
+                message: format!("{}/{} tasks running", assessment.running, assessment.desired),
+            },
+            ctx.settings.resync_interval,
+        ),
+        tasks::Health::Progressing(message) => {
+            (Summary::Reconciling { reason: REASON_PROGRESSING, message }, ctx.settings.progress_interval)
+        }
+        tasks::Health::Failing(message) => {
+            (Summary::Stalled { reason: REASON_TASKS_FAILING, message }, ctx.settings.progress_interval * 5)
+        }
+    };
+    Ok(Pass { summary, service_id: Some(id), replicas: Some((assessment.running, assessment.desired)), requeue })
+}
+
+fn name_conflict(ctx: &Context, name: &str, owner: Ownership) -> Pass {
+    let holder = match owner {
+        Ownership::Other { namespace, name } => format!("SwarmService {namespace}/{name}"),
+        _ => "something other than swarm-operator".to_string(),
+    };
+    Pass {
+        summary: Summary::Stalled {
+            reason: REASON_NAME_CONFLICT,
+            message: format!(
+                "a Swarm service named {name} already exists and belongs to {holder}; it is left untouched. \
+                 Remove it or set spec.serviceName to another name"
+            ),
+        },
+        service_id: None,
+        replicas: None,
+        requeue: ctx.settings.resync_interval,
+    }
+}
+
+/// An update on a generation already applied means someone changed the Swarm service out of band.
+async fn report_update(svc: &SwarmService, ctx: &Context, name: &str, changed: &[String]) {
+    let fields = changed.join(", ");
+    let applied = svc.status.as_ref().and_then(|s| s.observed_generation) == svc.metadata.generation;
+    if applied {
+        warn!(service = %name, %fields, "reverting out-of-band change");
+        let note = format!("Swarm service {name} was changed outside swarm-operator; reverted {fields}");
+        ctx.publish(svc, EventType::Warning, "DriftReverted", "Update", note).await;
+    } else {
+        info!(service = %name, %fields, "updated Swarm service");
+        ctx.publish(svc, EventType::Normal, "Updated", "Update", format!("Updated Swarm service {name}: {fields}")).await;
+    }
+}
+
+/// Warning events for entering a stalled state, once per transition rather than every pass.
+async fn announce_transition(svc: &SwarmService, ctx: &Context, summary: &Summary) {
+    let Summary::Stalled { reason, message } = summary else { return };
+    let before = svc.status.as_ref().and_then(|s| {
+        s.conditions.iter().find(|c| c.type_ == swarm_operator_crds::conditions::STALLED).map(|c| (c.status.clone(), c.reason.clone()))
+    });
+    if before != Some(("True".into(), reason.to_string())) {
+        ctx.publish(svc, EventType::Warning, reason, "Reconcile", message.clone()).await;
+    }
+}
+
+fn status_for(svc: &SwarmService, pass: &Pass) -> SwarmServiceStatus {
+    let previous = svc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    SwarmServiceStatus {
+        observed_generation: svc.metadata.generation,
+        conditions: conditions::conditions(previous, svc.metadata.generation, &pass.summary),
+        service_name: Some(svc.service_name()),
+        service_id: pass.service_id.clone(),
+        replicas: pass.replicas.map(|r| r.0),
+        desired_replicas: pass.replicas.map(|r| r.1),
+    }
+}
+
+/// Server-side applies the status, skipping the write when nothing changed.
+async fn write_status(svc: &SwarmService, api: &Api<SwarmService>, status: SwarmServiceStatus) -> Result<(), Error> {
+    if svc.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let patch = json!({"apiVersion": "swarmoperator.io/v1alpha1", "kind": "SwarmService", "status": status});
+    api.patch_status(&svc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
+        .await
+        .map_err(|source| Error::Kube { operation: "patch status", object: svc.name_any(), source })?;
+    Ok(())
+}
+
+async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
+    let name = svc.service_name();
+    if let Some(existing) = ctx.engine.find_service(&name).await? {
+        let labels = existing.spec.as_ref().and_then(|s| s.labels.as_ref());
+        if ownership(svc, labels) == Ownership::Ours {
+            let id = existing.id.unwrap_or_default();
+            ctx.engine.remove_service(&id).await?;
+            info!(service = %name, %id, "removed Swarm service");
+            ctx.publish(svc, EventType::Normal, "Deleted", "Delete", format!("Removed Swarm service {name} ({id})")).await;
+        }
+    }
+    Ok(Action::await_change())
+}

@@ -1,0 +1,202 @@
+//! The one place that talks to the Docker Engine API: connection and version negotiation, every call
+//! the reconcilers make, and retries on "update out of sequence". Calls are by object ID once known;
+//! names are resolved by exact match because the Engine also accepts ID prefixes as names.
+
+use std::collections::HashMap;
+
+use bollard::{
+    Docker,
+    models::{Service, ServiceSpec, Task},
+    query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions},
+};
+use tracing::{debug, warn};
+
+/// Oldest Engine API this operator speaks: Debian bookworm's docker.io 20.10 (API 1.41).
+pub const MIN_API_VERSION: (usize, usize) = (1, 41);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot connect to the Docker Engine at {host}: {source}")]
+    Connect {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the Docker Engine at {host} speaks API {version}, older than the 1.41 this operator needs")]
+    TooOld { host: String, version: String },
+    #[error("Engine API {operation} {object}: {source}")]
+    Call {
+        operation: &'static str,
+        object: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+impl EngineError {
+    fn call(operation: &'static str, object: &str, source: bollard::errors::Error) -> Self {
+        EngineError::Call { operation, object: object.to_string(), source }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            EngineError::Call {
+                source: bollard::errors::Error::DockerResponseServerError { status_code, .. },
+                ..
+            } => Some(*status_code),
+            _ => None,
+        }
+    }
+
+    /// The message the Engine itself gave, for conditions users read.
+    pub fn engine_message(&self) -> String {
+        match self {
+            EngineError::Call {
+                source: bollard::errors::Error::DockerResponseServerError { message, .. },
+                ..
+            } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// 409: a name already taken (create) or a stale version index (update).
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+
+    pub fn is_out_of_sequence(&self) -> bool {
+        self.engine_message().contains("update out of sequence")
+    }
+
+    /// 400: the Engine rejected the spec itself; retrying the same spec cannot succeed.
+    pub fn is_invalid_spec(&self) -> bool {
+        self.status() == Some(400)
+    }
+}
+
+/// A connection to one Swarm manager.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    host: String,
+}
+
+const UPDATE_RETRIES: usize = 5;
+
+impl Engine {
+    /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://host:2375`, or DOCKER_HOST when None)
+    /// and negotiates the API version down to what the Engine speaks.
+    pub async fn connect(host: Option<&str>) -> Result<Self, EngineError> {
+        let host = host
+            .map(str::to_string)
+            .or_else(|| std::env::var("DOCKER_HOST").ok())
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+        let connect_err = |source| EngineError::Connect { host: host.clone(), source };
+        let docker = Docker::connect_with_host(&host).map_err(connect_err)?;
+        let docker = docker.negotiate_version().await.map_err(connect_err)?;
+        let version = docker.client_version();
+        if (version.major_version, version.minor_version) < MIN_API_VERSION {
+            return Err(EngineError::TooOld { host, version: version.to_string() });
+        }
+        debug!(%host, api = %version, "connected to the Docker Engine");
+        Ok(Engine { docker, host })
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn api_version(&self) -> String {
+        self.docker.client_version().to_string()
+    }
+
+    /// The service named exactly `name`, if any.
+    pub async fn find_service(&self, name: &str) -> Result<Option<Service>, EngineError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let services = self
+            .docker
+            .list_services(Some(ListServicesOptions { filters: Some(filters), status: None }))
+            .await
+            .map_err(|e| EngineError::call("list services", name, e))?;
+        Ok(services.into_iter().find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
+    }
+
+    /// Services carrying `label` (`key` or `key=value`), e.g. the owner label.
+    pub async fn services_with_label(&self, label: &str) -> Result<Vec<Service>, EngineError> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        self.docker
+            .list_services(Some(ListServicesOptions { filters: Some(filters), status: None }))
+            .await
+            .map_err(|e| EngineError::call("list services", label, e))
+    }
+
+    /// Creates the service and returns its ID.
+    pub async fn create_service(&self, spec: ServiceSpec) -> Result<String, EngineError> {
+        let name = spec.name.clone().unwrap_or_default();
+        let created = self
+            .docker
+            .create_service(spec, None)
+            .await
+            .map_err(|e| EngineError::call("create service", &name, e))?;
+        log_warnings(&name, created.warnings.as_deref());
+        Ok(created.id.unwrap_or_default())
+    }
+
+    /// Replaces the service's spec. On "update out of sequence" (someone else wrote in between) it
+    /// reads the fresh version index and tries again: the spec given is the whole desired state.
+    pub async fn update_service(&self, id: &str, mut version: u64, spec: ServiceSpec) -> Result<(), EngineError> {
+        let mut attempt = 0;
+        loop {
+            let options = UpdateServiceOptions { version: version as i32, ..Default::default() };
+            match self.docker.update_service(id, spec.clone(), options, None).await {
+                Ok(response) => {
+                    log_warnings(id, response.warnings.as_deref());
+                    return Ok(());
+                }
+                Err(e) => {
+                    let err = EngineError::call("update service", id, e);
+                    attempt += 1;
+                    if !err.is_out_of_sequence() || attempt >= UPDATE_RETRIES {
+                        return Err(err);
+                    }
+                    debug!(service = id, attempt, "update out of sequence, retrying with a fresh version");
+                    version = self.inspect_service(id).await?.version.and_then(|v| v.index).unwrap_or(0);
+                }
+            }
+        }
+    }
+
+    pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
+        self.docker.inspect_service(id, None).await.map_err(|e| EngineError::call("inspect service", id, e))
+    }
+
+    /// Removes the service; one that is already gone counts as removed.
+    pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
+        match self.docker.delete_service(id).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = EngineError::call("remove service", id, e);
+                if err.is_not_found() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    /// Every task of the service, current and past (Swarm keeps a few per slot).
+    pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
+        let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
+        self.docker
+            .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
+            .await
+            .map_err(|e| EngineError::call("list tasks", service_id, e))
+    }
+}
+
+fn log_warnings(object: &str, warnings: Option<&[String]>) {
+    for warning in warnings.unwrap_or_default() {
+        warn!(swarm_object = object, "Engine warning: {warning}");
+    }
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the test images locally (no registry is reachable): FROM scratch with Debian's busybox-static.
+# swarm-operator-test/whoami:1 and :2 differ only in the version they report, for rolling updates.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+DOCKER="${DOCKER:-docker}"
+ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT
+cp "$here"/tests/images/whoami/* "$ctx/"
+cp /bin/busybox "$ctx/busybox"
+file "$ctx/busybox" 2>/dev/null | grep -q "statically linked" || { echo "/bin/busybox is not static: install busybox-static" >&2; exit 1; }
+for v in 1 2; do
+  if ! "$DOCKER" image inspect "swarm-operator-test/whoami:$v" >/dev/null 2>&1 || [ -n "${REBUILD_IMAGES:-}" ]; then
+    DOCKER_BUILDKIT=0 "$DOCKER" build -q --build-arg "VERSION=$v" -t "swarm-operator-test/whoami:$v" "$ctx" >/dev/null
+  fi
+done
+echo "images: swarm-operator-test/whoami:1 swarm-operator-test/whoami:2" >&2

@@ -1,0 +1,148 @@
+# Shared by scripts/up.sh, scripts/test.sh and scripts/down.sh: bring the real parts up from nothing
+# (Debian packages, dockerd in swarm mode, etcd + kube-apiserver as envtest runs them) and reuse what
+# already runs. Sourced, not executed.
+# shellcheck shell=bash
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KUBECTL="${KUBECTL:-$(command -v kubectl.1.33 || ls /usr/lib/google-cloud-sdk/bin/kubectl.1.33 2>/dev/null || command -v kubectl)}"
+# Debian's docker.io puts its CLI in /usr/bin; any docker CLI works, the API version is negotiated.
+DOCKER="${DOCKER:-$(command -v docker)}"
+
+log() { printf '\033[1m[%s]\033[0m %s\n' "${LOG_TAG:-swarm-operator}" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+timed() { local t=$SECONDS; "$@"; log "  ($1 took $((SECONDS - t))s)"; }
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local limit=$1 what=$2; shift 2
+  local end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $end ] || die "timed out after ${limit}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+ensure_packages() {
+  local missing=()
+  command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing+=(docker.io)
+  [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q "statically linked" || missing+=(busybox-static)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v file >/dev/null || missing+=(file)
+  command -v go >/dev/null || missing+=(golang-go)
+  command -v nsenter >/dev/null || missing+=(util-linux)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  DOCKER="${DOCKER:-$(command -v docker)}"
+  [ -n "$DOCKER" ] || DOCKER=/usr/bin/docker
+  [ -n "$KUBECTL" ] || die "kubectl not found (looked for kubectl.1.33 and kubectl)"
+}
+
+# dockerd from Debian's docker.io, started here when nothing answers on the socket, then swarm init.
+docker_up() {
+  if ! "$DOCKER" info >/dev/null 2>&1; then
+    log "starting dockerd (log: /var/log/swarm-operator-dockerd.log)"
+    local dockerd; dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+    setsid nohup "$dockerd" >/var/log/swarm-operator-dockerd.log 2>&1 < /dev/null &
+    wait_for 60 "dockerd" "$DOCKER" info
+  fi
+  if [ "$("$DOCKER" info --format '{{.Swarm.LocalNodeState}}')" != "active" ]; then
+    local addr; addr=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\1/p')
+    log "docker swarm init --advertise-addr ${addr:-127.0.0.1}"
+    "$DOCKER" swarm init --advertise-addr "${addr:-127.0.0.1}" >/dev/null
+  fi
+}
+
+has_ipvs() { [ -e /proc/net/ip_vs ] || modprobe -q ip_vs 2>/dev/null && [ -e /proc/net/ip_vs ]; }
+
+# kube-apiserver + etcd, as controller-runtime's envtest runs them, under $STATE with its own ports.
+# Variables: STATE, APISERVER_PORT, ETCD_PORT.
+kube_up() {
+  local certs="$STATE/certs" kc="$STATE/kubeconfig"
+  mkdir -p "$certs" "$STATE/logs"
+  if [ -f "$kc" ] && "$KUBECTL" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1; then
+    log "API server already up on 127.0.0.1:$APISERVER_PORT (reused)"; return 0
+  fi
+  local bins; bins=$(timed "$REPO/scripts/k8s-bins.sh") || die "building kube-apiserver/etcd failed"
+  [ -f "$certs/ca.crt" ] || make_certs "$certs"
+  if ! pid_alive "$STATE/etcd.pid"; then
+    log "starting etcd on 127.0.0.1:$ETCD_PORT"
+    setsid nohup "$bins/etcd" --name default --data-dir "$STATE/etcd" \
+      --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+      --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+      --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 1))" \
+      --unsafe-no-fsync --log-level warn >"$STATE/logs/etcd.log" 2>&1 < /dev/null &
+    echo $! > "$STATE/etcd.pid"
+    wait_for 30 "etcd" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+  fi
+  if ! pid_alive "$STATE/apiserver.pid"; then
+    log "starting kube-apiserver on 127.0.0.1:$APISERVER_PORT"
+    setsid nohup "$bins/kube-apiserver" \
+      --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+      --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
+      --tls-cert-file "$certs/apiserver.crt" --tls-private-key-file "$certs/apiserver.key" \
+      --client-ca-file "$certs/ca.crt" \
+      --service-account-issuer "https://127.0.0.1:$APISERVER_PORT" \
+      --service-account-key-file "$certs/sa.pub" --service-account-signing-key-file "$certs/sa.key" \
+      --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --allow-privileged=true \
+      --disable-admission-plugins ServiceAccount \
+      --cert-dir "$certs" >"$STATE/logs/kube-apiserver.log" 2>&1 < /dev/null &
+    echo $! > "$STATE/apiserver.pid"
+  fi
+  write_kubeconfig "$kc" "$certs"
+  wait_for 90 "kube-apiserver /readyz (log: $STATE/logs/kube-apiserver.log)" \
+    "$KUBECTL" --kubeconfig "$kc" get --raw /readyz
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+make_certs() {
+  local d=$1
+  log "generating a CA, serving and client certificates and a service-account key in $d"
+  (
+    cd "$d"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=swarm-operator-local-ca" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' > apiserver.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile apiserver.ext 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=admin" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' > admin.ext
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 3650 -extfile admin.ext 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+write_kubeconfig() {
+  local kc=$1 certs=$2
+  cat > "$kc" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: swarm-operator-local
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(base64 -w0 < "$certs/ca.crt")
+users:
+- name: admin
+  user:
+    client-certificate-data: $(base64 -w0 < "$certs/admin.crt")
+    client-key-data: $(base64 -w0 < "$certs/admin.key")
+contexts:
+- name: swarm-operator-local
+  context: {cluster: swarm-operator-local, user: admin, namespace: default}
+current-context: swarm-operator-local
+KC
+}
+
+kube_down() {
+  local f
+  for f in apiserver etcd operator; do
+    if pid_alive "$STATE/$f.pid"; then kill "$(cat "$STATE/$f.pid")" 2>/dev/null || true; fi
+    rm -f "$STATE/$f.pid"
+  done
+}
