@@ -10,7 +10,9 @@ cp /bin/busybox "$ctx/busybox"
 file "$ctx/busybox" 2>/dev/null | grep -q "statically linked" || { echo "/bin/busybox is not static: install busybox-static" >&2; exit 1; }
 for v in 1 2; do
   if ! "$DOCKER" image inspect "swarm-operator-test/whoami:$v" >/dev/null 2>&1 || [ -n "${REBUILD_IMAGES:-}" ]; then
-    DOCKER_BUILDKIT=0 "$DOCKER" build -q --build-arg "VERSION=$v" -t "swarm-operator-test/whoami:$v" "$ctx" >/dev/null
+    # The legacy builder needs no buildx plugin; its deprecation notice goes to the log with the rest.
+    DOCKER_BUILDKIT=0 "$DOCKER" build -q --build-arg "VERSION=$v" -t "swarm-operator-test/whoami:$v" "$ctx" \
+      >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
   fi
 done
 echo "images: swarm-operator-test/whoami:1 swarm-operator-test/whoami:2" >&2

@@ -20,12 +20,19 @@ use serde::{Deserialize, Serialize};
     doc = "A Docker Swarm service managed through the Kubernetes API",
     derive = "PartialEq",
     derive = "Default",
-    scale(spec_replicas_path = ".spec.replicas", status_replicas_path = ".status.replicas"),
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
     printcolumn(name = "Service", type_ = "string", json_path = ".status.serviceName"),
     printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
     printcolumn(name = "Running", type_ = "integer", json_path = ".status.replicas"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new(
@@ -35,7 +42,10 @@ use serde::{Deserialize, Serialize};
 pub struct SwarmServiceSpec {
     /// Name of the Swarm service. Defaults to metadata.name; cannot be changed later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
+    )]
     pub service_name: Option<String>,
 
     /// Image to run, e.g. `traefik/whoami:v1.10` or `registry.example:5000/app@sha256:...`.
@@ -155,6 +165,9 @@ pub struct SwarmServiceStatus {
 impl SwarmService {
     /// The Swarm service name: spec.serviceName, else metadata.name.
     pub fn service_name(&self) -> String {
-        self.spec.service_name.clone().unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+        self.spec
+            .service_name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 }

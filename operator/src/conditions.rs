@@ -25,9 +25,9 @@ impl Summary {
     }
     pub fn reason(&self) -> &'static str {
         match self {
-            Summary::Ready { reason, .. } | Summary::Reconciling { reason, .. } | Summary::Stalled { reason, .. } => {
-                reason
-            }
+            Summary::Ready { reason, .. }
+            | Summary::Reconciling { reason, .. }
+            | Summary::Stalled { reason, .. } => reason,
         }
     }
     pub fn message(&self) -> &str {
@@ -45,7 +45,11 @@ pub fn conditions(previous: &[Condition], generation: Option<i64>, summary: &Sum
     let flag = |on: bool| if on { "True" } else { "False" };
     let wanted = [
         (READY, flag(summary.is_ready()), reason),
-        (RECONCILING, flag(matches!(summary, Summary::Reconciling { .. })), reason),
+        (
+            RECONCILING,
+            flag(matches!(summary, Summary::Reconciling { .. })),
+            reason,
+        ),
         (STALLED, flag(matches!(summary, Summary::Stalled { .. })), reason),
     ];
     wanted
@@ -74,7 +78,10 @@ mod tests {
 
     #[test]
     fn unchanged_summary_gives_identical_conditions() {
-        let s = Summary::Ready { reason: "Running", message: "3/3 tasks running".into() };
+        let s = Summary::Ready {
+            reason: "Running",
+            message: "3/3 tasks running".into(),
+        };
         let first = conditions(&[], Some(2), &s);
         std::thread::sleep(std::time::Duration::from_millis(5));
         assert_eq!(conditions(&first, Some(2), &s), first);
@@ -82,13 +89,29 @@ mod tests {
 
     #[test]
     fn transition_time_moves_only_with_status() {
-        let progressing = Summary::Reconciling { reason: "Progressing", message: "1/3".into() };
+        let progressing = Summary::Reconciling {
+            reason: "Progressing",
+            message: "1/3".into(),
+        };
         let first = conditions(&[], Some(1), &progressing);
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let ready = conditions(&first, Some(1), &Summary::Ready { reason: "Running", message: "3/3".into() });
+        let ready = conditions(
+            &first,
+            Some(1),
+            &Summary::Ready {
+                reason: "Running",
+                message: "3/3".into(),
+            },
+        );
         let get = |cs: &[Condition], t: &str| cs.iter().find(|c| c.type_ == t).cloned().unwrap();
-        assert_ne!(get(&ready, READY).last_transition_time, get(&first, READY).last_transition_time);
-        assert_eq!(get(&ready, STALLED).last_transition_time, get(&first, STALLED).last_transition_time);
+        assert_ne!(
+            get(&ready, READY).last_transition_time,
+            get(&first, READY).last_transition_time
+        );
+        assert_eq!(
+            get(&ready, STALLED).last_transition_time,
+            get(&first, STALLED).last_transition_time
+        );
         assert_eq!(get(&ready, READY).status, "True");
         assert_eq!(get(&ready, RECONCILING).status, "False");
     }

@@ -49,7 +49,9 @@ impl Context {
     pub fn new(client: Client, engine: Engine, settings: Settings) -> Self {
         let reporter = Reporter {
             controller: "swarm-operator".into(),
-            instance: std::env::var("POD_NAME").ok().or_else(|| std::env::var("HOSTNAME").ok()),
+            instance: std::env::var("POD_NAME")
+                .ok()
+                .or_else(|| std::env::var("HOSTNAME").ok()),
         };
         Context {
             recorder: Recorder::new(client.clone(), reporter),
@@ -65,7 +67,13 @@ impl Context {
     where
         K: Resource<DynamicType = ()>,
     {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(error = %e, reason, "could not publish event");
         }
@@ -79,7 +87,10 @@ impl Context {
             *n = n.saturating_add(1);
             *n
         };
-        let base = self.settings.min_backoff.saturating_mul(1u32 << attempts.min(16).saturating_sub(1));
+        let base = self
+            .settings
+            .min_backoff
+            .saturating_mul(1u32 << attempts.min(16).saturating_sub(1));
         let capped = base.min(self.settings.max_backoff);
         // Up to +50% jitter so objects failing together do not retry in lockstep.
         let jitter = rand::rng().random_range(0.0..0.5);
@@ -88,6 +99,9 @@ impl Context {
 
     /// Forgets `obj`'s failures after a successful pass.
     pub fn succeeded<K: Resource<DynamicType = ()>>(&self, obj: &ObjectRef<K>) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(&obj.to_string());
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&obj.to_string());
     }
 }

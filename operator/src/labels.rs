@@ -30,10 +30,15 @@ pub enum Ownership {
 }
 
 pub fn ownership<K: Resource>(owner: &K, labels: Option<&HashMap<String, String>>) -> Ownership {
-    let Some(uid) = labels.and_then(|l| l.get(OWNER_UID)) else { return Ownership::Unmanaged };
+    let Some(uid) = labels.and_then(|l| l.get(OWNER_UID)) else {
+        return Ownership::Unmanaged;
+    };
     if owner.uid().as_deref() == Some(uid.as_str()) {
         return Ownership::Ours;
     }
     let get = |k| labels.and_then(|l| l.get(k)).cloned().unwrap_or_default();
-    Ownership::Other { namespace: get(OWNER_NAMESPACE), name: get(OWNER_NAME) }
+    Ownership::Other {
+        namespace: get(OWNER_NAMESPACE),
+        name: get(OWNER_NAME),
+    }
 }

@@ -15,6 +15,9 @@ struct Args {
     /// Seconds between safety-net re-checks of a converged resource.
     #[arg(long, env = "SWARM_OPERATOR_RESYNC_SECONDS", default_value_t = 60)]
     resync_seconds: u64,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
     /// Reconciles running at once.
     #[arg(long, env = "SWARM_OPERATOR_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
@@ -40,9 +43,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
     let engine = Engine::connect(Some(&args.docker_host)).await?;
     info!(docker_host = engine.host(), api_version = %engine.api_version(), "connected to the Docker Engine");
-    let settings = Settings { resync_interval: Duration::from_secs(args.resync_seconds), ..Settings::default() };
+    let settings = Settings {
+        resync_interval: Duration::from_secs(args.resync_seconds),
+        ..Settings::default()
+    };
     let ctx = Arc::new(Context::new(client, engine, settings));
-    service::run(ctx, args.concurrency).await;
+    service::run(ctx, args.namespace.as_deref(), args.concurrency).await;
     info!("shut down");
     Ok(())
 }
@@ -51,5 +57,9 @@ fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" { builder.json().init() } else { builder.init() }
+    if format == "json" {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
 }

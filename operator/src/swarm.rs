@@ -35,7 +35,11 @@ pub enum EngineError {
 
 impl EngineError {
     fn call(operation: &'static str, object: &str, source: bollard::errors::Error) -> Self {
-        EngineError::Call { operation, object: object.to_string(), source }
+        EngineError::Call {
+            operation,
+            object: object.to_string(),
+            source,
+        }
     }
 
     fn status(&self) -> Option<u16> {
@@ -95,12 +99,18 @@ impl Engine {
             .map(str::to_string)
             .or_else(|| std::env::var("DOCKER_HOST").ok())
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
-        let connect_err = |source| EngineError::Connect { host: host.clone(), source };
+        let connect_err = |source| EngineError::Connect {
+            host: host.clone(),
+            source,
+        };
         let docker = Docker::connect_with_host(&host).map_err(connect_err)?;
         let docker = docker.negotiate_version().await.map_err(connect_err)?;
         let version = docker.client_version();
         if (version.major_version, version.minor_version) < MIN_API_VERSION {
-            return Err(EngineError::TooOld { host, version: version.to_string() });
+            return Err(EngineError::TooOld {
+                host,
+                version: version.to_string(),
+            });
         }
         debug!(%host, api = %version, "connected to the Docker Engine");
         Ok(Engine { docker, host })
@@ -119,17 +129,25 @@ impl Engine {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
         let services = self
             .docker
-            .list_services(Some(ListServicesOptions { filters: Some(filters), status: None }))
+            .list_services(Some(ListServicesOptions {
+                filters: Some(filters),
+                status: None,
+            }))
             .await
             .map_err(|e| EngineError::call("list services", name, e))?;
-        Ok(services.into_iter().find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
+        Ok(services
+            .into_iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
     }
 
     /// Services carrying `label` (`key` or `key=value`), e.g. the owner label.
     pub async fn services_with_label(&self, label: &str) -> Result<Vec<Service>, EngineError> {
         let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
         self.docker
-            .list_services(Some(ListServicesOptions { filters: Some(filters), status: None }))
+            .list_services(Some(ListServicesOptions {
+                filters: Some(filters),
+                status: None,
+            }))
             .await
             .map_err(|e| EngineError::call("list services", label, e))
     }
@@ -148,10 +166,18 @@ impl Engine {
 
     /// Replaces the service's spec. On "update out of sequence" (someone else wrote in between) it
     /// reads the fresh version index and tries again: the spec given is the whole desired state.
-    pub async fn update_service(&self, id: &str, mut version: u64, spec: ServiceSpec) -> Result<(), EngineError> {
+    pub async fn update_service(
+        &self,
+        id: &str,
+        mut version: u64,
+        spec: ServiceSpec,
+    ) -> Result<(), EngineError> {
         let mut attempt = 0;
         loop {
-            let options = UpdateServiceOptions { version: version as i32, ..Default::default() };
+            let options = UpdateServiceOptions {
+                version: version as i32,
+                ..Default::default()
+            };
             match self.docker.update_service(id, spec.clone(), options, None).await {
                 Ok(response) => {
                     log_warnings(id, response.warnings.as_deref());
@@ -163,15 +189,26 @@ impl Engine {
                     if !err.is_out_of_sequence() || attempt >= UPDATE_RETRIES {
                         return Err(err);
                     }
-                    debug!(service = id, attempt, "update out of sequence, retrying with a fresh version");
-                    version = self.inspect_service(id).await?.version.and_then(|v| v.index).unwrap_or(0);
+                    debug!(
+                        service = id,
+                        attempt, "update out of sequence, retrying with a fresh version"
+                    );
+                    version = self
+                        .inspect_service(id)
+                        .await?
+                        .version
+                        .and_then(|v| v.index)
+                        .unwrap_or(0);
                 }
             }
         }
     }
 
     pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
-        self.docker.inspect_service(id, None).await.map_err(|e| EngineError::call("inspect service", id, e))
+        self.docker
+            .inspect_service(id, None)
+            .await
+            .map_err(|e| EngineError::call("inspect service", id, e))
     }
 
     /// Removes the service; one that is already gone counts as removed.
@@ -189,7 +226,9 @@ impl Engine {
     pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
         self.docker
-            .list_tasks(Some(ListTasksOptions { filters: Some(filters) }))
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters),
+            }))
             .await
             .map_err(|e| EngineError::call("list tasks", service_id, e))
     }

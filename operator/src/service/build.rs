@@ -15,8 +15,11 @@ pub fn service_spec(svc: &SwarmService) -> ServiceSpec {
     let spec = &svc.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.extend(owner_labels(svc));
-    let env: Vec<String> =
-        spec.env.iter().map(|e| format!("{}={}", e.name, e.value.as_deref().unwrap_or_default())).collect();
+    let env: Vec<String> = spec
+        .env
+        .iter()
+        .map(|e| format!("{}={}", e.name, e.value.as_deref().unwrap_or_default()))
+        .collect();
     ServiceSpec {
         name: Some(svc.service_name()),
         labels: Some(labels),
@@ -31,7 +34,9 @@ pub fn service_spec(svc: &SwarmService) -> ServiceSpec {
             ..Default::default()
         }),
         mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(spec.replicas.unwrap_or(1))) }),
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(i64::from(spec.replicas.unwrap_or(1))),
+            }),
             ..Default::default()
         }),
         endpoint_spec: Some(EndpointSpec {
@@ -105,9 +110,15 @@ spec:
         assert_eq!(ports[0].target_port, Some(80));
         assert_eq!(ports[0].published_port, Some(4567));
         assert_eq!(ports[0].protocol, Some(EndpointPortConfigProtocolEnum::TCP));
-        assert_eq!(ports[0].publish_mode, Some(EndpointPortConfigPublishModeEnum::INGRESS));
+        assert_eq!(
+            ports[0].publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::INGRESS)
+        );
         assert_eq!(ports[1].protocol, Some(EndpointPortConfigProtocolEnum::UDP));
-        assert_eq!(ports[1].publish_mode, Some(EndpointPortConfigPublishModeEnum::HOST));
+        assert_eq!(
+            ports[1].publish_mode,
+            Some(EndpointPortConfigPublishModeEnum::HOST)
+        );
     }
 
     #[test]

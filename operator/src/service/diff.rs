@@ -16,7 +16,12 @@ const SERVICE_DEFAULTS: &[(&[&str], &str)] = &[(&["EndpointSpec", "Mode"], "vip"
 /// Empty when nothing needs writing.
 pub fn spec_differences(desired: &ServiceSpec, actual: &ServiceSpec) -> Vec<String> {
     let mut out = Vec::new();
-    diff_values("", &normalized_service(desired), &normalized_service(actual), &mut out);
+    diff_values(
+        "",
+        &normalized_service(desired),
+        &normalized_service(actual),
+        &mut out,
+    );
     out
 }
 
@@ -57,7 +62,9 @@ fn normalize_task_value(v: &mut Value) {
 /// Removes each field that holds the Engine's default: leaving it out means the same.
 fn remove_defaults(v: &mut Value, defaults: &[(&[&str], &str)]) {
     for (path, default) in defaults {
-        let Some((last, parents)) = path.split_last() else { continue };
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
         let pointer: String = parents.iter().map(|p| format!("/{p}")).collect();
         if let Some(Value::Object(parent)) = v.pointer_mut(&pointer) {
             if parent.get(*last).and_then(Value::as_str) == Some(*default) {
@@ -70,7 +77,13 @@ fn remove_defaults(v: &mut Value, defaults: &[(&[&str], &str)]) {
 /// Ports are a set to the user; the Engine may report them in another order.
 fn sort_ports(v: &mut Value) {
     if let Some(Value::Array(ports)) = v.pointer_mut("/EndpointSpec/Ports") {
-        ports.sort_by_key(|p| (p.get("TargetPort").and_then(Value::as_i64), p["Protocol"].to_string(), p.get("PublishedPort").and_then(Value::as_i64)));
+        ports.sort_by_key(|p| {
+            (
+                p.get("TargetPort").and_then(Value::as_i64),
+                p["Protocol"].to_string(),
+                p.get("PublishedPort").and_then(Value::as_i64),
+            )
+        });
     }
 }
 
@@ -105,13 +118,21 @@ fn diff_values(path: &str, desired: &Value, actual: &Value, out: &mut Vec<String
             keys.sort();
             keys.dedup();
             for k in keys {
-                let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                let child = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
                 let dv = d.get(k).unwrap_or(&Value::Null);
                 let av = a.get(k).unwrap_or(&Value::Null);
                 diff_values(&child, dv, av, out);
             }
         }
-        _ => out.push(if path.is_empty() { "(spec)".to_string() } else { path.to_string() }),
+        _ => out.push(if path.is_empty() {
+            "(spec)".to_string()
+        } else {
+            path.to_string()
+        }),
     }
 }
 
@@ -148,35 +169,50 @@ mod tests {
 
     #[test]
     fn engine_defaults_are_not_differences() {
-        assert_eq!(spec_differences(&spec(desired()), &spec(as_engine_reports())), Vec::<String>::new());
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(as_engine_reports())),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn runtime_other_than_container_is_a_difference() {
         let mut actual = as_engine_reports();
         actual["TaskTemplate"]["Runtime"] = json!("plugin");
-        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["TaskTemplate.Runtime"]);
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            ["TaskTemplate.Runtime"]
+        );
     }
 
     #[test]
     fn isolation_other_than_default_is_a_difference() {
         let mut actual = as_engine_reports();
         actual["TaskTemplate"]["ContainerSpec"]["Isolation"] = json!("process");
-        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["TaskTemplate.ContainerSpec.Isolation"]);
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            ["TaskTemplate.ContainerSpec.Isolation"]
+        );
     }
 
     #[test]
     fn forced_update_counter_is_a_difference() {
         let mut actual = as_engine_reports();
         actual["TaskTemplate"]["ForceUpdate"] = json!(2);
-        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["TaskTemplate.ForceUpdate"]);
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            ["TaskTemplate.ForceUpdate"]
+        );
     }
 
     #[test]
     fn dnsrr_endpoint_mode_is_a_difference() {
         let mut actual = as_engine_reports();
         actual["EndpointSpec"]["Mode"] = json!("dnsrr");
-        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), ["EndpointSpec.Mode"]);
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            ["EndpointSpec.Mode"]
+        );
     }
 
     #[test]
@@ -184,7 +220,10 @@ mod tests {
         let mut actual = as_engine_reports();
         let ports = actual["EndpointSpec"]["Ports"].as_array_mut().unwrap();
         ports.reverse();
-        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), Vec::<String>::new());
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -192,7 +231,10 @@ mod tests {
         let mut actual = as_engine_reports();
         actual["TaskTemplate"]["ContainerSpec"]["Args"] = json!([]);
         actual["TaskTemplate"]["ContainerSpec"]["Labels"] = json!({});
-        assert_eq!(spec_differences(&spec(desired()), &spec(actual)), Vec::<String>::new());
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -204,7 +246,12 @@ mod tests {
         actual["Labels"]["extra"] = json!("x");
         assert_eq!(
             spec_differences(&spec(desired()), &spec(actual)),
-            ["Labels.extra", "Mode.Replicated.Replicas", "TaskTemplate.ContainerSpec.Env", "TaskTemplate.ContainerSpec.Image"]
+            [
+                "Labels.extra",
+                "Mode.Replicated.Replicas",
+                "TaskTemplate.ContainerSpec.Env",
+                "TaskTemplate.ContainerSpec.Image"
+            ]
         );
     }
 
@@ -217,7 +264,8 @@ mod tests {
         )
         .unwrap();
         assert!(task_is_current(&task, &template));
-        let old: TaskSpec = serde_json::from_value(json!({"ContainerSpec": {"Image": "img:0", "Env": ["A=1"]}})).unwrap();
+        let old: TaskSpec =
+            serde_json::from_value(json!({"ContainerSpec": {"Image": "img:0", "Env": ["A=1"]}})).unwrap();
         assert!(!task_is_current(&old, &template));
     }
 }

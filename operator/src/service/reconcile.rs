@@ -36,9 +36,12 @@ use crate::{
 pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 const FIELD_MANAGER: &str = "swarm-operator";
 
-/// Runs the SwarmService controller until a shutdown signal.
-pub async fn run(ctx: Arc<Context>, concurrency: u16) {
-    let api = Api::<SwarmService>::all(ctx.client.clone());
+/// Runs the SwarmService controller until a shutdown signal, over one namespace or all.
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+    let api = match namespace {
+        Some(ns) => Api::<SwarmService>::namespaced(ctx.client.clone(), ns),
+        None => Api::<SwarmService>::all(ctx.client.clone()),
+    };
     Controller::new(api, watcher::Config::default().any_semantic())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
@@ -63,7 +66,10 @@ pub async fn reconcile(svc: Arc<SwarmService>, ctx: Arc<Context>) -> Result<Acti
         }
     })
     .await
-    .map_err(|e| Error::Finalizer { object, source: Box::new(e) })?;
+    .map_err(|e| Error::Finalizer {
+        object,
+        source: Box::new(e),
+    })?;
     ctx.succeeded(&ObjectRef::from_obj(svc.as_ref()));
     Ok(action)
 }
@@ -97,11 +103,18 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
         Err(err) => {
             // Say it where the user looks, then let the error policy back off.
             let summary = match &err {
-                Error::Engine(e) if e.is_invalid_spec() => {
-                    Summary::Stalled { reason: REASON_INVALID_SPEC, message: e.engine_message() }
-                }
-                Error::Engine(e) => Summary::Reconciling { reason: REASON_ENGINE_ERROR, message: e.engine_message() },
-                other => Summary::Reconciling { reason: REASON_ENGINE_ERROR, message: other.to_string() },
+                Error::Engine(e) if e.is_invalid_spec() => Summary::Stalled {
+                    reason: REASON_INVALID_SPEC,
+                    message: e.engine_message(),
+                },
+                Error::Engine(e) => Summary::Reconciling {
+                    reason: REASON_ENGINE_ERROR,
+                    message: e.engine_message(),
+                },
+                other => Summary::Reconciling {
+                    reason: REASON_ENGINE_ERROR,
+                    message: other.to_string(),
+                },
             };
             let previous = svc.status.clone().unwrap_or_default();
             let pass = Pass {
@@ -114,7 +127,8 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
                 warn!(error = %cause_chain(&e), "could not record the failure in status");
             }
             let reason = pass.summary.reason();
-            ctx.publish(svc, EventType::Warning, reason, "Reconcile", cause_chain(&err)).await;
+            ctx.publish(svc, EventType::Warning, reason, "Reconcile", cause_chain(&err))
+                .await;
             Err(err)
         }
     }
@@ -127,8 +141,14 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
         None => {
             let id = ctx.engine.create_service(desired).await?;
             info!(service = %name, id = %id, "created Swarm service");
-            ctx.publish(svc, EventType::Normal, "Created", "Create", format!("Created Swarm service {name} ({id})"))
-                .await;
+            ctx.publish(
+                svc,
+                EventType::Normal,
+                "Created",
+                "Create",
+                format!("Created Swarm service {name} ({id})"),
+            )
+            .await;
             id
         }
         Some(existing) => {
@@ -158,14 +178,27 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
             },
             ctx.settings.resync_interval,
         ),
-        tasks::Health::Progressing(message) => {
-            (Summary::Reconciling { reason: REASON_PROGRESSING, message }, ctx.settings.progress_interval)
-        }
-        tasks::Health::Failing(message) => {
-            (Summary::Stalled { reason: REASON_TASKS_FAILING, message }, ctx.settings.progress_interval * 5)
-        }
+        tasks::Health::Progressing(message) => (
+            Summary::Reconciling {
+                reason: REASON_PROGRESSING,
+                message,
+            },
+            ctx.settings.progress_interval,
+        ),
+        tasks::Health::Failing(message) => (
+            Summary::Stalled {
+                reason: REASON_TASKS_FAILING,
+                message,
+            },
+            ctx.settings.progress_interval * 5,
+        ),
     };
-    Ok(Pass { summary, service_id: Some(id), replicas: Some((assessment.running, assessment.desired)), requeue })
+    Ok(Pass {
+        summary,
+        service_id: Some(id),
+        replicas: Some((assessment.running, assessment.desired)),
+        requeue,
+    })
 }
 
 fn name_conflict(ctx: &Context, name: &str, owner: Ownership) -> Pass {
@@ -194,26 +227,44 @@ async fn report_update(svc: &SwarmService, ctx: &Context, name: &str, changed: &
     if applied {
         warn!(service = %name, %fields, "reverting out-of-band change");
         let note = format!("Swarm service {name} was changed outside swarm-operator; reverted {fields}");
-        ctx.publish(svc, EventType::Warning, "DriftReverted", "Update", note).await;
+        ctx.publish(svc, EventType::Warning, "DriftReverted", "Update", note)
+            .await;
     } else {
         info!(service = %name, %fields, "updated Swarm service");
-        ctx.publish(svc, EventType::Normal, "Updated", "Update", format!("Updated Swarm service {name}: {fields}")).await;
+        ctx.publish(
+            svc,
+            EventType::Normal,
+            "Updated",
+            "Update",
+            format!("Updated Swarm service {name}: {fields}"),
+        )
+        .await;
     }
 }
 
 /// Warning events for entering a stalled state, once per transition rather than every pass.
 async fn announce_transition(svc: &SwarmService, ctx: &Context, summary: &Summary) {
-    let Summary::Stalled { reason, message } = summary else { return };
+    let Summary::Stalled { reason, message } = summary else {
+        return;
+    };
     let before = svc.status.as_ref().and_then(|s| {
-        s.conditions.iter().find(|c| c.type_ == swarm_operator_crds::conditions::STALLED).map(|c| (c.status.clone(), c.reason.clone()))
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == swarm_operator_crds::conditions::STALLED)
+            .map(|c| (c.status.clone(), c.reason.clone()))
     });
     if before != Some(("True".into(), reason.to_string())) {
-        ctx.publish(svc, EventType::Warning, reason, "Reconcile", message.clone()).await;
+        ctx.publish(svc, EventType::Warning, reason, "Reconcile", message.clone())
+            .await;
     }
 }
 
 fn status_for(svc: &SwarmService, pass: &Pass) -> SwarmServiceStatus {
-    let previous = svc.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous = svc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     SwarmServiceStatus {
         observed_generation: svc.metadata.generation,
         conditions: conditions::conditions(previous, svc.metadata.generation, &pass.summary),
@@ -225,14 +276,26 @@ fn status_for(svc: &SwarmService, pass: &Pass) -> SwarmServiceStatus {
 }
 
 /// Server-side applies the status, skipping the write when nothing changed.
-async fn write_status(svc: &SwarmService, api: &Api<SwarmService>, status: SwarmServiceStatus) -> Result<(), Error> {
+async fn write_status(
+    svc: &SwarmService,
+    api: &Api<SwarmService>,
+    status: SwarmServiceStatus,
+) -> Result<(), Error> {
     if svc.status.as_ref() == Some(&status) {
         return Ok(());
     }
     let patch = json!({"apiVersion": "swarmoperator.io/v1alpha1", "kind": "SwarmService", "status": status});
-    api.patch_status(&svc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch))
-        .await
-        .map_err(|source| Error::Kube { operation: "patch status", object: svc.name_any(), source })?;
+    api.patch_status(
+        &svc.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        operation: "patch status",
+        object: svc.name_any(),
+        source,
+    })?;
     Ok(())
 }
 
@@ -244,7 +307,14 @@ async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
             let id = existing.id.unwrap_or_default();
             ctx.engine.remove_service(&id).await?;
             info!(service = %name, %id, "removed Swarm service");
-            ctx.publish(svc, EventType::Normal, "Deleted", "Delete", format!("Removed Swarm service {name} ({id})")).await;
+            ctx.publish(
+                svc,
+                EventType::Normal,
+                "Deleted",
+                "Delete",
+                format!("Removed Swarm service {name} ({id})"),
+            )
+            .await;
         }
     }
     Ok(Action::await_change())

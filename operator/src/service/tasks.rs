@@ -27,7 +27,11 @@ pub enum Health {
 pub fn assess(service: &Service, tasks: &[Task]) -> Assessment {
     let spec = service.spec.clone().unwrap_or_default();
     let template = spec.task_template.clone().unwrap_or_default();
-    let desired = spec.mode.and_then(|m| m.replicated).and_then(|r| r.replicas).unwrap_or(0) as i32;
+    let desired = spec
+        .mode
+        .and_then(|m| m.replicated)
+        .and_then(|r| r.replicas)
+        .unwrap_or(0) as i32;
     let current = |t: &&Task| t.spec.as_ref().is_some_and(|s| task_is_current(s, &template));
     let running = tasks
         .iter()
@@ -53,7 +57,11 @@ pub fn assess(service: &Service, tasks: &[Task]) -> Assessment {
     } else {
         Health::Progressing(format!("{running}/{desired} tasks running"))
     };
-    Assessment { running, desired, health }
+    Assessment {
+        running,
+        desired,
+        health,
+    }
 }
 
 /// The newest failure of a current-spec task since the service spec last changed, described.
@@ -72,7 +80,11 @@ fn latest_failure(service: &Service, tasks: &[Task], current: impl Fn(&&Task) ->
             if since.is_some_and(|s| at < s) {
                 return None;
             }
-            let what = status.err.clone().or_else(|| status.message.clone()).unwrap_or_default();
+            let what = status
+                .err
+                .clone()
+                .or_else(|| status.message.clone())
+                .unwrap_or_default();
             let id: String = t.id.clone().unwrap_or_default().chars().take(12).collect();
             let slot = t.slot.map(|s| format!(" (slot {s})")).unwrap_or_default();
             Some((at, format!("task {id}{slot} {state}: {what}")))
@@ -134,22 +146,42 @@ mod tests {
     fn rolling_update_is_progressing_with_engine_message() {
         let tasks = [task("img:2", "running", "running", "2026-01-01T00:00:20Z", None)];
         let a = assess(&service(1, Some("updating")), &tasks);
-        assert_eq!(a.health, Health::Progressing("1/1 tasks running; update in progress".into()));
+        assert_eq!(
+            a.health,
+            Health::Progressing("1/1 tasks running; update in progress".into())
+        );
     }
 
     #[test]
     fn rejected_task_after_spec_change_is_failing_with_its_error() {
         let tasks = [
-            task("img:2", "shutdown", "rejected", "2026-01-01T00:00:20Z", Some("No such image: img:2")),
+            task(
+                "img:2",
+                "shutdown",
+                "rejected",
+                "2026-01-01T00:00:20Z",
+                Some("No such image: img:2"),
+            ),
             task("img:2", "running", "preparing", "2026-01-01T00:00:25Z", None),
         ];
         let a = assess(&service(1, None), &tasks);
-        assert_eq!(a.health, Health::Failing("0/1 tasks running; task abcdefabcdef (slot 1) rejected: No such image: img:2".into()));
+        assert_eq!(
+            a.health,
+            Health::Failing(
+                "0/1 tasks running; task abcdefabcdef (slot 1) rejected: No such image: img:2".into()
+            )
+        );
     }
 
     #[test]
     fn failures_before_the_last_spec_change_are_history() {
-        let tasks = [task("img:2", "shutdown", "failed", "2026-01-01T00:00:05Z", Some("exit 1"))];
+        let tasks = [task(
+            "img:2",
+            "shutdown",
+            "failed",
+            "2026-01-01T00:00:05Z",
+            Some("exit 1"),
+        )];
         let a = assess(&service(1, None), &tasks);
         assert!(matches!(a.health, Health::Progressing(_)));
     }

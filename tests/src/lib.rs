@@ -1,0 +1,298 @@
+//! Harness for end-to-end tests: each test gets its own namespace on the real API server and its own
+//! operator process watching only that namespace, so tests run in parallel and can kill and restart
+//! "their" operator. Everything is asserted through the real APIs: the Engine's view of Swarm objects
+//! and the status the API server stores.
+//!
+//! Needs the environment `scripts/test.sh` brings up (KUBECONFIG, DOCKER_HOST, test images, CRDs).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use bollard::{
+    Docker,
+    models::{Service, Task, TaskState},
+    query_parameters::{ListServicesOptions, ListTasksOptions},
+};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams, PostParams},
+};
+use rand::Rng;
+use swarm_operator_crds::SwarmService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const OWNER_UID: &str = "swarmoperator.io/owner-uid";
+pub const OWNER_NAMESPACE: &str = "swarmoperator.io/owner-namespace";
+
+pub struct TestEnv {
+    pub client: Client,
+    pub docker: Docker,
+    pub namespace: String,
+    /// Unique per test; prefix Swarm object names with it, the swarm is shared.
+    pub prefix: String,
+    operator: Option<Child>,
+    operator_starts: u32,
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn kubectl_bin() -> String {
+    std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
+}
+
+impl TestEnv {
+    pub async fn new(test: &str) -> TestEnv {
+        let client = Client::try_default()
+            .await
+            .expect("KUBECONFIG must point at the test API server: run scripts/test.sh");
+        let docker = Docker::connect_with_defaults()
+            .unwrap()
+            .negotiate_version()
+            .await
+            .expect("Docker Engine");
+        let suffix: String = (0..4)
+            .map(|_| rand::rng().random_range(b'a'..=b'z') as char)
+            .collect();
+        let namespace = format!("e2e-{test}-{suffix}");
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        let prefix = format!("{}-{suffix}", &test[..test.len().min(12)]);
+        TestEnv {
+            client,
+            docker,
+            namespace,
+            prefix,
+            operator: None,
+            operator_starts: 0,
+        }
+    }
+
+    pub fn services(&self) -> Api<SwarmService> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Starts the operator binary watching this test's namespace; its log goes to target/e2e-logs/.
+    pub fn start_operator(&mut self) {
+        assert!(self.operator.is_none(), "operator already running");
+        let bin = std::env::var("SWARM_OPERATOR_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace().join("target/debug/swarm-operator"));
+        let logs = workspace().join("target/e2e-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        self.operator_starts += 1;
+        let log =
+            std::fs::File::create(logs.join(format!("{}-{}.log", self.namespace, self.operator_starts)))
+                .unwrap();
+        let child = Command::new(&bin)
+            .args(["--namespace", &self.namespace, "--resync-seconds", "30"])
+            .env("RUST_LOG", "info,swarm_operator=debug,kube=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build first)", bin.display()));
+        self.operator = Some(child);
+    }
+
+    /// Kills the operator at once (SIGKILL), as a crash or an evicted pod would.
+    pub fn kill_operator(&mut self) {
+        if let Some(mut child) = self.operator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Creates or updates the object from YAML with server-side apply, as `kubectl apply --server-side`.
+    pub async fn apply(&self, yaml: &str) -> SwarmService {
+        let obj: SwarmService = serde_yaml_ng::from_str(yaml).unwrap();
+        let name = obj.metadata.name.clone().unwrap();
+        let mut value = serde_json::to_value(&obj).unwrap();
+        value["metadata"]["namespace"] = self.namespace.clone().into();
+        self.services()
+            .patch(
+                &name,
+                &PatchParams::apply("e2e-test").force(),
+                &Patch::Apply(value),
+            )
+            .await
+            .unwrap()
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let out = Command::new(kubectl_bin())
+            .args(["-n", &self.namespace])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Polls `check` every 500 ms until it yields a value; panics with `what` and the last state after
+    /// `limit`. A bound on waiting, not a performance assertion.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, String>>,
+    {
+        let start = Instant::now();
+        loop {
+            match check().await {
+                Ok(v) => return v,
+                Err(last) if start.elapsed() > limit => {
+                    panic!("timed out after {limit:?} waiting for {what}; last: {last}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// Waits until the SwarmService is Ready for its current generation.
+    pub async fn wait_ready(&self, name: &str, limit: Duration) -> SwarmService {
+        self.wait_for(&format!("SwarmService {name} Ready"), limit, || async {
+            let svc = self.services().get(name).await.map_err(|e| e.to_string())?;
+            let status = svc.status.clone().unwrap_or_default();
+            let ready = condition(&svc, "Ready").is_some_and(|c| c.status == "True");
+            if ready && status.observed_generation == svc.metadata.generation {
+                Ok(svc)
+            } else {
+                Err(format!("{:?}", svc.status))
+            }
+        })
+        .await
+    }
+
+    /// The Swarm service named exactly `name`, as the Engine reports it.
+    pub async fn swarm_service(&self, name: &str) -> Option<Service> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let all = self
+            .docker
+            .list_services(Some(ListServicesOptions {
+                filters: Some(filters),
+                status: None,
+            }))
+            .await
+            .unwrap();
+        all.into_iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
+    }
+
+    /// Swarm services labelled as made for this test's namespace.
+    pub async fn owned_services(&self) -> Vec<Service> {
+        let label = format!("{OWNER_NAMESPACE}={}", self.namespace);
+        let filters = HashMap::from([("label".to_string(), vec![label])]);
+        self.docker
+            .list_services(Some(ListServicesOptions {
+                filters: Some(filters),
+                status: None,
+            }))
+            .await
+            .unwrap()
+    }
+
+    /// Tasks of the service that are running and meant to run.
+    pub async fn running_tasks(&self, service: &str) -> Vec<Task> {
+        let filters = HashMap::from([
+            ("service".to_string(), vec![service.to_string()]),
+            ("desired-state".to_string(), vec!["running".to_string()]),
+        ]);
+        let tasks = self
+            .docker
+            .list_tasks(Some(ListTasksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .unwrap_or_default();
+        tasks
+            .into_iter()
+            .filter(|t| t.status.as_ref().and_then(|s| s.state) == Some(TaskState::RUNNING))
+            .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.kill_operator();
+        // Leave no Swarm services behind on the shared swarm, whatever the test's outcome.
+        let label = format!("label={OWNER_NAMESPACE}={}", self.namespace);
+        if let Ok(out) = Command::new("docker")
+            .args(["service", "ls", "-q", "--filter", &label])
+            .output()
+        {
+            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            if !ids.is_empty() {
+                let _ = Command::new("docker").args(["service", "rm"]).args(&ids).output();
+            }
+        }
+    }
+}
+
+pub fn condition<'a>(
+    svc: &'a SwarmService,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    svc.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// A plain HTTP/1.0 GET to 127.0.0.1:port; the body, or an error.
+pub async fn http_get(port: u16, path: &str) -> Result<String, String> {
+    let fut = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.map_err(|e| e.to_string())?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if !text.starts_with("HTTP/1.") || !text.contains(" 200 ") {
+            return Err(format!("unexpected answer: {text}"));
+        }
+        // CGI headers pass through busybox httpd with bare LF line ends.
+        let body = text
+            .split_once("\r\n\r\n")
+            .or_else(|| text.split_once("\n\n"))
+            .map(|(_, b)| b.to_string());
+        Ok(body.unwrap_or_default())
+    };
+    tokio::time::timeout(Duration::from_secs(5), fut)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// Host ports the Engine reports for a task (host-mode publishing).
+pub fn task_host_ports(task: &Task) -> Vec<u16> {
+    task.status
+        .as_ref()
+        .and_then(|s| s.port_status.as_ref())
+        .and_then(|p| p.ports.as_ref())
+        .map(|ports| {
+            ports
+                .iter()
+                .filter_map(|p| p.published_port)
+                .map(|p| p as u16)
+                .collect()
+        })
+        .unwrap_or_default()
+}
