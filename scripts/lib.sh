@@ -4,6 +4,11 @@
 # shellcheck shell=bash
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# The machine's Go (Debian's golang-go is too old to build Kubernetes 1.34) and rustup's cargo.
+for d in /usr/local/go/bin "$HOME/.cargo/bin" /usr/lib/google-cloud-sdk/bin; do
+  [ -d "$d" ] && case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac
+done
+export PATH
 KUBECTL="${KUBECTL:-$(command -v kubectl.1.33 || ls /usr/lib/google-cloud-sdk/bin/kubectl.1.33 2>/dev/null || command -v kubectl)}"
 # Debian's docker.io puts its CLI in /usr/bin; any docker CLI works, the API version is negotiated.
 DOCKER="${DOCKER:-$(command -v docker)}"

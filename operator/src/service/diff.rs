@@ -52,10 +52,10 @@ fn normalized_task(spec: &TaskSpec) -> Value {
 fn normalize_task_value(v: &mut Value) {
     remove_defaults(v, TASK_DEFAULTS);
     // ForceUpdate counts `docker service update --force`; 0 is the same as absent.
-    if v.get("ForceUpdate").and_then(Value::as_u64) == Some(0) {
-        if let Some(o) = v.as_object_mut() {
-            o.remove("ForceUpdate");
-        }
+    if let Some(o) = v.as_object_mut()
+        && o.get("ForceUpdate").and_then(Value::as_u64) == Some(0)
+    {
+        o.remove("ForceUpdate");
     }
 }
 
@@ -66,10 +66,10 @@ fn remove_defaults(v: &mut Value, defaults: &[(&[&str], &str)]) {
             continue;
         };
         let pointer: String = parents.iter().map(|p| format!("/{p}")).collect();
-        if let Some(Value::Object(parent)) = v.pointer_mut(&pointer) {
-            if parent.get(*last).and_then(Value::as_str) == Some(*default) {
-                parent.remove(*last);
-            }
+        if let Some(Value::Object(parent)) = v.pointer_mut(&pointer)
+            && parent.get(*last).and_then(Value::as_str) == Some(*default)
+        {
+            parent.remove(*last);
         }
     }
 }

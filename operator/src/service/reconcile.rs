@@ -254,6 +254,7 @@ async fn announce_transition(svc: &SwarmService, ctx: &Context, summary: &Summar
             .map(|c| (c.status.clone(), c.reason.clone()))
     });
     if before != Some(("True".into(), reason.to_string())) {
+        warn!(object = %ObjectRef::from_obj(svc), reason, message = %message, "stalled");
         ctx.publish(svc, EventType::Warning, reason, "Reconcile", message.clone())
             .await;
     }

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, clippy, unit tests, CRD drift, and the end-to-end tests against a real
+# kube-apiserver and the real swarm. Installs and starts what it needs; the test API server has its own
+# state and ports, apart from the quickstart's, and starts from an empty etcd each run.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+LOG_TAG=test
+STATE="${SWARM_OPERATOR_TEST_HOME:-$HOME/.swarm-operator-test}"
+APISERVER_PORT="${TEST_APISERVER_PORT:-16443}"
+ETCD_PORT="${TEST_ETCD_PORT:-12379}"
+start=$SECONDS
+
+ensure_packages
+timed docker_up
+kube_down; rm -rf "$STATE/etcd"
+timed kube_up
+timed "$REPO/scripts/images.sh"
+# Swarm services left by an earlier, interrupted run (their resources went with the old etcd).
+stale=$("$DOCKER" service ls -q --filter label=swarmoperator.io/owner-namespace \
+  --format '{{.ID}} {{index .Labels "swarmoperator.io/owner-namespace"}}' 2>/dev/null | awk '$2 ~ /^e2e-/ {print $1}')
+[ -z "$stale" ] || "$DOCKER" service rm $stale >/dev/null
+
+cd "$REPO"
+log "cargo fmt --check"
+cargo fmt --all -- --check
+log "cargo clippy --all-targets -- -D warnings"
+timed cargo clippy --quiet --workspace --all-targets -- -D warnings
+log "cargo build"
+timed cargo build --quiet --workspace --bins --tests
+
+export KUBECONFIG="$STATE/kubeconfig" KUBECTL
+"$KUBECTL" apply --server-side --force-conflicts -f crds/generated/ >/dev/null
+"$KUBECTL" wait --for condition=Established --timeout=60s -f crds/generated/ >/dev/null
+
+log "cargo test (unit, CRD drift, end-to-end)"
+cargo test --workspace -- --include-ignored
+kube_down
+log "all tests passed in $((SECONDS - start))s"

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Quickstart: a local single-node swarm and Kubernetes API server, the operator, and
+# examples/whoami.yaml applied and shown working. Leaves everything running; run twice, it reuses
+# what is already up. Stop it all with scripts/down.sh.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+LOG_TAG=up
+STATE="${SWARM_OPERATOR_HOME:-$HOME/.swarm-operator}"
+APISERVER_PORT="${APISERVER_PORT:-6443}"
+ETCD_PORT="${ETCD_PORT:-2379}"
+export KUBECONFIG="$STATE/kubeconfig"
+
+ensure_packages
+timed docker_up
+timed kube_up
+timed "$REPO/scripts/images.sh"
+
+log "building the operator"
+(cd "$REPO" && cargo build --quiet --bin swarm-operator)
+BIN="$REPO/target/debug/swarm-operator"
+
+log "installing the CRDs"
+"$KUBECTL" apply --server-side --force-conflicts -f "$REPO/crds/generated/" >/dev/null
+"$KUBECTL" wait --for condition=Established --timeout=60s -f "$REPO/crds/generated/" >/dev/null
+
+# (Re)start the operator when it is not running or was built anew since it started.
+if pid_alive "$STATE/operator.pid" && [ "$(cat "$STATE/operator.built" 2>/dev/null)" = "$(stat -c %Y "$BIN")" ]; then
+  log "operator already running (pid $(cat "$STATE/operator.pid"), reused)"
+else
+  pid_alive "$STATE/operator.pid" && kill "$(cat "$STATE/operator.pid")" && sleep 1
+  log "starting the operator (log: $STATE/logs/operator.log)"
+  DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}" setsid nohup "$BIN" >>"$STATE/logs/operator.log" 2>&1 < /dev/null &
+  echo $! > "$STATE/operator.pid"
+  stat -c %Y "$BIN" > "$STATE/operator.built"
+fi
+
+log "kubectl apply -f examples/whoami.yaml"
+"$KUBECTL" apply -f "$REPO/examples/whoami.yaml"
+if ! "$KUBECTL" wait --for=condition=Ready --timeout=180s swarmservice/whoami; then
+  "$KUBECTL" get swarmservice whoami \
+    -o jsonpath='{range .status.conditions[*]}  {.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2
+  die "whoami did not become Ready (operator log: $STATE/logs/operator.log)"
+fi
+echo
+"$KUBECTL" get swarmservices
+echo
+"$DOCKER" service ls --filter name=whoami
+echo
+
+if has_ipvs; then
+  log "asking the routing mesh on port 4567 six times:"
+  for _ in 1 2 3 4 5 6; do curl -s --max-time 3 http://127.0.0.1:4567/ | grep Hostname; done
+else
+  log "this kernel has no IPVS, so the routing mesh accepts port 4567 but carries no traffic here; asking each replica directly over docker_gwbridge, the network that links the published port to each task:"
+  for c in $("$DOCKER" ps -q --filter label=com.docker.swarm.service.name=whoami); do
+    ip=$("$DOCKER" network inspect docker_gwbridge \
+      -f "{{range \$id, \$e := .Containers}}{{if eq (slice \$id 0 12) \"$c\"}}{{\$e.IPv4Address}}{{end}}{{end}}")
+    ip=${ip%/*}
+    printf '  %-18s ' "$ip:80"
+    curl -s --max-time 3 "http://$ip:80/" | grep Hostname || echo "(no answer)"
+  done
+fi
+
+cat <<USAGE
+
+swarm-operator is running. To use it:
+  export KUBECONFIG=$KUBECONFIG
+  export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+  kubectl get swarmservices            # kubectl is $KUBECTL here
+  kubectl scale swarmservice/whoami --replicas=5
+  docker service ps whoami
+Operator log: $STATE/logs/operator.log
+Stop everything: scripts/down.sh
+USAGE
