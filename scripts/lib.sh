@@ -15,13 +15,24 @@ DOCKER="${DOCKER:-$(command -v docker)}"
 
 log() { printf '\033[1m[%s]\033[0m %s\n' "${LOG_TAG:-swarm-operator}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-timed() { local t=$SECONDS; "$@"; log "  ($1 took $((SECONDS - t))s)"; }
+timed() { local t=$SECONDS; "$@"; log "  (${*:1:2} took $((SECONDS - t))s)"; }
 
 wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   local limit=$1 what=$2; shift 2
   local end=$((SECONDS + limit))
   until "$@" >/dev/null 2>&1; do
     [ $SECONDS -lt $end ] || die "timed out after ${limit}s waiting for $what"
+    sleep 0.5
+  done
+}
+
+# Waits for a process started in the background to answer; stops at once, with its log, if it died.
+wait_process() { # wait_process PIDFILE LOG SECONDS DESCRIPTION COMMAND...
+  local pidfile=$1 logfile=$2 limit=$3 what=$4; shift 4
+  local end=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$pidfile"; then tail -n 5 "$logfile" >&2; die "$what exited (log: $logfile)"; fi
+    [ $SECONDS -lt $end ] || die "timed out after ${limit}s waiting for $what (log: $logfile)"
     sleep 0.5
   done
 }
@@ -51,7 +62,7 @@ docker_up() {
   if ! "$DOCKER" info >/dev/null 2>&1; then
     log "starting dockerd (log: /var/log/swarm-operator-dockerd.log)"
     local dockerd; dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
-    setsid nohup "$dockerd" >/var/log/swarm-operator-dockerd.log 2>&1 < /dev/null &
+    start_bg /var/run/swarm-operator-dockerd.pid /var/log/swarm-operator-dockerd.log "$dockerd"
     wait_for 60 "dockerd" "$DOCKER" info
   fi
   if [ "$("$DOCKER" info --format '{{.Swarm.LocalNodeState}}')" != "active" ]; then
@@ -75,18 +86,19 @@ kube_up() {
   [ -f "$certs/ca.crt" ] || make_certs "$certs"
   if ! pid_alive "$STATE/etcd.pid"; then
     log "starting etcd on 127.0.0.1:$ETCD_PORT"
-    setsid nohup "$bins/etcd" --name default --data-dir "$STATE/etcd" \
+    : > "$STATE/logs/etcd.log"
+    start_bg "$STATE/etcd.pid" "$STATE/logs/etcd.log" "$bins/etcd" --name default --data-dir "$STATE/etcd" \
       --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
       --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
       --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
       --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 1))" \
-      --unsafe-no-fsync --log-level warn >"$STATE/logs/etcd.log" 2>&1 < /dev/null &
-    echo $! > "$STATE/etcd.pid"
-    wait_for 30 "etcd" curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+      --unsafe-no-fsync --log-level warn
+    wait_process "$STATE/etcd.pid" "$STATE/logs/etcd.log" 30 etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health"
   fi
   if ! pid_alive "$STATE/apiserver.pid"; then
     log "starting kube-apiserver on 127.0.0.1:$APISERVER_PORT"
-    setsid nohup "$bins/kube-apiserver" \
+    : > "$STATE/logs/kube-apiserver.log"
+    start_bg "$STATE/apiserver.pid" "$STATE/logs/kube-apiserver.log" "$bins/kube-apiserver" \
       --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
       --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$APISERVER_PORT" \
       --tls-cert-file "$certs/apiserver.crt" --tls-private-key-file "$certs/apiserver.key" \
@@ -95,15 +107,24 @@ kube_up() {
       --service-account-key-file "$certs/sa.pub" --service-account-signing-key-file "$certs/sa.key" \
       --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --allow-privileged=true \
       --disable-admission-plugins ServiceAccount \
-      --cert-dir "$certs" >"$STATE/logs/kube-apiserver.log" 2>&1 < /dev/null &
-    echo $! > "$STATE/apiserver.pid"
+      --cert-dir "$certs"
   fi
   write_kubeconfig "$kc" "$certs"
-  wait_for 90 "kube-apiserver /readyz (log: $STATE/logs/kube-apiserver.log)" \
+  wait_process "$STATE/apiserver.pid" "$STATE/logs/kube-apiserver.log" 90 kube-apiserver \
     "$KUBECTL" --kubeconfig "$kc" get --raw /readyz
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Starts a command in its own session, detached from this script, logging to LOG. The process writes
+# its own PID before exec: `$!` would name setsid's parent when setsid has to fork.
+start_bg() { # start_bg PIDFILE LOG COMMAND...
+  local pidfile=$1 logfile=$2; shift 2
+  rm -f "$pidfile"
+  setsid sh -c 'echo $$ > "$0"; exec "$@"' "$pidfile" "$@" >>"$logfile" 2>&1 < /dev/null &
+  local i; for i in $(seq 50); do [ -s "$pidfile" ] && return 0; sleep 0.1; done
+  die "could not start $1"
+}
 
 make_certs() {
   local d=$1
@@ -144,10 +165,17 @@ current-context: swarm-operator-local
 KC
 }
 
+# Stops the operator, kube-apiserver and etcd under $STATE and waits until they have exited, so their
+# ports are free for the next start.
 kube_down() {
-  local f
-  for f in apiserver etcd operator; do
-    if pid_alive "$STATE/$f.pid"; then kill "$(cat "$STATE/$f.pid")" 2>/dev/null || true; fi
+  local f pid i
+  for f in operator apiserver etcd; do
+    if pid_alive "$STATE/$f.pid"; then
+      pid=$(cat "$STATE/$f.pid")
+      kill "$pid" 2>/dev/null || true
+      for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
     rm -f "$STATE/$f.pid"
   done
 }

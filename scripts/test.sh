@@ -16,8 +16,9 @@ kube_down; rm -rf "$STATE/etcd"
 timed kube_up
 timed "$REPO/scripts/images.sh"
 # Swarm services left by an earlier, interrupted run (their resources went with the old etcd).
-stale=$("$DOCKER" service ls -q --filter label=swarmoperator.io/owner-namespace \
-  --format '{{.ID}} {{index .Labels "swarmoperator.io/owner-namespace"}}' 2>/dev/null | awk '$2 ~ /^e2e-/ {print $1}')
+owned=$("$DOCKER" service ls -q --filter label=swarmoperator.io/owner-namespace)
+stale=$([ -z "$owned" ] || "$DOCKER" service inspect $owned \
+  -f '{{.ID}} {{index .Spec.Labels "swarmoperator.io/owner-namespace"}}' | awk '$2 ~ /^e2e-/ {print $1}')
 [ -z "$stale" ] || "$DOCKER" service rm $stale >/dev/null
 
 cd "$REPO"

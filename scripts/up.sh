@@ -29,8 +29,7 @@ if pid_alive "$STATE/operator.pid" && [ "$(cat "$STATE/operator.built" 2>/dev/nu
 else
   pid_alive "$STATE/operator.pid" && kill "$(cat "$STATE/operator.pid")" && sleep 1
   log "starting the operator (log: $STATE/logs/operator.log)"
-  DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}" setsid nohup "$BIN" >>"$STATE/logs/operator.log" 2>&1 < /dev/null &
-  echo $! > "$STATE/operator.pid"
+  DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}" start_bg "$STATE/operator.pid" "$STATE/logs/operator.log" "$BIN"
   stat -c %Y "$BIN" > "$STATE/operator.built"
 fi
 
