@@ -12,6 +12,7 @@ pub mod error;
 pub mod labels;
 pub mod service;
 pub mod swarm;
+pub mod units;
 
 pub use context::{Context, Settings};
 pub use error::Error;

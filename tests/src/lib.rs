@@ -193,6 +193,22 @@ impl TestEnv {
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
     }
 
+    /// The Swarm service as the Engine writes it (`docker service inspect`): bollard's models drop
+    /// keys the Engine spells differently (ContainerSpec.Healthcheck), so spec checks read this.
+    pub fn swarm_service_json(&self, name: &str) -> serde_json::Value {
+        let out = Command::new("docker")
+            .args(["service", "inspect", name])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker service inspect {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all.remove(0)
+    }
+
     /// Swarm services labelled as made for this test's namespace.
     pub async fn owned_services(&self) -> Vec<Service> {
         let label = format!("{OWNER_NAMESPACE}={}", self.namespace);

@@ -302,3 +302,113 @@ async fn operator_restarted_mid_flow_picks_up_without_duplicates() {
             == Some(image("2"))
     }));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn every_field_group_round_trips_and_an_unchanged_spec_writes_nothing() {
+    let mut env = TestEnv::new("fields").await;
+    env.start_operator();
+    let name = format!("{}-all", env.prefix);
+    let manifest = include_str!("../fixtures/every-field.yaml")
+        .replace("name: every-field}", &format!("name: {name}}}"))
+        .replace("every-field-data", &format!("{name}-data"));
+    env.apply(&manifest).await;
+    let ready = env.wait_ready(&name, READY_WITHIN).await;
+
+    // Each field group as the Engine reports it.
+    let swarm = env.swarm_service(&name).await.unwrap();
+    let inspected = env.swarm_service_json(&name);
+    let spec = &inspected["Spec"];
+    let c = &spec["TaskTemplate"]["ContainerSpec"];
+    assert_eq!(c["Healthcheck"]["Interval"], 2_000_000_000i64);
+    assert_eq!(c["Healthcheck"]["Timeout"], 1_500_000_000i64);
+    assert_eq!(c["Healthcheck"]["Test"][0], "CMD");
+    assert_eq!(c["Hostname"], "web-{{.Task.Slot}}");
+    assert_eq!(
+        (c["User"].as_str(), c["Dir"].as_str()),
+        (Some("root"), Some("/www"))
+    );
+    assert_eq!(c["Groups"], serde_json::json!(["nogroup"]));
+    assert_eq!(
+        (c["Init"].as_bool(), c["ReadOnly"].as_bool(), c["TTY"].as_bool()),
+        (Some(true), Some(true), Some(true))
+    );
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(c["StopGracePeriod"], 3_000_000_000i64);
+    assert_eq!(c["CapabilityAdd"], serde_json::json!(["CAP_NET_ADMIN"]));
+    assert_eq!(c["CapabilityDrop"], serde_json::json!(["CAP_MKNOD"]));
+    assert_eq!(c["Sysctls"]["net.core.somaxconn"], "1024");
+    assert_eq!(
+        c["Ulimits"],
+        serde_json::json!([{"Name": "nofile", "Soft": 1024, "Hard": 2048}])
+    );
+    assert_eq!(c["DNSConfig"]["Search"], serde_json::json!(["example.internal"]));
+    assert_eq!(c["Hosts"], serde_json::json!(["10.1.2.3 db.internal db"]));
+    assert_eq!(c["Labels"]["tier"], "front");
+    let mounts = c["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 3);
+    assert_eq!(mounts[0]["TmpfsOptions"]["SizeBytes"], 16_777_216);
+    assert_eq!(mounts[1]["VolumeOptions"]["DriverConfig"]["Name"], "local");
+    assert_eq!(
+        (mounts[2]["Type"].as_str(), mounts[2]["ReadOnly"].as_bool()),
+        (Some("bind"), Some(true))
+    );
+    let t = &spec["TaskTemplate"];
+    assert_eq!(
+        t["Resources"]["Limits"],
+        serde_json::json!({"NanoCPUs": 500_000_000, "MemoryBytes": 67_108_864, "Pids": 100})
+    );
+    assert_eq!(t["Resources"]["Reservations"]["NanoCPUs"], 100_000_000);
+    assert_eq!(t["RestartPolicy"]["Condition"], "on-failure");
+    assert_eq!(t["RestartPolicy"]["Window"], 60_000_000_000i64);
+    assert_eq!(
+        t["Placement"]["Constraints"],
+        serde_json::json!(["node.role == manager"])
+    );
+    assert_eq!(t["Placement"]["MaxReplicas"], 2);
+    assert_eq!(t["LogDriver"]["Options"]["max-size"], "1m");
+    assert_eq!(spec["UpdateConfig"]["Order"], "start-first");
+    assert_eq!(spec["UpdateConfig"]["FailureAction"], "rollback");
+    assert_eq!(spec["RollbackConfig"]["Monitor"], 90_000_000_000i64);
+    assert_eq!(spec["EndpointSpec"]["Mode"], "dnsrr");
+    // ...and in the running containers.
+    let task = &env.running_tasks(&name).await[0];
+    let container_id = task
+        .status
+        .as_ref()
+        .unwrap()
+        .container_status
+        .as_ref()
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap();
+    let inspect = env.docker.inspect_container(&container_id, None).await.unwrap();
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.init, Some(true));
+    assert_eq!(host.readonly_rootfs, Some(true));
+    assert_eq!(host.memory, Some(67_108_864));
+
+    // Re-reconciled with nothing changed: the service's version index does not move.
+    let version = swarm.version.clone();
+    for i in 0..3 {
+        env.kubectl(&[
+            "annotate",
+            "--overwrite",
+            &format!("swarmservice/{name}"),
+            &format!("e2e/poke={i}"),
+        ]);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.swarm_service(&name).await.unwrap().version,
+        version,
+        "an unchanged spec was written"
+    );
+    let after = env.services().get(&name).await.unwrap();
+    assert_eq!(
+        after.status, ready.status,
+        "status rewritten with nothing changed"
+    );
+}

@@ -1,50 +1,359 @@
-//! Pure translation of a SwarmService into the Engine API's ServiceSpec.
+//! Pure translation of a SwarmService into the Engine API's ServiceSpec. Values the CRD schema
+//! cannot fully check (durations, quantities) fail here with the field named.
 
 use std::collections::HashMap;
 
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
+    EndpointSpecModeEnum, HealthConfig, Limit, Mount as EngineMount, MountTmpfsOptions,
+    MountType as EngineMountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, ResourceObject,
+    ResourcesUlimits, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
+    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
+    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
+    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig,
+    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
-use swarm_operator_crds::service::{PortConfig, PortProtocol, PublishMode, SwarmService};
+use swarm_operator_crds::service::{
+    Duration, EndpointMode, FailureAction, Mount, MountType, PortConfig, PortProtocol, PublishMode, Quantity,
+    RestartCondition, ServiceMode, SwarmService, SwarmServiceSpec, UpdateConfig, UpdateOrder,
+};
 
-use crate::labels::owner_labels;
+use crate::{labels::owner_labels, units};
+
+/// A field whose value cannot be turned into the Engine's form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.{field}: {message}")]
+pub struct InvalidField {
+    pub field: String,
+    pub message: String,
+}
+
+fn invalid(field: &str) -> impl FnOnce(String) -> InvalidField + '_ {
+    move |message| InvalidField {
+        field: field.to_string(),
+        message,
+    }
+}
+
+fn nanos(field: &str, d: &Option<Duration>) -> Result<Option<i64>, InvalidField> {
+    d.as_ref()
+        .map(|d| units::duration_nanos(&d.0))
+        .transpose()
+        .map_err(invalid(field))
+}
+
+fn nano_cpus(field: &str, q: &Option<Quantity>) -> Result<Option<i64>, InvalidField> {
+    q.as_ref()
+        .map(|q| units::nano_cpus(&q.as_text()))
+        .transpose()
+        .map_err(invalid(field))
+}
+
+fn bytes(field: &str, q: &Option<Quantity>) -> Result<Option<i64>, InvalidField> {
+    q.as_ref()
+        .map(|q| units::bytes(&q.as_text()))
+        .transpose()
+        .map_err(invalid(field))
+}
+
+fn some_vec<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+    (!v.is_empty()).then(|| v.to_vec())
+}
+
+fn some_map(m: &std::collections::BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    (!m.is_empty()).then(|| m.clone().into_iter().collect())
+}
 
 /// The ServiceSpec the Swarm should hold for `svc`, owner labels included.
-pub fn service_spec(svc: &SwarmService) -> ServiceSpec {
+pub fn service_spec(svc: &SwarmService) -> Result<ServiceSpec, InvalidField> {
     let spec = &svc.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.extend(owner_labels(svc));
+    Ok(ServiceSpec {
+        name: Some(svc.service_name()),
+        labels: Some(labels),
+        task_template: Some(task_spec(spec)?),
+        mode: Some(mode(spec)),
+        update_config: spec.update_config.as_ref().map(update_config).transpose()?,
+        rollback_config: spec.rollback_config.as_ref().map(rollback_config).transpose()?,
+        endpoint_spec: Some(EndpointSpec {
+            mode: spec.endpoint_mode.map(|m| match m {
+                EndpointMode::VIP => EndpointSpecModeEnum::VIP,
+                EndpointMode::DNSRR => EndpointSpecModeEnum::DNSRR,
+            }),
+            ports: (!spec.ports.is_empty()).then(|| spec.ports.iter().map(port).collect()),
+        }),
+        ..Default::default()
+    })
+}
+
+fn mode(spec: &SwarmServiceSpec) -> ServiceSpecMode {
+    match spec.mode.unwrap_or_default() {
+        ServiceMode::Replicated => ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated {
+                replicas: Some(i64::from(spec.replicas.unwrap_or(1))),
+            }),
+            ..Default::default()
+        },
+        ServiceMode::Global => ServiceSpecMode {
+            global: Some(HashMap::new()),
+            ..Default::default()
+        },
+        ServiceMode::ReplicatedJob => ServiceSpecMode {
+            replicated_job: Some(ServiceSpecModeReplicatedJob {
+                max_concurrent: Some(spec.max_concurrent.unwrap_or(1)),
+                total_completions: Some(spec.total_completions.or(spec.max_concurrent).unwrap_or(1)),
+            }),
+            ..Default::default()
+        },
+        ServiceMode::GlobalJob => ServiceSpecMode {
+            global_job: Some(HashMap::new()),
+            ..Default::default()
+        },
+    }
+}
+
+fn task_spec(spec: &SwarmServiceSpec) -> Result<TaskSpec, InvalidField> {
+    let resources = spec
+        .resources
+        .as_ref()
+        .map(|r| -> Result<_, InvalidField> {
+            Ok(TaskSpecResources {
+                limits: r
+                    .limits
+                    .as_ref()
+                    .map(|l| -> Result<_, InvalidField> {
+                        Ok(Limit {
+                            nano_cpus: nano_cpus("resources.limits.cpu", &l.cpu)?,
+                            memory_bytes: bytes("resources.limits.memory", &l.memory)?,
+                            pids: l.pids,
+                        })
+                    })
+                    .transpose()?,
+                reservations: r
+                    .reservations
+                    .as_ref()
+                    .map(|l| -> Result<_, InvalidField> {
+                        Ok(ResourceObject {
+                            nano_cpus: nano_cpus("resources.reservations.cpu", &l.cpu)?,
+                            memory_bytes: bytes("resources.reservations.memory", &l.memory)?,
+                            ..Default::default()
+                        })
+                    })
+                    .transpose()?,
+                ..Default::default()
+            })
+        })
+        .transpose()?;
+    let restart_policy = spec
+        .restart_policy
+        .as_ref()
+        .map(|r| -> Result<_, InvalidField> {
+            Ok(TaskSpecRestartPolicy {
+                condition: r.condition.map(|c| match c {
+                    RestartCondition::None => TaskSpecRestartPolicyConditionEnum::NONE,
+                    RestartCondition::OnFailure => TaskSpecRestartPolicyConditionEnum::ON_FAILURE,
+                    RestartCondition::Any => TaskSpecRestartPolicyConditionEnum::ANY,
+                }),
+                delay: nanos("restartPolicy.delay", &r.delay)?,
+                max_attempts: r.max_attempts,
+                window: nanos("restartPolicy.window", &r.window)?,
+            })
+        })
+        .transpose()?;
+    let placement = spec.placement.as_ref().map(|p| TaskSpecPlacement {
+        constraints: some_vec(&p.constraints),
+        preferences: (!p.preferences.is_empty()).then(|| {
+            p.preferences
+                .iter()
+                .map(|pref| TaskSpecPlacementPreferences {
+                    spread: Some(TaskSpecPlacementSpread {
+                        spread_descriptor: Some(pref.spread.clone()),
+                    }),
+                })
+                .collect()
+        }),
+        max_replicas: p.max_replicas_per_node,
+        ..Default::default()
+    });
+    Ok(TaskSpec {
+        container_spec: Some(container_spec(spec)?),
+        resources,
+        restart_policy,
+        placement,
+        log_driver: spec.log_driver.as_ref().map(|l| TaskSpecLogDriver {
+            name: Some(l.name.clone()),
+            options: some_map(&l.options),
+        }),
+        ..Default::default()
+    })
+}
+
+fn container_spec(spec: &SwarmServiceSpec) -> Result<TaskSpecContainerSpec, InvalidField> {
     let env: Vec<String> = spec
         .env
         .iter()
         .map(|e| format!("{}={}", e.name, e.value.as_deref().unwrap_or_default()))
         .collect();
-    ServiceSpec {
-        name: Some(svc.service_name()),
-        labels: Some(labels),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(spec.image.clone()),
-                command: spec.command.clone(),
-                args: spec.args.clone(),
-                env: (!env.is_empty()).then_some(env),
+    let health_check = spec
+        .healthcheck
+        .as_ref()
+        .map(|h| -> Result<_, InvalidField> {
+            Ok(HealthConfig {
+                test: some_vec(&h.test),
+                interval: nanos("healthcheck.interval", &h.interval)?,
+                timeout: nanos("healthcheck.timeout", &h.timeout)?,
+                retries: h.retries,
+                start_period: nanos("healthcheck.startPeriod", &h.start_period)?,
                 ..Default::default()
-            }),
-            ..Default::default()
+            })
+        })
+        .transpose()?;
+    let mounts = spec
+        .mounts
+        .iter()
+        .enumerate()
+        .map(|(i, m)| mount(i, m))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TaskSpecContainerSpec {
+        image: Some(spec.image.clone()),
+        labels: some_map(&spec.container_labels),
+        command: spec.command.clone(),
+        args: spec.args.clone(),
+        hostname: spec.hostname.clone(),
+        env: some_vec(&env),
+        dir: spec.working_dir.clone(),
+        user: spec.user.clone(),
+        groups: some_vec(&spec.groups),
+        tty: spec.tty.then_some(true),
+        read_only: spec.read_only.then_some(true),
+        mounts: some_vec(&mounts),
+        stop_signal: spec.stop_signal.clone(),
+        stop_grace_period: nanos("stopGracePeriod", &spec.stop_grace_period)?,
+        health_check,
+        hosts: (!spec.hosts.is_empty()).then(|| {
+            spec.hosts
+                .iter()
+                .map(|h| format!("{} {}", h.ip, h.hostnames.join(" ")))
+                .collect()
         }),
-        mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated {
-                replicas: Some(i64::from(spec.replicas.unwrap_or(1))),
-            }),
-            ..Default::default()
+        dns_config: spec.dns.as_ref().map(|d| TaskSpecContainerSpecDnsConfig {
+            nameservers: some_vec(&d.nameservers),
+            search: some_vec(&d.search),
+            options: some_vec(&d.options),
         }),
-        endpoint_spec: Some(EndpointSpec {
-            ports: (!spec.ports.is_empty()).then(|| spec.ports.iter().map(port).collect()),
-            ..Default::default()
+        init: spec.init,
+        sysctls: some_map(&spec.sysctls),
+        capability_add: some_vec(&spec.capability_add),
+        capability_drop: some_vec(&spec.capability_drop),
+        ulimits: (!spec.ulimits.is_empty()).then(|| {
+            spec.ulimits
+                .iter()
+                .map(|u| ResourcesUlimits {
+                    name: Some(u.name.clone()),
+                    soft: Some(u.soft),
+                    hard: Some(u.hard),
+                })
+                .collect()
         }),
         ..Default::default()
-    }
+    })
+}
+
+fn mount(index: usize, m: &Mount) -> Result<EngineMount, InvalidField> {
+    let tmpfs_options = m
+        .tmpfs_options
+        .as_ref()
+        .map(|t| -> Result<_, InvalidField> {
+            Ok(MountTmpfsOptions {
+                size_bytes: bytes(&format!("mounts[{index}].tmpfsOptions.size"), &t.size)?,
+                mode: t.mode,
+                ..Default::default()
+            })
+        })
+        .transpose()?;
+    Ok(EngineMount {
+        target: Some(m.target.clone()),
+        source: m.source.clone(),
+        typ: Some(match m.type_ {
+            MountType::Bind => EngineMountType::BIND,
+            MountType::Volume => EngineMountType::VOLUME,
+            MountType::Tmpfs => EngineMountType::TMPFS,
+        }),
+        read_only: m.read_only.then_some(true),
+        volume_options: m.volume_options.as_ref().map(|v| MountVolumeOptions {
+            no_copy: v.no_copy.then_some(true),
+            labels: some_map(&v.labels),
+            driver_config: (v.driver.is_some() || !v.options.is_empty()).then(|| {
+                MountVolumeOptionsDriverConfig {
+                    name: v.driver.clone(),
+                    options: some_map(&v.options),
+                }
+            }),
+            ..Default::default()
+        }),
+        tmpfs_options,
+        ..Default::default()
+    })
+}
+
+/// `docker service create` fills the fields a user leaves out; so do we, so that a partial
+/// updateConfig means the same here as there (parallelism 0 would mean "all at once" to the Engine).
+struct UpdateDefaults {
+    parallelism: i64,
+    delay: i64,
+    monitor: i64,
+    max_failure_ratio: f64,
+}
+
+fn update_defaults(field: &str, u: &UpdateConfig) -> Result<UpdateDefaults, InvalidField> {
+    Ok(UpdateDefaults {
+        parallelism: u.parallelism.unwrap_or(1),
+        delay: nanos(&format!("{field}.delay"), &u.delay)?.unwrap_or(0),
+        monitor: nanos(&format!("{field}.monitor"), &u.monitor)?.unwrap_or(5_000_000_000),
+        max_failure_ratio: u.max_failure_ratio.unwrap_or(0.0),
+    })
+}
+
+fn update_config(u: &UpdateConfig) -> Result<ServiceSpecUpdateConfig, InvalidField> {
+    let d = update_defaults("updateConfig", u)?;
+    Ok(ServiceSpecUpdateConfig {
+        parallelism: Some(d.parallelism),
+        delay: Some(d.delay),
+        failure_action: Some(match u.failure_action.unwrap_or(FailureAction::Pause) {
+            FailureAction::Pause => ServiceSpecUpdateConfigFailureActionEnum::PAUSE,
+            FailureAction::Continue => ServiceSpecUpdateConfigFailureActionEnum::CONTINUE,
+            FailureAction::Rollback => ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK,
+        }),
+        monitor: Some(d.monitor),
+        max_failure_ratio: Some(d.max_failure_ratio),
+        order: Some(match u.order.unwrap_or(UpdateOrder::StopFirst) {
+            UpdateOrder::StopFirst => ServiceSpecUpdateConfigOrderEnum::STOP_FIRST,
+            UpdateOrder::StartFirst => ServiceSpecUpdateConfigOrderEnum::START_FIRST,
+        }),
+    })
+}
+
+fn rollback_config(u: &UpdateConfig) -> Result<ServiceSpecRollbackConfig, InvalidField> {
+    let d = update_defaults("rollbackConfig", u)?;
+    Ok(ServiceSpecRollbackConfig {
+        parallelism: Some(d.parallelism),
+        delay: Some(d.delay),
+        failure_action: Some(match u.failure_action.unwrap_or(FailureAction::Pause) {
+            FailureAction::Continue => ServiceSpecRollbackConfigFailureActionEnum::CONTINUE,
+            // Rollback inside rollbackConfig is rejected by the CRD; Pause is the safe reading.
+            FailureAction::Pause | FailureAction::Rollback => {
+                ServiceSpecRollbackConfigFailureActionEnum::PAUSE
+            }
+        }),
+        monitor: Some(d.monitor),
+        max_failure_ratio: Some(d.max_failure_ratio),
+        order: Some(match u.order.unwrap_or(UpdateOrder::StopFirst) {
+            UpdateOrder::StopFirst => ServiceSpecRollbackConfigOrderEnum::STOP_FIRST,
+            UpdateOrder::StartFirst => ServiceSpecRollbackConfigOrderEnum::START_FIRST,
+        }),
+    })
 }
 
 fn port(p: &PortConfig) -> EndpointPortConfig {
@@ -68,6 +377,10 @@ fn port(p: &PortConfig) -> EndpointPortConfig {
 mod tests {
     use super::*;
     use crate::labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID};
+
+    fn build(svc: &SwarmService) -> ServiceSpec {
+        service_spec(svc).unwrap()
+    }
 
     fn from_yaml(yaml: &str) -> SwarmService {
         let mut svc: SwarmService = serde_yaml_ng::from_str(yaml).unwrap();
@@ -93,7 +406,7 @@ spec:
 
     #[test]
     fn every_field_reaches_the_service_spec() {
-        let spec = service_spec(&from_yaml(WHOAMI));
+        let spec = build(&from_yaml(WHOAMI));
         assert_eq!(spec.name.as_deref(), Some("whoami"));
         let labels = spec.labels.unwrap();
         assert_eq!(labels["team"], "web");
@@ -121,9 +434,102 @@ spec:
         );
     }
 
+    /// Every field of tests/fixtures/every-field.yaml, as the Engine API takes it.
+    #[test]
+    fn every_field_group_translates_to_the_engine_form() {
+        let svc = from_yaml(include_str!("../../../tests/fixtures/every-field.yaml"));
+        let spec = serde_json::to_value(build(&svc)).unwrap();
+        let expected = serde_json::json!({
+            "Name": "every-field",
+            "Labels": {"team": "web", OWNER_UID: "uid-1", OWNER_NAMESPACE: "", OWNER_NAME: "every-field"},
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "Image": "swarm-operator-test/whoami:1",
+                    "Labels": {"tier": "front"},
+                    "Command": ["/bin/sh", "-c"],
+                    "Args": ["trap 'exit 0' TERM; httpd -f -p 80 -h /www & wait"],
+                    "Hostname": "web-{{.Task.Slot}}",
+                    "Env": ["GREETING=hello"],
+                    "Dir": "/www",
+                    "User": "root",
+                    "Groups": ["nogroup"],
+                    "TTY": true,
+                    "ReadOnly": true,
+                    "Mounts": [
+                        {"Target": "/scratch", "Type": "tmpfs", "TmpfsOptions": {"SizeBytes": 16777216, "Mode": 448}},
+                        {"Target": "/data", "Source": "every-field-data", "Type": "volume",
+                         "VolumeOptions": {"Labels": {"a": "b"}, "DriverConfig": {"Name": "local"}}},
+                        {"Target": "/host-tmp", "Source": "/tmp", "Type": "bind", "ReadOnly": true}
+                    ],
+                    "StopSignal": "SIGTERM",
+                    "StopGracePeriod": 3_000_000_000i64,
+                    "HealthCheck": {"Test": ["CMD", "wget", "-qO-", "http://127.0.0.1:80/"], "Interval": 2_000_000_000i64,
+                                    "Timeout": 1_500_000_000i64, "Retries": 3, "StartPeriod": 1_000_000_000i64},
+                    "Hosts": ["10.1.2.3 db.internal db"],
+                    "DNSConfig": {"Nameservers": ["10.0.0.2"], "Search": ["example.internal"], "Options": ["ndots:2"]},
+                    "Init": true,
+                    "Sysctls": {"net.core.somaxconn": "1024"},
+                    "CapabilityAdd": ["CAP_NET_ADMIN"],
+                    "CapabilityDrop": ["CAP_MKNOD"],
+                    "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}]
+                },
+                "Resources": {
+                    "Limits": {"NanoCPUs": 500_000_000i64, "MemoryBytes": 67_108_864i64, "Pids": 100},
+                    "Reservations": {"NanoCPUs": 100_000_000i64, "MemoryBytes": 8_388_608i64}
+                },
+                "RestartPolicy": {"Condition": "on-failure", "Delay": 2_000_000_000i64, "MaxAttempts": 3, "Window": 60_000_000_000i64},
+                "Placement": {"Constraints": ["node.role == manager"],
+                              "Preferences": [{"Spread": {"SpreadDescriptor": "node.labels.zone"}}], "MaxReplicas": 2},
+                "LogDriver": {"Name": "json-file", "Options": {"max-size": "1m"}}
+            },
+            "Mode": {"Replicated": {"Replicas": 2}},
+            "UpdateConfig": {"Parallelism": 1, "Delay": 1_000_000_000i64, "FailureAction": "rollback",
+                             "Monitor": 5_000_000_000i64, "MaxFailureRatio": 0.5, "Order": "start-first"},
+            "RollbackConfig": {"Parallelism": 2, "Delay": 0, "FailureAction": "pause",
+                               "Monitor": 90_000_000_000i64, "MaxFailureRatio": 0.0, "Order": "stop-first"},
+            "EndpointSpec": {"Mode": "dnsrr", "Ports": [{"Protocol": "tcp", "TargetPort": 80, "PublishMode": "host"}]}
+        });
+        assert_eq!(spec, expected);
+    }
+
+    #[test]
+    fn modes_translate() {
+        let with = |extra: &str| {
+            let yaml = format!(
+                "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: j}}\nspec: {{image: x, {extra}}}"
+            );
+            serde_json::to_value(build(&from_yaml(&yaml)).mode).unwrap()
+        };
+        assert_eq!(with("mode: Global"), serde_json::json!({"Global": {}}));
+        assert_eq!(with("mode: GlobalJob"), serde_json::json!({"GlobalJob": {}}));
+        assert_eq!(
+            with("mode: ReplicatedJob, maxConcurrent: 2, totalCompletions: 6"),
+            serde_json::json!({"ReplicatedJob": {"MaxConcurrent": 2, "TotalCompletions": 6}})
+        );
+    }
+
+    #[test]
+    fn partial_update_config_gets_docker_cli_defaults() {
+        let yaml = "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: u}\nspec: {image: x, updateConfig: {order: StartFirst}}";
+        let u = serde_json::to_value(build(&from_yaml(yaml)).update_config).unwrap();
+        assert_eq!(
+            u,
+            serde_json::json!({"Parallelism": 1, "Delay": 0, "FailureAction": "pause", "Monitor": 5_000_000_000i64,
+                               "MaxFailureRatio": 0.0, "Order": "start-first"})
+        );
+    }
+
+    #[test]
+    fn unparseable_quantity_names_the_field() {
+        let yaml = "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: q}\nspec: {image: x, resources: {limits: {memory: 12Qi}}}";
+        let err = service_spec(&from_yaml(yaml)).unwrap_err();
+        assert_eq!(err.field, "resources.limits.memory");
+        assert!(err.to_string().starts_with("spec.resources.limits.memory: "));
+    }
+
     #[test]
     fn defaults_name_from_metadata_and_one_replica() {
-        let spec = service_spec(&from_yaml(
+        let spec = build(&from_yaml(
             "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: web}\nspec: {image: x}",
         ));
         assert_eq!(spec.name.as_deref(), Some("web"));
@@ -135,7 +541,7 @@ spec:
 
     #[test]
     fn service_name_overrides_metadata_name() {
-        let spec = service_spec(&from_yaml(
+        let spec = build(&from_yaml(
             "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: web}\nspec: {image: x, serviceName: front}",
         ));
         assert_eq!(spec.name.as_deref(), Some("front"));

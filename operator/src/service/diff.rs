@@ -33,6 +33,7 @@ pub fn task_is_current(task: &TaskSpec, template: &TaskSpec) -> bool {
 
 fn normalized_service(spec: &ServiceSpec) -> Value {
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    strip_pinned_digest(&mut v);
     if let Some(template) = v.get_mut("TaskTemplate") {
         normalize_task_value(template);
     }
@@ -87,7 +88,18 @@ fn sort_ports(v: &mut Value) {
     }
 }
 
-/// Null, empty lists and empty objects say nothing; the Engine drops or adds them freely.
+/// A manager that can reach the registry pins `image:tag` to `image:tag@sha256:...`; the tag the
+/// user asked for is what counts. An image given by digest is compared whole.
+fn strip_pinned_digest(v: &mut Value) {
+    if let Some(Value::String(image)) = v.pointer_mut("/TaskTemplate/ContainerSpec/Image")
+        && let Some((named, _digest)) = image.split_once("@sha256:")
+    {
+        *image = named.to_string();
+    }
+}
+
+/// Null, empty lists and empty objects say nothing; the Engine drops or adds them freely. The Engine
+/// also omits zero numbers, false and empty strings (Go's omitempty), so they mean absent too.
 fn drop_empty(v: &mut Value) {
     match v {
         Value::Object(map) => {
@@ -102,9 +114,11 @@ fn drop_empty(v: &mut Value) {
 fn is_empty(v: &Value) -> bool {
     match v {
         Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.is_empty(),
-        _ => false,
     }
 }
 
@@ -112,6 +126,13 @@ fn diff_values(path: &str, desired: &Value, actual: &Value, out: &mut Vec<String
     if desired == actual {
         return;
     }
+    let empty = Value::Object(serde_json::Map::new());
+    // An object on one side and nothing on the other: name the leaves inside, not the object.
+    let (desired, actual) = match (desired, actual) {
+        (Value::Null, Value::Object(_)) => (&empty, actual),
+        (Value::Object(_), Value::Null) => (desired, &empty),
+        _ => (desired, actual),
+    };
     match (desired, actual) {
         (Value::Object(d), Value::Object(a)) => {
             let mut keys: Vec<&String> = d.keys().chain(a.keys()).collect();
@@ -252,6 +273,44 @@ mod tests {
                 "TaskTemplate.ContainerSpec.Env",
                 "TaskTemplate.ContainerSpec.Image"
             ]
+        );
+    }
+
+    #[test]
+    fn zero_false_and_empty_string_are_absent() {
+        let mut d = desired();
+        d["UpdateConfig"] =
+            json!({"Parallelism": 1, "Delay": 0, "MaxFailureRatio": 0.0, "Order": "stop-first"});
+        d["TaskTemplate"]["ContainerSpec"]["TTY"] = json!(false);
+        d["TaskTemplate"]["ContainerSpec"]["Dir"] = json!("");
+        let mut actual = as_engine_reports();
+        actual["UpdateConfig"] = json!({"Parallelism": 1, "Order": "stop-first"});
+        assert_eq!(spec_differences(&spec(d), &spec(actual)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn scaled_to_zero_out_of_band_is_a_difference() {
+        let mut actual = as_engine_reports();
+        actual["Mode"]["Replicated"]["Replicas"] = json!(0);
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            ["Mode.Replicated.Replicas"]
+        );
+    }
+
+    #[test]
+    fn digest_pinned_by_the_manager_is_not_a_difference() {
+        let mut actual = as_engine_reports();
+        actual["TaskTemplate"]["ContainerSpec"]["Image"] = json!("img:1@sha256:0123456789abcdef");
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            Vec::<String>::new()
+        );
+        let mut other_tag = as_engine_reports();
+        other_tag["TaskTemplate"]["ContainerSpec"]["Image"] = json!("img:2@sha256:0123456789abcdef");
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(other_tag)),
+            ["TaskTemplate.ContainerSpec.Image"]
         );
     }
 

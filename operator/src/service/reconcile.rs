@@ -136,7 +136,14 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
 
 async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
     let name = svc.service_name();
-    let desired = build::service_spec(svc);
+    let desired = build::service_spec(svc).map_err(|e| Error::InvalidSpec {
+        object: format!(
+            "SwarmService {}/{}",
+            svc.namespace().unwrap_or_default(),
+            svc.name_any()
+        ),
+        message: e.to_string(),
+    })?;
     let id = match ctx.engine.find_service(&name).await? {
         None => {
             let id = ctx.engine.create_service(desired).await?;
@@ -170,6 +177,7 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
     let service = ctx.engine.inspect_service(&id).await?;
     let tasks = ctx.engine.service_tasks(&id).await?;
     let assessment = tasks::assess(&service, &tasks);
+    debug!(service = %name, tasks = tasks.len(), ?assessment, "assessed tasks");
     let (summary, requeue) = match assessment.health {
         tasks::Health::Converged => (
             Summary::Ready {

@@ -2,6 +2,8 @@
 //! the reconcilers make, and retries on "update out of sequence". Calls are by object ID once known;
 //! names are resolved by exact match because the Engine also accepts ID prefixes as names.
 
+mod raw;
+
 use std::collections::HashMap;
 
 use bollard::{
@@ -9,7 +11,11 @@ use bollard::{
     models::{Service, ServiceSpec, Task},
     query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions},
 };
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 use tracing::{debug, warn};
+
+use raw::{RawClient, RawError, repair_keys};
 
 /// Oldest Engine API this operator speaks: Debian bookworm's docker.io 20.10 (API 1.41).
 pub const MIN_API_VERSION: (usize, usize) = (1, 41);
@@ -24,6 +30,13 @@ pub enum EngineError {
     },
     #[error("the Docker Engine at {host} speaks API {version}, older than the 1.41 this operator needs")]
     TooOld { host: String, version: String },
+    #[error("Engine API {operation} {object}: {message}")]
+    Read {
+        operation: &'static str,
+        object: String,
+        status: Option<u16>,
+        message: String,
+    },
     #[error("Engine API {operation} {object}: {source}")]
     Call {
         operation: &'static str,
@@ -44,6 +57,7 @@ impl EngineError {
 
     fn status(&self) -> Option<u16> {
         match self {
+            EngineError::Read { status, .. } => *status,
             EngineError::Call {
                 source: bollard::errors::Error::DockerResponseServerError { status_code, .. },
                 ..
@@ -55,6 +69,7 @@ impl EngineError {
     /// The message the Engine itself gave, for conditions users read.
     pub fn engine_message(&self) -> String {
         match self {
+            EngineError::Read { message, .. } => message.clone(),
             EngineError::Call {
                 source: bollard::errors::Error::DockerResponseServerError { message, .. },
                 ..
@@ -86,6 +101,8 @@ impl EngineError {
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    /// Reads that keep every key the Engine writes (see raw.rs); None where only bollard can connect.
+    raw: Option<RawClient>,
     host: String,
 }
 
@@ -113,7 +130,11 @@ impl Engine {
             });
         }
         debug!(%host, api = %version, "connected to the Docker Engine");
-        Ok(Engine { docker, host })
+        Ok(Engine {
+            docker,
+            raw: RawClient::for_host(&host),
+            host,
+        })
     }
 
     pub fn host(&self) -> &str {
@@ -126,15 +147,7 @@ impl Engine {
 
     /// The service named exactly `name`, if any.
     pub async fn find_service(&self, name: &str) -> Result<Option<Service>, EngineError> {
-        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let services = self
-            .docker
-            .list_services(Some(ListServicesOptions {
-                filters: Some(filters),
-                status: None,
-            }))
-            .await
-            .map_err(|e| EngineError::call("list services", name, e))?;
+        let services = self.list_services("name", name).await?;
         Ok(services
             .into_iter()
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
@@ -142,14 +155,56 @@ impl Engine {
 
     /// Services carrying `label` (`key` or `key=value`), e.g. the owner label.
     pub async fn services_with_label(&self, label: &str) -> Result<Vec<Service>, EngineError> {
-        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        self.list_services("label", label).await
+    }
+
+    async fn list_services(&self, filter: &str, value: &str) -> Result<Vec<Service>, EngineError> {
+        let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
+        if self.raw.is_some() {
+            let query = percent_encode(&serde_json::json!(filters).to_string());
+            return self
+                .read("list services", value, &format!("/services?filters={query}"))
+                .await;
+        }
         self.docker
             .list_services(Some(ListServicesOptions {
                 filters: Some(filters),
                 status: None,
             }))
             .await
-            .map_err(|e| EngineError::call("list services", label, e))
+            .map_err(|e| EngineError::call("list services", value, e))
+    }
+
+    /// GETs `path` and parses it into bollard's types after repairing the keys they misspell.
+    async fn read<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        object: &str,
+        path: &str,
+    ) -> Result<T, EngineError> {
+        let err = |status, message| EngineError::Read {
+            operation,
+            object: object.to_string(),
+            status,
+            message,
+        };
+        let raw = self
+            .raw
+            .as_ref()
+            .ok_or_else(|| err(None, "no raw reader for this host".into()))?;
+        let version = self.docker.client_version();
+        let mut value = raw
+            .get(
+                &format!("{}.{}", version.major_version, version.minor_version),
+                path,
+            )
+            .await
+            .map_err(|RawError { status, message }| err(status, message))?;
+        match &mut value {
+            Value::Array(items) => items.iter_mut().for_each(repair_keys),
+            other => repair_keys(other),
+        }
+        serde_json::from_value(value).map_err(|e| err(None, format!("unexpected answer: {e}")))
     }
 
     /// Creates the service and returns its ID.
@@ -205,6 +260,15 @@ impl Engine {
     }
 
     pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
+        if self.raw.is_some() {
+            return self
+                .read(
+                    "inspect service",
+                    id,
+                    &format!("/services/{}", percent_encode(id)),
+                )
+                .await;
+        }
         self.docker
             .inspect_service(id, None)
             .await
@@ -225,6 +289,12 @@ impl Engine {
     /// Every task of the service, current and past (Swarm keeps a few per slot).
     pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
+        if self.raw.is_some() {
+            let query = percent_encode(&serde_json::json!(filters).to_string());
+            return self
+                .read("list tasks", service_id, &format!("/tasks?filters={query}"))
+                .await;
+        }
         self.docker
             .list_tasks(Some(ListTasksOptions {
                 filters: Some(filters),
@@ -232,6 +302,16 @@ impl Engine {
             .await
             .map_err(|e| EngineError::call("list tasks", service_id, e))
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn log_warnings(object: &str, warnings: Option<&[String]>) {

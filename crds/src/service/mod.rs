@@ -1,0 +1,342 @@
+//! `SwarmService`: one Swarm service, as `docker service create` would make it.
+
+pub mod common;
+pub mod container;
+pub mod workload;
+
+use std::collections::BTreeMap;
+
+pub use common::{Duration, Quantity};
+pub use container::{
+    DnsConfig, HostEntry, LocalObjectReference, Mount, MountType, TmpfsOptions, Ulimit, VolumeOptions,
+};
+pub use workload::{
+    FailureAction, Healthcheck, LogDriver, Placement, PlacementPreference, ResourceLimits,
+    ResourceReservations, Resources, RestartCondition, RestartPolicy, ServiceMode, UpdateConfig, UpdateOrder,
+};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Desired state of a Swarm service.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "swarmoperator.io",
+    version = "v1alpha1",
+    kind = "SwarmService",
+    namespaced,
+    status = "SwarmServiceStatus",
+    shortname = "swsvc",
+    category = "swarm",
+    doc = "A Docker Swarm service managed through the Kubernetes API",
+    derive = "PartialEq",
+    derive = "Default",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.replicas"
+    ),
+    printcolumn(name = "Service", type_ = "string", json_path = ".status.serviceName"),
+    printcolumn(name = "Image", type_ = "string", json_path = ".spec.image"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
+    printcolumn(name = "Running", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = Rule::new(
+        "has(self.serviceName) == has(oldSelf.serviceName) && (!has(self.serviceName) || self.serviceName == oldSelf.serviceName)"
+    ).message("spec.serviceName is immutable: a Swarm service cannot be renamed").field_path(".serviceName"),
+    validation = Rule::new("!has(self.replicas) || !has(self.mode) || self.mode == 'Replicated'")
+        .message("spec.replicas applies only to mode Replicated (Global runs one task per node; jobs use totalCompletions)")
+        .field_path(".replicas"),
+    validation = Rule::new("!(has(self.maxConcurrent) || has(self.totalCompletions)) || (has(self.mode) && self.mode == 'ReplicatedJob')")
+        .message("spec.maxConcurrent and spec.totalCompletions apply only to mode ReplicatedJob")
+        .field_path(".mode"),
+    validation = Rule::new("!has(self.rollbackConfig) || !has(self.rollbackConfig.failureAction) || self.rollbackConfig.failureAction != 'Rollback'")
+        .message("spec.rollbackConfig.failureAction cannot be Rollback: a failed rollback cannot roll back")
+        .field_path(".rollbackConfig.failureAction"),
+    validation = Rule::new("!has(self.updateConfig) || !(has(self.mode) && (self.mode == 'ReplicatedJob' || self.mode == 'GlobalJob'))")
+        .message("spec.updateConfig does not apply to jobs")
+        .field_path(".updateConfig"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmServiceSpec {
+    /// Name of the Swarm service. Defaults to metadata.name; cannot be changed later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$")
+    )]
+    pub service_name: Option<String>,
+
+    /// Image to run, e.g. `traefik/whoami:v1.10` or `registry.example:5000/app@sha256:...`.
+    #[schemars(length(min = 1))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.image must not be empty"))]
+    pub image: String,
+
+    /// Replaces the image's ENTRYPOINT (`docker service create --entrypoint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+
+    /// Arguments to the entrypoint (the words after the image in `docker service create`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+
+    /// Environment variables, merged by name under server-side apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub env: Vec<EnvVar>,
+
+    /// Labels on the Swarm service. Keys under `swarmoperator.io/` are the operator's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
+        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    pub labels: BTreeMap<String, String>,
+
+    /// Number of tasks (`docker service scale`), mode Replicated only. Defaults to 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+
+    /// Replicated (default), Global, ReplicatedJob or GlobalJob.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ServiceMode>,
+
+    /// ReplicatedJob: tasks running at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_concurrent: Option<i64>,
+
+    /// ReplicatedJob: tasks that must complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub total_completions: Option<i64>,
+
+    /// Container healthcheck, overriding the image's HEALTHCHECK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+
+    /// Rolling update behaviour (`--update-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_config: Option<UpdateConfig>,
+
+    /// Rollback behaviour (`--rollback-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_config: Option<UpdateConfig>,
+
+    /// When tasks are restarted (`--restart-*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<RestartPolicy>,
+
+    /// CPU, memory and pids limits and reservations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+
+    /// Placement constraints and preferences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+
+    /// Mounts, merged by target under server-side apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["target".into()]))]
+    pub mounts: Vec<Mount>,
+
+    /// VIP (default): one virtual IP balanced over the tasks; DNSRR: the service name resolves to the
+    /// tasks' addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<EndpointMode>,
+
+    /// Container hostname (`--hostname`, Go templates such as `{{.Task.Name}}` allowed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+
+    /// User (and group) the process runs as: `nobody`, `1000:1000`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+
+    /// Supplementary groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+
+    /// Working directory in the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+
+    /// Signal that stops the container, e.g. SIGINT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+
+    /// Time to wait after the stop signal before killing. Default 10s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_period: Option<Duration>,
+
+    /// Run an init process (tini) as PID 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<bool>,
+
+    /// Mount the container's root filesystem read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+
+    /// Allocate a pseudo-TTY.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+
+    /// Kernel capabilities to add, e.g. CAP_NET_ADMIN.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_add: Vec<String>,
+
+    /// Kernel capabilities to drop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capability_drop: Vec<String>,
+
+    /// Namespaced kernel parameters, e.g. net.core.somaxconn.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
+
+    /// Ulimits, merged by name under server-side apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub ulimits: Vec<Ulimit>,
+
+    /// DNS servers, search domains and options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsConfig>,
+
+    /// Extra /etc/hosts entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostEntry>,
+
+    /// Labels on the containers (not on the service).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub container_labels: BTreeMap<String, String>,
+
+    /// Logging driver and its options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_driver: Option<LogDriver>,
+
+    /// Secrets of type kubernetes.io/dockerconfigjson in this namespace whose credentials are sent to
+    /// the manager to pull the image. Never stored anywhere else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Delete (default) removes the Swarm service with the resource; Orphan leaves it running and
+    /// removes the owner labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+
+    /// Published ports, merged by target port and protocol under server-side apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["target".into(), "protocol".into()]),
+        validation = Rule::new(
+            "self.all(p, !has(p.published) || self.exists_one(q, has(q.published) && q.published == p.published && q.protocol == p.protocol))"
+        ).message("spec.ports: a published port may be used only once per protocol")
+    )]
+    pub ports: Vec<PortConfig>,
+}
+
+/// One environment variable of the service's containers.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name.
+    #[schemars(length(min = 1), regex(pattern = r"^[^=]+$"))]
+    pub name: String,
+    /// Value; empty when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// A port the service publishes, as `docker service create --publish`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PortConfig {
+    /// Port inside the container.
+    #[schemars(range(min = 1, max = 65535))]
+    pub target: i32,
+    /// Port on the nodes (or the routing mesh). Swarm picks one from 30000-32767 when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub published: Option<i32>,
+    /// Protocol: TCP (default), UDP or SCTP.
+    #[serde(default)]
+    pub protocol: PortProtocol,
+    /// Ingress (default): published through the routing mesh on every node; Host: only on the node
+    /// that runs the task.
+    #[serde(default)]
+    pub mode: PublishMode,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EndpointMode {
+    VIP,
+    DNSRR,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Orphan,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PortProtocol {
+    #[default]
+    TCP,
+    UDP,
+    SCTP,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum PublishMode {
+    #[default]
+    Ingress,
+    Host,
+}
+
+/// Observed state, kstatus-compatible.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmServiceStatus {
+    /// The generation the conditions speak of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Reconciling and Stalled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Name of the Swarm service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// ID of the Swarm service.
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "serviceID")]
+    pub service_id: Option<String>,
+    /// Tasks running the current spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Tasks the service asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_replicas: Option<i32>,
+}
+
+impl SwarmService {
+    /// The Swarm service name: spec.serviceName, else metadata.name.
+    pub fn service_name(&self) -> String {
+        self.spec
+            .service_name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}
