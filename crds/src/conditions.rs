@@ -14,6 +14,11 @@ pub const REASON_PROGRESSING: &str = "Progressing";
 pub const REASON_NAME_CONFLICT: &str = "NameConflict";
 /// Tasks keep failing (image missing, command exits, healthcheck fails).
 pub const REASON_TASKS_FAILING: &str = "TasksFailing";
+/// Swarm rolled the current generation back (updateConfig.failureAction Rollback); waits for a
+/// new generation.
+pub const REASON_ROLLED_BACK: &str = "RolledBack";
+/// Swarm paused the rolling update (updateConfig.failureAction Pause); waits for a new generation.
+pub const REASON_UPDATE_PAUSED: &str = "UpdatePaused";
 /// The spec cannot be turned into a Swarm object; waits for a change.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 /// The Engine API refused or failed a call; retried with backoff.

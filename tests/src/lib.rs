@@ -86,6 +86,11 @@ impl TestEnv {
 
     /// Starts the operator binary watching this test's namespace; its log goes to target/e2e-logs/.
     pub fn start_operator(&mut self) {
+        self.start_operator_with(&["--resync-seconds", "30"]);
+    }
+
+    /// Starts the operator with extra flags.
+    pub fn start_operator_with(&mut self, flags: &[&str]) {
         assert!(self.operator.is_none(), "operator already running");
         let bin = std::env::var("SWARM_OPERATOR_BIN")
             .map(PathBuf::from)
@@ -97,7 +102,8 @@ impl TestEnv {
             std::fs::File::create(logs.join(format!("{}-{}.log", self.namespace, self.operator_starts)))
                 .unwrap();
         let child = Command::new(&bin)
-            .args(["--namespace", &self.namespace, "--resync-seconds", "30"])
+            .args(["--namespace", &self.namespace])
+            .args(flags)
             .env("RUST_LOG", "info,swarm_operator=debug,kube=warn")
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -259,6 +265,42 @@ impl Drop for TestEnv {
                 let _ = Command::new("docker").args(["service", "rm"]).args(&ids).output();
             }
         }
+    }
+}
+
+impl TestEnv {
+    /// Waits until condition `type_` is True with `reason`; returns its message.
+    pub async fn wait_condition(&self, name: &str, type_: &str, reason: &str, limit: Duration) -> String {
+        self.wait_for(&format!("{type_}/{reason} on {name}"), limit, || async {
+            let svc = self.services().get(name).await.map_err(|e| e.to_string())?;
+            match condition(&svc, type_) {
+                Some(c) if c.status == "True" && c.reason == reason => Ok(c.message.clone()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await
+    }
+
+    /// Events recorded on this namespace's objects with `reason`, as (type, note).
+    pub async fn events(&self, reason: &str) -> Vec<(String, String)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let all = api.list(&Default::default()).await.unwrap().items;
+        all.into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .map(|e| (e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Runs the docker CLI (a change made out of band, as a user at a manager would).
+    pub fn docker_cli(&self, args: &[&str]) -> String {
+        let out = Command::new("docker").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 

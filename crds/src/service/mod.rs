@@ -329,9 +329,91 @@ pub struct SwarmServiceStatus {
     /// Tasks the service asks for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_replicas: Option<i32>,
+    /// The Swarm's rolling update or rollback, as `docker service inspect` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_status: Option<UpdateStatus>,
+    /// The current task of each slot (or node) and the most recent failed ones, as
+    /// `docker service ps` shows them; capped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskStatus>,
+    /// Virtual IPs and published ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<EndpointStatus>,
 }
 
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateStatus {
+    /// updating, paused, completed, rollback_started, rollback_paused or rollback_completed.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatus {
+    pub id: String,
+    /// Slot of a replicated service; absent for global ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<i64>,
+    /// Hostname of the node the task is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub desired_state: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_ips: Vec<VirtualIp>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PublishedPort>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualIp {
+    /// Swarm network ID.
+    pub network_id: String,
+    /// Address with prefix length, e.g. 10.0.0.5/24.
+    pub address: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedPort {
+    pub target: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<i64>,
+    pub protocol: String,
+    pub mode: String,
+}
+
+/// Annotation that lets a SwarmService take over an existing Swarm service it did not create.
+pub const ADOPT_ANNOTATION: &str = "swarmoperator.io/adopt";
+
 impl SwarmService {
+    /// Whether the user asked to take over an unmanaged Swarm service of the same name.
+    pub fn wants_adoption(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ADOPT_ANNOTATION))
+            .map(String::as_str)
+            == Some("true")
+    }
+
     /// The Swarm service name: spec.serviceName, else metadata.name.
     pub fn service_name(&self) -> String {
         self.spec

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod diff;
 mod reconcile;
+pub mod report;
 pub mod tasks;
 
 pub use reconcile::{FINALIZER, error_policy, reconcile, run};

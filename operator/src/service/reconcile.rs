@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use bollard::models::{Service, ServiceUpdateStatusStateEnum, Task};
 use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
@@ -19,18 +20,19 @@ use serde_json::json;
 use swarm_operator_crds::{
     SwarmService, SwarmServiceStatus,
     conditions::{
-        REASON_ENGINE_ERROR, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING, REASON_RUNNING,
-        REASON_TASKS_FAILING,
+        REASON_ENGINE_ERROR, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING,
+        REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED,
     },
+    service::{DeletionPolicy, EndpointStatus, TaskStatus, UpdateStatus},
 };
 use tracing::{debug, info, warn};
 
-use super::{build, diff, tasks};
+use super::{build, diff, report, tasks};
 use crate::{
     conditions::{self, Summary},
     context::Context,
     error::{Error, cause_chain},
-    labels::{Ownership, ownership},
+    labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, Ownership, ownership},
 };
 
 pub const FINALIZER: &str = "swarmoperator.io/cleanup";
@@ -90,7 +92,16 @@ struct Pass {
     summary: Summary,
     service_id: Option<String>,
     replicas: Option<(i32, i32)>,
+    report: Report,
     requeue: Duration,
+}
+
+/// What the swarm shows of the service beyond counts: `docker service inspect` and `ps`.
+#[derive(Default)]
+struct Report {
+    update_status: Option<UpdateStatus>,
+    tasks: Vec<TaskStatus>,
+    endpoint: Option<EndpointStatus>,
 }
 
 async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Result<Action, Error> {
@@ -121,6 +132,11 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
                 summary,
                 service_id: previous.service_id.clone(),
                 replicas: previous.replicas.zip(previous.desired_replicas),
+                report: Report {
+                    update_status: previous.update_status,
+                    tasks: previous.tasks,
+                    endpoint: previous.endpoint,
+                },
                 requeue: Duration::ZERO,
             };
             if let Err(e) = write_status(svc, api, status_for(svc, &pass)).await {
@@ -144,29 +160,34 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
         ),
         message: e.to_string(),
     })?;
+    let mut rolled_back = false;
     let id = match ctx.engine.find_service(&name).await? {
         None => {
             let id = ctx.engine.create_service(desired).await?;
             info!(service = %name, id = %id, "created Swarm service");
-            ctx.publish(
-                svc,
-                EventType::Normal,
-                "Created",
-                "Create",
-                format!("Created Swarm service {name} ({id})"),
-            )
-            .await;
+            let note = format!("Created Swarm service {name} ({id})");
+            ctx.publish(svc, EventType::Normal, "Created", "Create", note)
+                .await;
             id
         }
         Some(existing) => {
             let labels = existing.spec.as_ref().and_then(|s| s.labels.as_ref());
-            let owner = ownership(svc, labels);
-            if owner != Ownership::Ours {
-                return Ok(name_conflict(ctx, &name, owner));
+            match ownership(svc, labels) {
+                Ownership::Ours => {}
+                Ownership::Unmanaged if svc.wants_adoption() => {
+                    info!(service = %name, "adopting unmanaged Swarm service");
+                    let note = format!("Adopted Swarm service {name}; the spec of this resource now applies");
+                    ctx.publish(svc, EventType::Normal, "Adopted", "Adopt", note)
+                        .await;
+                }
+                other => return Ok(name_conflict(ctx, &name, other)),
             }
             let id = existing.id.clone().unwrap_or_default();
             let changed = diff::spec_differences(&desired, &existing.spec.clone().unwrap_or_default());
-            if !changed.is_empty() {
+            if !changed.is_empty() && swarm_rolled_back_this_generation(svc, &existing) {
+                // Re-pushing the spec Swarm just rolled back would fail the same way, forever.
+                rolled_back = true;
+            } else if !changed.is_empty() {
                 let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
                 ctx.engine.update_service(&id, version, desired).await?;
                 report_update(svc, ctx, &name, &changed).await;
@@ -176,37 +197,102 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
     };
     let service = ctx.engine.inspect_service(&id).await?;
     let tasks = ctx.engine.service_tasks(&id).await?;
+    let nodes = ctx.engine.node_hostnames().await?;
     let assessment = tasks::assess(&service, &tasks);
     debug!(service = %name, tasks = tasks.len(), ?assessment, "assessed tasks");
-    let (summary, requeue) = match assessment.health {
-        tasks::Health::Converged => (
-            Summary::Ready {
-                reason: REASON_RUNNING,
-                message: format!("{}/{} tasks running", assessment.running, assessment.desired),
-            },
+    let (summary, requeue) = if rolled_back {
+        (
+            rolled_back_summary(svc, &service, &tasks),
             ctx.settings.resync_interval,
-        ),
-        tasks::Health::Progressing(message) => (
-            Summary::Reconciling {
-                reason: REASON_PROGRESSING,
-                message,
-            },
-            ctx.settings.progress_interval,
-        ),
-        tasks::Health::Failing(message) => (
-            Summary::Stalled {
-                reason: REASON_TASKS_FAILING,
-                message,
-            },
-            ctx.settings.progress_interval * 5,
-        ),
+        )
+    } else {
+        match assessment.health {
+            tasks::Health::Converged => (
+                Summary::Ready {
+                    reason: REASON_RUNNING,
+                    message: format!("{}/{} tasks running", assessment.running, assessment.desired),
+                },
+                ctx.settings.resync_interval,
+            ),
+            tasks::Health::Progressing(message) => (
+                Summary::Reconciling {
+                    reason: REASON_PROGRESSING,
+                    message,
+                },
+                ctx.settings.progress_interval,
+            ),
+            tasks::Health::Paused(message) => (
+                Summary::Stalled {
+                    reason: REASON_UPDATE_PAUSED,
+                    message,
+                },
+                ctx.settings.resync_interval,
+            ),
+            tasks::Health::Failing(message) => (
+                Summary::Stalled {
+                    reason: REASON_TASKS_FAILING,
+                    message,
+                },
+                ctx.settings.progress_interval * 5,
+            ),
+        }
+    };
+    let report = Report {
+        update_status: report::update_status(&service),
+        tasks: report::task_statuses(&tasks, &nodes),
+        endpoint: report::endpoint_status(&service),
     };
     Ok(Pass {
         summary,
         service_id: Some(id),
         replicas: Some((assessment.running, assessment.desired)),
+        report,
         requeue,
     })
+}
+
+/// Swarm rolled back (failureAction Rollback) a generation this operator had already applied:
+/// the spec it holds differs from ours because Swarm put the previous one back.
+fn swarm_rolled_back_this_generation(svc: &SwarmService, service: &Service) -> bool {
+    let state = service.update_status.as_ref().and_then(|u| u.state);
+    let rolling_back = matches!(
+        state,
+        Some(
+            ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+                | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED
+                | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED
+        )
+    );
+    rolling_back && svc.status.as_ref().and_then(|s| s.observed_generation) == svc.metadata.generation
+}
+
+fn rolled_back_summary(svc: &SwarmService, service: &Service, tasks: &[Task]) -> Summary {
+    let template = service
+        .spec
+        .as_ref()
+        .and_then(|s| s.task_template.clone())
+        .unwrap_or_default();
+    let current = |t: &Task| {
+        t.spec
+            .as_ref()
+            .is_some_and(|s| diff::task_is_current(s, &template))
+    };
+    let failures = report::failures_outside(current, tasks, 3);
+    let swarm_says = service
+        .update_status
+        .as_ref()
+        .and_then(|u| u.message.clone())
+        .unwrap_or_default();
+    let generation = svc.metadata.generation.unwrap_or_default();
+    let mut message = format!("Swarm rolled back generation {generation} ({swarm_says})");
+    if !failures.is_empty() {
+        message.push_str(&format!("; failing tasks: {}", failures.join("; ")));
+    }
+    message.push_str(". The previous spec keeps running; change the spec to try again");
+    Summary::Stalled {
+        reason: REASON_ROLLED_BACK,
+        message,
+    }
 }
 
 fn name_conflict(ctx: &Context, name: &str, owner: Ownership) -> Pass {
@@ -224,6 +310,7 @@ fn name_conflict(ctx: &Context, name: &str, owner: Ownership) -> Pass {
         },
         service_id: None,
         replicas: None,
+        report: Report::default(),
         requeue: ctx.settings.resync_interval,
     }
 }
@@ -269,6 +356,7 @@ async fn announce_transition(svc: &SwarmService, ctx: &Context, summary: &Summar
 }
 
 fn status_for(svc: &SwarmService, pass: &Pass) -> SwarmServiceStatus {
+    let report = &pass.report;
     let previous = svc
         .status
         .as_ref()
@@ -281,6 +369,9 @@ fn status_for(svc: &SwarmService, pass: &Pass) -> SwarmServiceStatus {
         service_id: pass.service_id.clone(),
         replicas: pass.replicas.map(|r| r.0),
         desired_replicas: pass.replicas.map(|r| r.1),
+        update_status: report.update_status.clone(),
+        tasks: report.tasks.clone(),
+        endpoint: report.endpoint.clone(),
     }
 }
 
@@ -310,20 +401,39 @@ async fn write_status(
 
 async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
     let name = svc.service_name();
-    if let Some(existing) = ctx.engine.find_service(&name).await? {
-        let labels = existing.spec.as_ref().and_then(|s| s.labels.as_ref());
-        if ownership(svc, labels) == Ownership::Ours {
-            let id = existing.id.unwrap_or_default();
+    let Some(existing) = ctx.engine.find_service(&name).await? else {
+        return Ok(Action::await_change());
+    };
+    let labels = existing.spec.as_ref().and_then(|s| s.labels.as_ref());
+    if ownership(svc, labels) != Ownership::Ours {
+        return Ok(Action::await_change());
+    }
+    let id = existing.id.clone().unwrap_or_default();
+    match svc.spec.deletion_policy.unwrap_or_default() {
+        DeletionPolicy::Delete => {
             ctx.engine.remove_service(&id).await?;
             info!(service = %name, %id, "removed Swarm service");
-            ctx.publish(
-                svc,
-                EventType::Normal,
-                "Deleted",
-                "Delete",
-                format!("Removed Swarm service {name} ({id})"),
-            )
-            .await;
+            let note = format!("Removed Swarm service {name} ({id})");
+            ctx.publish(svc, EventType::Normal, "Deleted", "Delete", note)
+                .await;
+        }
+        DeletionPolicy::Orphan => {
+            // Left running, and no longer ours: without the labels a new resource of the same name
+            // needs the adopt annotation to take it over.
+            let mut spec = existing.spec.clone().unwrap_or_default();
+            if let Some(labels) = spec.labels.as_mut() {
+                for key in [OWNER_UID, OWNER_NAMESPACE, OWNER_NAME] {
+                    labels.remove(key);
+                }
+            }
+            let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+            ctx.engine.update_service(&id, version, spec).await?;
+            info!(service = %name, %id, "orphaned Swarm service");
+            let note = format!(
+                "Left Swarm service {name} ({id}) running without owner labels (deletionPolicy Orphan)"
+            );
+            ctx.publish(svc, EventType::Normal, "Orphaned", "Delete", note)
+                .await;
         }
     }
     Ok(Action::await_change())

@@ -22,6 +22,8 @@ pub enum Health {
     Progressing(String),
     /// Tasks of the current spec failed since the spec last changed and not all are running.
     Failing(String),
+    /// Swarm paused the update or rollback (failureAction Pause); only a new spec resumes it.
+    Paused(String),
 }
 
 pub fn assess(service: &Service, tasks: &[Task]) -> Assessment {
@@ -48,7 +50,18 @@ pub fn assess(service: &Service, tasks: &[Task]) -> Assessment {
         .then(|| u.message.clone().unwrap_or_else(|| "update in progress".into()))
     });
 
-    let health = if running >= desired && updating.is_none() {
+    let paused = service.update_status.as_ref().and_then(|u| {
+        matches!(
+            u.state,
+            Some(ServiceUpdateStatusStateEnum::PAUSED | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED)
+        )
+        .then(|| u.message.clone().unwrap_or_else(|| "update paused".into()))
+    });
+    let health = if let Some(message) = paused {
+        Health::Paused(format!(
+            "{running}/{desired} tasks running; Swarm paused the update: {message}"
+        ))
+    } else if running >= desired && updating.is_none() {
         Health::Converged
     } else if let Some(failure) = latest_failure(service, tasks, current) {
         Health::Failing(format!("{running}/{desired} tasks running; {failure}"))

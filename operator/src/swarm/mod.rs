@@ -286,6 +286,22 @@ impl Engine {
         }
     }
 
+    /// Hostname of every node by node ID, for `docker service ps`-style task lists.
+    pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
+        let nodes: Vec<bollard::models::Node> = if self.raw.is_some() {
+            self.read("list nodes", "", "/nodes").await?
+        } else {
+            self.docker
+                .list_nodes(None)
+                .await
+                .map_err(|e| EngineError::call("list nodes", "", e))?
+        };
+        Ok(nodes
+            .into_iter()
+            .filter_map(|n| Some((n.id?, n.description?.hostname?)))
+            .collect())
+    }
+
     /// Every task of the service, current and past (Swarm keeps a few per slot).
     pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);

@@ -1,0 +1,248 @@
+//! Rolling updates, rollbacks, drift, adoption and orphaning, observed from Kubernetes, on the real
+//! API server and swarm (scripts/test.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{collections::HashMap, time::Duration};
+
+use bollard::models::{
+    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
+};
+use swarm_operator_e2e::{OWNER_UID, TestEnv};
+
+const WITHIN: Duration = Duration::from_secs(150);
+
+fn image(tag: &str) -> String {
+    format!("swarm-operator-test/whoami:{tag}")
+}
+
+fn image_of(env: &TestEnv, name: &str) -> String {
+    env.swarm_service_json(name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn failing_update_is_rolled_back_reported_and_not_repushed() {
+    let mut env = TestEnv::new("rollback").await;
+    env.start_operator();
+    let name = format!("{}-web", env.prefix);
+    let manifest = |tag: &str, health: &str| {
+        format!(
+            r#"
+apiVersion: swarmoperator.io/v1alpha1
+kind: SwarmService
+metadata: {{name: {name}}}
+spec:
+  image: {image}
+  replicas: 2
+  healthcheck: {{test: {health}, interval: 1s, timeout: 1s, retries: 1}}
+  updateConfig: {{parallelism: 1, failureAction: Rollback, monitor: 4s, order: StopFirst}}
+  rollbackConfig: {{parallelism: 2, monitor: 1s}}
+"#,
+            image = image(tag)
+        )
+    };
+    let healthy = r#"["CMD", "wget", "-qO-", "http://127.0.0.1:80/"]"#;
+    env.apply(&manifest("1", healthy)).await;
+    env.wait_ready(&name, WITHIN).await;
+
+    // Generation 2: image :2 whose healthcheck fails. Swarm rolls back by itself.
+    env.apply(&manifest("2", r#"["CMD-SHELL", "exit 1"]"#)).await;
+    let message = env.wait_condition(&name, "Stalled", "RolledBack", WITHIN).await;
+    assert!(message.contains("Swarm rolled back generation 2"), "{message}");
+    let svc = env.services().get(&name).await.unwrap();
+    let status = svc.status.clone().unwrap();
+    assert_eq!(status.observed_generation, Some(2));
+    assert!(status.update_status.unwrap().state.starts_with("rollback"));
+    assert!(
+        env.events("RolledBack").await.iter().any(|(t, _)| t == "Warning"),
+        "a Warning event"
+    );
+    assert_eq!(image_of(&env, &name), image("1"), "the previous spec runs");
+
+    // No loop: once Swarm has finished rolling back (its own progress moves the version index),
+    // the operator does not push the failing generation again.
+    env.wait_for("rollback_completed", WITHIN, || async {
+        let state = env.swarm_service_json(&name)["UpdateStatus"]["State"].clone();
+        if state == "rollback_completed" {
+            Ok(())
+        } else {
+            Err(state.to_string())
+        }
+    })
+    .await;
+    let version = env.swarm_service_json(&name)["Version"]["Index"].clone();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        env.swarm_service_json(&name)["Version"]["Index"],
+        version,
+        "the rolled-back spec was pushed again"
+    );
+
+    // Generation 3, fixed: proceeds normally.
+    env.apply(&manifest("2", healthy)).await;
+    let ready = env.wait_ready(&name, WITHIN).await;
+    assert_eq!(ready.metadata.generation, Some(3));
+    assert_eq!(image_of(&env, &name), image("2"));
+    assert_eq!(ready.status.unwrap().update_status.unwrap().state, "completed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn out_of_band_changes_are_reverted_and_reported() {
+    let mut env = TestEnv::new("drift").await;
+    env.start_operator_with(&["--resync-seconds", "3"]);
+    let name = format!("{}-web", env.prefix);
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\n\
+         spec: {{image: {}, replicas: 1, env: [{{name: KEEP, value: me}}]}}",
+        image("1")
+    ))
+    .await;
+    env.wait_ready(&name, WITHIN).await;
+
+    env.docker_cli(&[
+        "service",
+        "update",
+        "--detach",
+        "--image",
+        &image("2"),
+        "--replicas",
+        "2",
+        "--env-rm",
+        "KEEP",
+        &name,
+    ]);
+    env.wait_for("the drift to be reverted", WITHIN, || async {
+        let spec = env.swarm_service_json(&name)["Spec"].clone();
+        let c = &spec["TaskTemplate"]["ContainerSpec"];
+        let reverted = c["Image"] == image("1").as_str()
+            && c["Env"] == serde_json::json!(["KEEP=me"])
+            && spec["Mode"]["Replicated"]["Replicas"] == 1;
+        if reverted { Ok(()) } else { Err(spec.to_string()) }
+    })
+    .await;
+    let notes: Vec<String> = env
+        .events("DriftReverted")
+        .await
+        .into_iter()
+        .map(|(t, n)| format!("{t}: {n}"))
+        .collect();
+    let note = notes
+        .iter()
+        .find(|n| n.starts_with("Warning"))
+        .unwrap_or_else(|| panic!("no Warning event: {notes:?}"));
+    for field in [
+        "TaskTemplate.ContainerSpec.Image",
+        "TaskTemplate.ContainerSpec.Env",
+        "Mode.Replicated.Replicas",
+    ] {
+        assert!(note.contains(field), "{note} does not name {field}");
+    }
+    env.wait_ready(&name, WITHIN).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn adopt_then_orphan() {
+    let mut env = TestEnv::new("adopt").await;
+    let name = format!("{}-legacy", env.prefix);
+    let theirs = ServiceSpec {
+        name: Some(name.clone()),
+        labels: Some(HashMap::from([("team".into(), "legacy".into())])),
+        task_template: Some(TaskSpec {
+            container_spec: Some(TaskSpecContainerSpec {
+                image: Some(image("1")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        mode: Some(ServiceSpecMode {
+            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let created = env.docker.create_service(theirs, None).await.unwrap();
+    env.start_operator();
+    let manifest = format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\n  annotations: {{swarmoperator.io/adopt: \"true\"}}\n\
+         spec: {{image: {}, replicas: 2, deletionPolicy: Orphan, labels: {{team: platform}}}}",
+        image("2")
+    );
+    let cr = env.apply(&manifest).await;
+    let ready = env.wait_ready(&name, WITHIN).await;
+    assert_eq!(
+        ready.status.unwrap().service_id,
+        created.id,
+        "the existing service, not a new one"
+    );
+    let spec = env.swarm_service_json(&name)["Spec"].clone();
+    assert_eq!(
+        spec["Labels"][OWNER_UID],
+        cr.metadata.uid.unwrap().as_str(),
+        "owner labels added"
+    );
+    assert_eq!(spec["Labels"]["team"], "platform", "the resource's spec wins");
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Image"],
+        image("2").as_str()
+    );
+    assert!(env.events("Adopted").await.iter().any(|(t, _)| t == "Normal"));
+
+    // deletionPolicy Orphan: the service keeps running, without the owner labels.
+    env.kubectl(&["delete", &format!("swarmservice/{name}"), "--timeout=60s"]);
+    let after = env.swarm_service_json(&name);
+    assert!(
+        after["Spec"]["Labels"].get(OWNER_UID).is_none(),
+        "owner labels removed"
+    );
+    assert_eq!(after["Spec"]["Mode"]["Replicated"]["Replicas"], 2);
+    assert_eq!(env.running_tasks(&name).await.len(), 2);
+    env.docker.delete_service(&name).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn status_shows_update_tasks_and_endpoint() {
+    let mut env = TestEnv::new("status").await;
+    env.start_operator();
+    let name = format!("{}-web", env.prefix);
+    let manifest = |tag: &str| {
+        format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\n\
+             spec: {{image: {}, replicas: 2, ports: [{{target: 80, mode: Host}}]}}",
+            image(tag)
+        )
+    };
+    env.apply(&manifest("1")).await;
+    env.wait_ready(&name, WITHIN).await;
+    env.apply(&manifest("2")).await;
+    let ready = env.wait_ready(&name, WITHIN).await;
+    let status = ready.status.unwrap();
+    let update = status.update_status.expect("updateStatus");
+    assert_eq!(update.state, "completed");
+    assert!(update.started_at.is_some() && update.completed_at.is_some());
+    let running: Vec<_> = status.tasks.iter().filter(|t| t.state == "running").collect();
+    assert_eq!(running.len(), 2, "{:?}", status.tasks);
+    let hostname = env
+        .docker_cli(&["info", "--format", "{{.Name}}"])
+        .trim()
+        .to_string();
+    assert!(
+        running
+            .iter()
+            .all(|t| t.node.as_deref() == Some(hostname.as_str()) && t.slot.is_some())
+    );
+    let ports = status.endpoint.expect("endpoint").ports;
+    assert_eq!(
+        (
+            ports[0].target,
+            ports[0].mode.as_str(),
+            ports[0].protocol.as_str()
+        ),
+        (80, "host", "tcp")
+    );
+}
