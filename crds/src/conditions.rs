@@ -19,6 +19,8 @@ pub const REASON_TASKS_FAILING: &str = "TasksFailing";
 pub const REASON_ROLLED_BACK: &str = "RolledBack";
 /// Swarm paused the rolling update (updateConfig.failureAction Pause); waits for a new generation.
 pub const REASON_UPDATE_PAUSED: &str = "UpdatePaused";
+/// A network, secret or config the spec refers to does not exist (yet); proceeds by itself.
+pub const REASON_WAITING_FOR_DEPENDENCY: &str = "WaitingForDependency";
 /// The spec cannot be turned into a Swarm object; waits for a change.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 /// The Engine API refused or failed a call; retried with backoff.

@@ -246,3 +246,103 @@ async fn status_shows_update_tasks_and_endpoint() {
         (80, "host", "tcp")
     );
 }
+
+/// Counts a client's failed requests over a StartFirst rolling update. The client polls the service
+/// by its name on an overlay network with DNSRR (the kernel here has no IPVS, so no VIP).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn start_first_update_drops_no_request() {
+    let mut env = TestEnv::new("startfirst").await;
+    let net = format!("{}-net", env.prefix);
+    env.docker_cli(&["network", "create", "--driver", "overlay", "--attachable", &net]);
+    env.start_operator();
+    let name = format!("{}-web", env.prefix);
+    let manifest = |tag: &str| {
+        format!(
+            r#"
+apiVersion: swarmoperator.io/v1alpha1
+kind: SwarmService
+metadata: {{name: {name}}}
+spec:
+  image: {image}
+  replicas: 2
+  endpointMode: DNSRR
+  networks: [{{name: {net}, external: true}}]
+  updateConfig: {{parallelism: 1, order: StartFirst, monitor: 2s, failureAction: Pause}}
+"#,
+            image = image(tag)
+        )
+    };
+    env.apply(&manifest("1")).await;
+    env.wait_ready(&name, WITHIN).await;
+
+    let poller = format!("{}-poller", env.prefix);
+    let script = format!(
+        "while :; do r=$(timeout 2 wget -qO- http://{name}:80/ 2>/dev/null | grep Version); \
+         if [ -n \"$r\" ]; then echo \"ok $r\"; else echo fail; fi; sleep 0.1; done"
+    );
+    env.docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &poller,
+        "--network",
+        &net,
+        "--entrypoint",
+        "/bin/sh",
+        &image("1"),
+        "-c",
+        &script,
+    ]);
+    let log = || env.docker_cli(&["logs", &poller]);
+    env.wait_for("the client to get answers", WITHIN, || async {
+        let l = log();
+        if l.matches("ok").count() >= 10 {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    })
+    .await;
+
+    env.apply(&manifest("2")).await;
+    env.wait_ready(&name, WITHIN).await;
+    env.wait_for("answers from version 2 only", WITHIN, || async {
+        let tail: Vec<String> = log().lines().rev().take(10).map(String::from).collect();
+        if tail.iter().all(|l| l.contains("Version: 2")) {
+            Ok(())
+        } else {
+            Err(tail.join(" | "))
+        }
+    })
+    .await;
+    let lines = log();
+    env.docker_cli(&["rm", "-f", &poller]);
+
+    let failed = lines.lines().filter(|l| *l == "fail").count();
+    let v1 = lines.lines().filter(|l| l.contains("Version: 1")).count();
+    let v2 = lines.lines().filter(|l| l.contains("Version: 2")).count();
+    println!(
+        "requests during the update: {} answered by v1, {v2} by v2, {failed} failed",
+        v1
+    );
+    assert!(
+        v1 >= 10 && v2 >= 10,
+        "the client polled across the update: {v1} v1, {v2} v2"
+    );
+    assert_eq!(failed, 0, "failed requests during a StartFirst update");
+
+    env.kubectl(&["delete", &format!("swarmservice/{name}"), "--timeout=60s"]);
+    env.wait_for("the network to be free", WITHIN, || async {
+        let out = std::process::Command::new("docker")
+            .args(["network", "rm", &net])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    })
+    .await;
+}

@@ -234,6 +234,16 @@ pub struct SwarmServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
 
+    /// Networks the tasks join, merged by name under server-side apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["name".into()]),
+        validation = Rule::new("self.all(n, has(n.external) && n.external)")
+            .message("spec.networks: only external: true (an existing Swarm network by name) is supported in this version")
+    )]
+    pub networks: Vec<NetworkAttachment>,
+
     /// Published ports, merged by target port and protocol under server-side apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -276,6 +286,25 @@ pub struct PortConfig {
     /// that runs the task.
     #[serde(default)]
     pub mode: PublishMode,
+}
+
+/// A network the service's tasks join (`--network name=...,alias=...,driver-opt=...`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkAttachment {
+    /// With external: true, the Swarm name of an existing network (an overlay created with
+    /// `docker network create`, for instance).
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// The network exists in the swarm already and is not managed by swarm-operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<bool>,
+    /// Extra DNS names of the service's tasks on this network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Driver options of the attachment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub driver_options: BTreeMap<String, String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

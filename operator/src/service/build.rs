@@ -6,13 +6,14 @@ use std::collections::HashMap;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, EndpointSpec,
     EndpointSpecModeEnum, HealthConfig, Limit, Mount as EngineMount, MountTmpfsOptions,
-    MountType as EngineMountType, MountVolumeOptions, MountVolumeOptionsDriverConfig, ResourceObject,
-    ResourcesUlimits, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob,
-    ServiceSpecRollbackConfig, ServiceSpecRollbackConfigFailureActionEnum,
-    ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig, ServiceSpecUpdateConfigFailureActionEnum,
-    ServiceSpecUpdateConfigOrderEnum, TaskSpec, TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig,
-    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
-    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    MountType as EngineMountType, MountVolumeOptions, MountVolumeOptionsDriverConfig,
+    NetworkAttachmentConfig, ResourceObject, ResourcesUlimits, ServiceSpec, ServiceSpecMode,
+    ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
+    ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
+    ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
+    TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement,
+    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 use swarm_operator_crds::service::{
     Duration, EndpointMode, FailureAction, Mount, MountType, PortConfig, PortProtocol, PublishMode, Quantity,
@@ -65,15 +66,23 @@ fn some_map(m: &std::collections::BTreeMap<String, String>) -> Option<HashMap<St
     (!m.is_empty()).then(|| m.clone().into_iter().collect())
 }
 
+/// What the spec refers to by name, resolved to the Engine's IDs before building.
+#[derive(Debug, Default, Clone)]
+pub struct Resolved {
+    /// Network name -> network ID. The Engine reports attachments by ID, so the desired spec says
+    /// the ID too, or every comparison would find a difference.
+    pub networks: HashMap<String, String>,
+}
+
 /// The ServiceSpec the Swarm should hold for `svc`, owner labels included.
-pub fn service_spec(svc: &SwarmService) -> Result<ServiceSpec, InvalidField> {
+pub fn service_spec(svc: &SwarmService, resolved: &Resolved) -> Result<ServiceSpec, InvalidField> {
     let spec = &svc.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.extend(owner_labels(svc));
     Ok(ServiceSpec {
         name: Some(svc.service_name()),
         labels: Some(labels),
-        task_template: Some(task_spec(spec)?),
+        task_template: Some(task_spec(spec, resolved)?),
         mode: Some(mode(spec)),
         update_config: spec.update_config.as_ref().map(update_config).transpose()?,
         rollback_config: spec.rollback_config.as_ref().map(rollback_config).transpose()?,
@@ -114,7 +123,27 @@ fn mode(spec: &SwarmServiceSpec) -> ServiceSpecMode {
     }
 }
 
-fn task_spec(spec: &SwarmServiceSpec) -> Result<TaskSpec, InvalidField> {
+fn task_spec(spec: &SwarmServiceSpec, resolved: &Resolved) -> Result<TaskSpec, InvalidField> {
+    let networks = spec
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let target = resolved
+                .networks
+                .get(&n.name)
+                .cloned()
+                .ok_or_else(|| InvalidField {
+                    field: format!("networks[{i}].name"),
+                    message: format!("network {} is not resolved", n.name),
+                })?;
+            Ok(NetworkAttachmentConfig {
+                target: Some(target),
+                aliases: some_vec(&n.aliases),
+                driver_opts: some_map(&n.driver_options),
+            })
+        })
+        .collect::<Result<Vec<_>, InvalidField>>()?;
     let resources = spec
         .resources
         .as_ref()
@@ -182,6 +211,7 @@ fn task_spec(spec: &SwarmServiceSpec) -> Result<TaskSpec, InvalidField> {
         resources,
         restart_policy,
         placement,
+        networks: some_vec(&networks),
         log_driver: spec.log_driver.as_ref().map(|l| TaskSpecLogDriver {
             name: Some(l.name.clone()),
             options: some_map(&l.options),
@@ -379,7 +409,7 @@ mod tests {
     use crate::labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID};
 
     fn build(svc: &SwarmService) -> ServiceSpec {
-        service_spec(svc).unwrap()
+        service_spec(svc, &Resolved::default()).unwrap()
     }
 
     fn from_yaml(yaml: &str) -> SwarmService {
@@ -493,6 +523,26 @@ spec:
     }
 
     #[test]
+    fn networks_are_attached_by_resolved_id() {
+        let yaml = "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: n}\nspec: {image: x, \
+                    networks: [{name: backend, external: true, aliases: [db], driverOptions: {k: v}}]}";
+        let resolved = Resolved {
+            networks: HashMap::from([("backend".to_string(), "net-id-1".to_string())]),
+        };
+        let spec = service_spec(&from_yaml(yaml), &resolved).unwrap();
+        assert_eq!(
+            serde_json::to_value(spec.task_template.unwrap().networks).unwrap(),
+            serde_json::json!([{"Target": "net-id-1", "Aliases": ["db"], "DriverOpts": {"k": "v"}}])
+        );
+        assert_eq!(
+            service_spec(&from_yaml(yaml), &Resolved::default())
+                .unwrap_err()
+                .field,
+            "networks[0].name"
+        );
+    }
+
+    #[test]
     fn modes_translate() {
         let with = |extra: &str| {
             let yaml = format!(
@@ -522,7 +572,7 @@ spec:
     #[test]
     fn unparseable_quantity_names_the_field() {
         let yaml = "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: q}\nspec: {image: x, resources: {limits: {memory: 12Qi}}}";
-        let err = service_spec(&from_yaml(yaml)).unwrap_err();
+        let err = service_spec(&from_yaml(yaml), &Resolved::default()).unwrap_err();
         assert_eq!(err.field, "resources.limits.memory");
         assert!(err.to_string().starts_with("spec.resources.limits.memory: "));
     }

@@ -22,6 +22,7 @@ use swarm_operator_crds::{
     conditions::{
         REASON_ENGINE_ERROR, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING,
         REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED,
+        REASON_WAITING_FOR_DEPENDENCY,
     },
     service::{DeletionPolicy, EndpointStatus, TaskStatus, UpdateStatus},
 };
@@ -152,7 +153,11 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
 
 async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
     let name = svc.service_name();
-    let desired = build::service_spec(svc).map_err(|e| Error::InvalidSpec {
+    let resolved = match dereference(svc, ctx).await? {
+        Ok(resolved) => resolved,
+        Err(waiting) => return Ok(waiting),
+    };
+    let desired = build::service_spec(svc, &resolved).map_err(|e| Error::InvalidSpec {
         object: format!(
             "SwarmService {}/{}",
             svc.namespace().unwrap_or_default(),
@@ -249,6 +254,39 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
         report,
         requeue,
     })
+}
+
+/// Resolves what the spec refers to by name. Something missing is not an error: the resource
+/// waits (Reconciling/WaitingForDependency) and is looked at again shortly.
+async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::Resolved, Pass>, Error> {
+    let mut resolved = build::Resolved::default();
+    let mut missing = Vec::new();
+    for network in &svc.spec.networks {
+        match ctx.engine.network_id(&network.name).await? {
+            Some(id) => {
+                resolved.networks.insert(network.name.clone(), id);
+            }
+            None => missing.push(format!("network {}", network.name)),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(Ok(resolved));
+    }
+    let previous = svc.status.clone().unwrap_or_default();
+    Ok(Err(Pass {
+        summary: Summary::Reconciling {
+            reason: REASON_WAITING_FOR_DEPENDENCY,
+            message: format!("waiting for {} to exist in the swarm", missing.join(", ")),
+        },
+        service_id: previous.service_id,
+        replicas: previous.replicas.zip(previous.desired_replicas),
+        report: Report {
+            update_status: previous.update_status,
+            tasks: previous.tasks,
+            endpoint: previous.endpoint,
+        },
+        requeue: ctx.settings.progress_interval * 5,
+    }))
 }
 
 /// Swarm rolled back (failureAction Rollback) a generation this operator had already applied:

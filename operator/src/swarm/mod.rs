@@ -286,6 +286,22 @@ impl Engine {
         }
     }
 
+    /// ID of the swarm-scoped network named exactly `name` (the name filter also matches prefixes).
+    pub async fn network_id(&self, name: &str) -> Result<Option<String>, EngineError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let networks = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| EngineError::call("list networks", name, e))?;
+        Ok(networks
+            .into_iter()
+            .find(|n| n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm"))
+            .and_then(|n| n.id))
+    }
+
     /// Hostname of every node by node ID, for `docker service ps`-style task lists.
     pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
         let nodes: Vec<bollard::models::Node> = if self.raw.is_some() {
