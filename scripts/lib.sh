@@ -72,6 +72,39 @@ docker_up() {
   fi
 }
 
+# A private registry on loopback (Debian's docker-registry) with htpasswd auth, holding the test
+# image; the local copy of the pushed tag is removed so the swarm must pull it with credentials.
+# Variables: STATE, REGISTRY_PORT. Exports REGISTRY, REGISTRY_USER, REGISTRY_PASSWORD.
+registry_up() {
+  command -v docker-registry >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq docker-registry >/dev/null; }
+  command -v htpasswd >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq apache2-utils >/dev/null; }
+  local dir="$STATE/registry"
+  mkdir -p "$dir/data"
+  export REGISTRY="127.0.0.1:$REGISTRY_PORT" REGISTRY_USER=swarm-operator-e2e
+  [ -s "$dir/password" ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' > "$dir/password"
+  REGISTRY_PASSWORD=$(cat "$dir/password"); export REGISTRY_PASSWORD
+  htpasswd -Bbn "$REGISTRY_USER" "$REGISTRY_PASSWORD" > "$dir/htpasswd" 2>/dev/null
+  cat > "$dir/config.yml" <<CFG
+version: 0.1
+log: {level: warn}
+storage: {filesystem: {rootdirectory: $dir/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$REGISTRY_PORT}
+auth: {htpasswd: {realm: swarm-operator-test, path: $dir/htpasswd}}
+CFG
+  if ! pid_alive "$STATE/registry.pid"; then
+    log "starting docker-registry on $REGISTRY (htpasswd auth)"
+    start_bg "$STATE/registry.pid" "$STATE/logs/registry.log" docker-registry serve "$dir/config.yml"
+    wait_process "$STATE/registry.pid" "$STATE/logs/registry.log" 30 docker-registry \
+      sh -c "curl -s -o /dev/null -w '%{http_code}' http://$REGISTRY/v2/ | grep -q 401"
+  fi
+  local private="$REGISTRY/swarm-operator-test/whoami:1" cfg; cfg=$(mktemp -d)
+  "$DOCKER" tag swarm-operator-test/whoami:1 "$private"
+  printf '%s' "$REGISTRY_PASSWORD" | DOCKER_CONFIG=$cfg "$DOCKER" login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" >/dev/null 2>&1
+  DOCKER_CONFIG=$cfg "$DOCKER" push -q "$private" >/dev/null
+  rm -rf "$cfg"
+  "$DOCKER" rmi "$private" >/dev/null
+}
+
 has_ipvs() { [ -e /proc/net/ip_vs ] || modprobe -q ip_vs 2>/dev/null && [ -e /proc/net/ip_vs ]; }
 
 # kube-apiserver + etcd, as controller-runtime's envtest runs them, under $STATE with its own ports.
@@ -169,7 +202,7 @@ KC
 # ports are free for the next start.
 kube_down() {
   local f pid i
-  for f in operator apiserver etcd; do
+  for f in operator apiserver etcd registry; do
     if pid_alive "$STATE/$f.pid"; then
       pid=$(cat "$STATE/$f.pid")
       kill "$pid" 2>/dev/null || true

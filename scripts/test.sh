@@ -15,6 +15,8 @@ timed docker_up
 kube_down; rm -rf "$STATE/etcd"
 timed kube_up
 timed "$REPO/scripts/images.sh"
+REGISTRY_PORT="${TEST_REGISTRY_PORT:-15000}"
+timed registry_up
 # Swarm services left by an earlier, interrupted run (their resources went with the old etcd).
 owned=$("$DOCKER" service ls -q --filter label=swarmoperator.io/owner-namespace)
 stale=$([ -z "$owned" ] || "$DOCKER" service inspect $owned \

@@ -66,12 +66,15 @@ fn some_map(m: &std::collections::BTreeMap<String, String>) -> Option<HashMap<St
     (!m.is_empty()).then(|| m.clone().into_iter().collect())
 }
 
-/// What the spec refers to by name, resolved to the Engine's IDs before building.
-#[derive(Debug, Default, Clone)]
+/// What the spec refers to by name, resolved to the Engine's IDs before building. No Debug: it
+/// carries registry credentials.
+#[derive(Default, Clone)]
 pub struct Resolved {
     /// Network name -> network ID. The Engine reports attachments by ID, so the desired spec says
     /// the ID too, or every comparison would find a difference.
     pub networks: HashMap<String, String>,
+    /// Registry credentials from imagePullSecrets, sent as X-Registry-Auth; not part of the spec.
+    pub credentials: Option<bollard::auth::DockerCredentials>,
 }
 
 /// The ServiceSpec the Swarm should hold for `svc`, owner labels included.
@@ -528,6 +531,7 @@ spec:
                     networks: [{name: backend, external: true, aliases: [db], driverOptions: {k: v}}]}";
         let resolved = Resolved {
             networks: HashMap::from([("backend".to_string(), "net-id-1".to_string())]),
+            credentials: None,
         };
         let spec = service_spec(&from_yaml(yaml), &resolved).unwrap();
         assert_eq!(

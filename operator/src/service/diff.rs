@@ -34,6 +34,11 @@ pub fn task_is_current(task: &TaskSpec, template: &TaskSpec) -> bool {
 fn normalized_service(spec: &ServiceSpec) -> Value {
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
     strip_pinned_digest(&mut v);
+    // Clients that resolve the image (the docker CLI) add the platforms its manifest lists; the
+    // spec has no field for them and they follow from the image.
+    if let Some(Value::Object(placement)) = v.pointer_mut("/TaskTemplate/Placement") {
+        placement.remove("Platforms");
+    }
     if let Some(template) = v.get_mut("TaskTemplate") {
         normalize_task_value(template);
     }
@@ -311,6 +316,17 @@ mod tests {
         assert_eq!(
             spec_differences(&spec(desired()), &spec(other_tag)),
             ["TaskTemplate.ContainerSpec.Image"]
+        );
+    }
+
+    #[test]
+    fn platforms_derived_from_the_image_are_not_a_difference() {
+        let mut actual = as_engine_reports();
+        actual["TaskTemplate"]["Placement"] =
+            json!({"Platforms": [{"Architecture": "amd64", "OS": "linux"}]});
+        assert_eq!(
+            spec_differences(&spec(desired()), &spec(actual)),
+            Vec::<String>::new()
         );
     }
 

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod diff;
 mod reconcile;
+pub mod registry_auth;
 pub mod report;
 pub mod tasks;
 

@@ -5,6 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use bollard::models::{Service, ServiceUpdateStatusStateEnum, Task};
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     api::{Patch, PatchParams},
@@ -28,7 +29,7 @@ use swarm_operator_crds::{
 };
 use tracing::{debug, info, warn};
 
-use super::{build, diff, report, tasks};
+use super::{build, diff, registry_auth, report, tasks};
 use crate::{
     conditions::{self, Summary},
     context::Context,
@@ -168,7 +169,10 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
     let mut rolled_back = false;
     let id = match ctx.engine.find_service(&name).await? {
         None => {
-            let id = ctx.engine.create_service(desired).await?;
+            let id = ctx
+                .engine
+                .create_service(desired, resolved.credentials.clone())
+                .await?;
             info!(service = %name, id = %id, "created Swarm service");
             let note = format!("Created Swarm service {name} ({id})");
             ctx.publish(svc, EventType::Normal, "Created", "Create", note)
@@ -188,13 +192,22 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
                 other => return Ok(name_conflict(ctx, &name, other)),
             }
             let id = existing.id.clone().unwrap_or_default();
-            let changed = diff::spec_differences(&desired, &existing.spec.clone().unwrap_or_default());
+            let mut changed = diff::spec_differences(&desired, &existing.spec.clone().unwrap_or_default());
+            // Registry credentials are no part of the spec Swarm reports: a new generation that
+            // carries them (imagePullSecrets changed, say) is pushed once so the manager gets them.
+            let new_generation =
+                svc.status.as_ref().and_then(|s| s.observed_generation) != svc.metadata.generation;
+            if changed.is_empty() && new_generation && resolved.credentials.is_some() {
+                changed.push("registry credentials".to_string());
+            }
             if !changed.is_empty() && swarm_rolled_back_this_generation(svc, &existing) {
                 // Re-pushing the spec Swarm just rolled back would fail the same way, forever.
                 rolled_back = true;
             } else if !changed.is_empty() {
                 let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-                ctx.engine.update_service(&id, version, desired).await?;
+                ctx.engine
+                    .update_service(&id, version, desired, resolved.credentials.clone())
+                    .await?;
                 report_update(svc, ctx, &name, &changed).await;
             }
             id
@@ -267,6 +280,40 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
                 resolved.networks.insert(network.name.clone(), id);
             }
             None => missing.push(format!("network {}", network.name)),
+        }
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
+    for reference in &svc.spec.image_pull_secrets {
+        let secret = secrets
+            .get_opt(&reference.name)
+            .await
+            .map_err(|source| Error::Kube {
+                operation: "get Secret",
+                object: reference.name.clone(),
+                source,
+            })?;
+        let Some(secret) = secret else {
+            missing.push(format!("Secret {}", reference.name));
+            continue;
+        };
+        let document = secret.data.as_ref().and_then(|d| d.get(".dockerconfigjson"));
+        let Some(document) = document else {
+            return Err(Error::InvalidSpec {
+                object: format!("SwarmService {}", svc.name_any()),
+                message: format!(
+                    "spec.imagePullSecrets: Secret {} has no .dockerconfigjson (type kubernetes.io/dockerconfigjson expected)",
+                    reference.name
+                ),
+            });
+        };
+        let found = registry_auth::credentials_for(&document.0, &svc.spec.image).map_err(|why| {
+            Error::InvalidSpec {
+                object: format!("SwarmService {}", svc.name_any()),
+                message: format!("spec.imagePullSecrets: Secret {}: {why}", reference.name),
+            }
+        })?;
+        if resolved.credentials.is_none() {
+            resolved.credentials = found;
         }
     }
     if missing.is_empty() {
@@ -465,7 +512,7 @@ async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
                 }
             }
             let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-            ctx.engine.update_service(&id, version, spec).await?;
+            ctx.engine.update_service(&id, version, spec, None).await?;
             info!(service = %name, %id, "orphaned Swarm service");
             let note = format!(
                 "Left Swarm service {name} ({id}) running without owner labels (deletionPolicy Orphan)"

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use bollard::{
     Docker,
+    auth::DockerCredentials,
     models::{Service, ServiceSpec, Task},
     query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions},
 };
@@ -208,11 +209,15 @@ impl Engine {
     }
 
     /// Creates the service and returns its ID.
-    pub async fn create_service(&self, spec: ServiceSpec) -> Result<String, EngineError> {
+    pub async fn create_service(
+        &self,
+        spec: ServiceSpec,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
         let created = self
             .docker
-            .create_service(spec, None)
+            .create_service(spec, credentials)
             .await
             .map_err(|e| EngineError::call("create service", &name, e))?;
         log_warnings(&name, created.warnings.as_deref());
@@ -226,6 +231,7 @@ impl Engine {
         id: &str,
         mut version: u64,
         spec: ServiceSpec,
+        credentials: Option<DockerCredentials>,
     ) -> Result<(), EngineError> {
         let mut attempt = 0;
         loop {
@@ -233,7 +239,11 @@ impl Engine {
                 version: version as i32,
                 ..Default::default()
             };
-            match self.docker.update_service(id, spec.clone(), options, None).await {
+            match self
+                .docker
+                .update_service(id, spec.clone(), options, credentials.clone())
+                .await
+            {
                 Ok(response) => {
                     log_warnings(id, response.warnings.as_deref());
                     return Ok(());
