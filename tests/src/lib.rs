@@ -248,6 +248,40 @@ impl TestEnv {
     }
 }
 
+impl TestEnv {
+    /// Creates a Swarm service directly through the Engine API, as someone outside swarm-operator
+    /// would: one replica of `image`, with `labels` and no owner labels. Returns its ID.
+    pub async fn create_unmanaged_service(&self, name: &str, image: &str, labels: &[(&str, &str)]) -> String {
+        let spec = bollard::models::ServiceSpec {
+            name: Some(name.to_string()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            task_template: Some(bollard::models::TaskSpec {
+                container_spec: Some(bollard::models::TaskSpecContainerSpec {
+                    image: Some(image.to_string()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            mode: Some(bollard::models::ServiceSpecMode {
+                replicated: Some(bollard::models::ServiceSpecModeReplicated { replicas: Some(1) }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker.create_service(spec, None).await.unwrap().id.unwrap()
+    }
+}
+
+/// A test image built by scripts/images.sh.
+pub fn test_image(tag: &str) -> String {
+    format!("swarm-operator-test/whoami:{tag}")
+}
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.kill_operator();

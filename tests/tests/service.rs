@@ -1,11 +1,8 @@
 //! SwarmService end to end, on the real kube-apiserver and the real swarm (scripts/test.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
-use bollard::models::{
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
-};
 use k8s_openapi::api::events::v1::Event;
 use kube::{Api, api::ListParams};
 use rand::Rng;
@@ -13,9 +10,7 @@ use swarm_operator_e2e::{OWNER_UID, TestEnv, condition, http_get, task_host_port
 
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
-fn image(tag: &str) -> String {
-    format!("swarm-operator-test/whoami:{tag}")
-}
+use swarm_operator_e2e::test_image as image;
 
 async fn events_with_reason(env: &TestEnv, reason: &str) -> Vec<Event> {
     let events: Api<Event> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -147,23 +142,8 @@ spec:
 async fn unmanaged_service_of_the_same_name_is_left_alone() {
     let mut env = TestEnv::new("conflict").await;
     let name = format!("{}-taken", env.prefix);
-    let theirs = ServiceSpec {
-        name: Some(name.clone()),
-        labels: Some(HashMap::from([("owner".into(), "someone-else".into())])),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(image("1")),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    env.docker.create_service(theirs, None).await.unwrap();
+    env.create_unmanaged_service(&name, &image("1"), &[("owner", "someone-else")])
+        .await;
     let before = env.swarm_service(&name).await.unwrap();
 
     env.start_operator();

@@ -2,18 +2,13 @@
 //! API server and swarm (scripts/test.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
-use bollard::models::{
-    ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec,
-};
 use swarm_operator_e2e::{OWNER_UID, TestEnv};
 
 const WITHIN: Duration = Duration::from_secs(150);
 
-fn image(tag: &str) -> String {
-    format!("swarm-operator-test/whoami:{tag}")
-}
+use swarm_operator_e2e::test_image as image;
 
 fn image_of(env: &TestEnv, name: &str) -> String {
     env.swarm_service_json(name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
@@ -149,23 +144,9 @@ async fn out_of_band_changes_are_reverted_and_reported() {
 async fn adopt_then_orphan() {
     let mut env = TestEnv::new("adopt").await;
     let name = format!("{}-legacy", env.prefix);
-    let theirs = ServiceSpec {
-        name: Some(name.clone()),
-        labels: Some(HashMap::from([("team".into(), "legacy".into())])),
-        task_template: Some(TaskSpec {
-            container_spec: Some(TaskSpecContainerSpec {
-                image: Some(image("1")),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        mode: Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(1) }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let created = env.docker.create_service(theirs, None).await.unwrap();
+    let created = env
+        .create_unmanaged_service(&name, &image("1"), &[("team", "legacy")])
+        .await;
     env.start_operator();
     let manifest = format!(
         "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\n  annotations: {{swarmoperator.io/adopt: \"true\"}}\n\
@@ -176,7 +157,7 @@ async fn adopt_then_orphan() {
     let ready = env.wait_ready(&name, WITHIN).await;
     assert_eq!(
         ready.status.unwrap().service_id,
-        created.id,
+        Some(created),
         "the existing service, not a new one"
     );
     let spec = env.swarm_service_json(&name)["Spec"].clone();
@@ -345,4 +326,47 @@ spec:
         }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn what_only_the_swarm_can_judge_is_reported_in_its_words() {
+    let mut env = TestEnv::new("unschedulable").await;
+    env.start_operator();
+    let name = format!("{}-nowhere", env.prefix);
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\n\
+         spec: {{image: {}, placement: {{constraints: [\"node.labels.zone == mars\"]}}}}",
+        image("1")
+    ))
+    .await;
+    let message = env
+        .wait_for("Reconciling with the scheduler's reason", WITHIN, || async {
+            let svc = env.services().get(&name).await.map_err(|e| e.to_string())?;
+            match swarm_operator_e2e::condition(&svc, "Reconciling") {
+                Some(c) if c.status == "True" && c.message.contains("no suitable node") => {
+                    Ok(c.message.clone())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(message.starts_with("0/1 tasks running"), "{message}");
+
+    // The Engine refuses a spec outright: Stalled with its own message.
+    let refused = format!("{}-refused", env.prefix);
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {refused}}}\n\
+         spec: {{image: {}, resources: {{reservations: {{memory: 1Mi}}}}}}",
+        image("1")
+    ))
+    .await;
+    let stalled = env
+        .wait_condition(&refused, "Stalled", "InvalidSpec", WITHIN)
+        .await;
+    assert!(stalled.contains("Must be at least 4MiB"), "{stalled}");
+    assert!(
+        env.swarm_service(&refused).await.is_none(),
+        "nothing half-applied"
+    );
 }

@@ -67,6 +67,10 @@ pub fn assess(service: &Service, tasks: &[Task]) -> Assessment {
         Health::Failing(format!("{running}/{desired} tasks running; {failure}"))
     } else if let Some(message) = updating {
         Health::Progressing(format!("{running}/{desired} tasks running; {message}"))
+    } else if let Some(waiting) = waiting_reason(tasks, current) {
+        // What only the swarm can judge (no node matches the constraints, a mount source is
+        // missing): the Engine's own words.
+        Health::Progressing(format!("{running}/{desired} tasks running; {waiting}"))
     } else {
         Health::Progressing(format!("{running}/{desired} tasks running"))
     };
@@ -103,6 +107,25 @@ fn latest_failure(service: &Service, tasks: &[Task], current: impl Fn(&&Task) ->
             Some((at, format!("task {id}{slot} {state}: {what}")))
         })
         .max_by_key(|(at, _)| *at)
+        .map(|(_, text)| text)
+}
+
+/// The Engine's message on the newest current task that should run but does not yet, if any.
+fn waiting_reason(tasks: &[Task], current: impl Fn(&&Task) -> bool) -> Option<String> {
+    tasks
+        .iter()
+        .filter(current)
+        .filter(|t| t.desired_state == Some(TaskState::RUNNING))
+        .filter_map(|t| {
+            let status = t.status.as_ref()?;
+            let err = status.err.clone().filter(|e| !e.is_empty())?;
+            let state = status.state.map(|s| s.to_string()).unwrap_or_default();
+            Some((
+                status.timestamp.clone().unwrap_or_default(),
+                format!("task {state}: {err}"),
+            ))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
         .map(|(_, text)| text)
 }
 
@@ -182,6 +205,25 @@ mod tests {
             a.health,
             Health::Failing(
                 "0/1 tasks running; task abcdefabcdef (slot 1) rejected: No such image: img:2".into()
+            )
+        );
+    }
+
+    #[test]
+    fn pending_task_shows_the_schedulers_reason() {
+        let tasks = [task(
+            "img:2",
+            "running",
+            "pending",
+            "2026-01-01T00:00:20Z",
+            Some("no suitable node (scheduling constraints not satisfied on 1 node)"),
+        )];
+        let a = assess(&service(1, None), &tasks);
+        assert_eq!(
+            a.health,
+            Health::Progressing(
+                "0/1 tasks running; task pending: no suitable node (scheduling constraints not satisfied on 1 node)"
+                    .into()
             )
         );
     }
