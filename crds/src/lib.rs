@@ -9,8 +9,10 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod conditions;
+pub mod network;
 pub mod service;
 
+pub use network::{SwarmNetwork, SwarmNetworkSpec, SwarmNetworkStatus};
 pub use service::{SwarmService, SwarmServiceSpec, SwarmServiceStatus};
 
 use kube::CustomResourceExt;
@@ -23,7 +25,7 @@ pub const LABEL_PREFIX: &str = "swarmoperator.io/";
 /// Every CRD of the project, in the order they are written and installed.
 pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-    vec![SwarmService::crd()]
+    vec![SwarmService::crd(), SwarmNetwork::crd()]
 }
 
 /// The YAML documents `crdgen` writes: one file per CRD, keyed by file name.

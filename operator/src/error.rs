@@ -8,6 +8,11 @@ pub enum Error {
     #[error("invalid spec of {object}: {message}")]
     InvalidSpec { object: String, message: String },
 
+    /// Not a failure: something else has to happen first (services leaving a network being
+    /// deleted). Retried after a short fixed delay.
+    #[error("{object} is waiting: {message}")]
+    Waiting { object: String, message: String },
+
     #[error(transparent)]
     Engine(#[from] EngineError),
 
@@ -28,6 +33,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// Waiting for something else; not worth a Warning or a growing backoff.
+    pub fn is_waiting(&self) -> bool {
+        match self {
+            Error::Waiting { .. } => true,
+            Error::Finalizer { source, .. } => match source.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_waiting(),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Only a spec change can fix it: do not retry.
     pub fn waits_for_change(&self) -> bool {
         match self {

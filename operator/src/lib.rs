@@ -10,7 +10,9 @@ pub mod conditions;
 pub mod context;
 pub mod error;
 pub mod labels;
+pub mod network;
 pub mod service;
+pub mod status;
 pub mod swarm;
 pub mod units;
 

@@ -3,7 +3,7 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
-use swarm_operator::{Context, Settings, service, swarm::Engine};
+use swarm_operator::{Context, Settings, network, service, swarm::Engine};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
@@ -48,7 +48,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(client, engine, settings));
-    service::run(ctx, args.namespace.as_deref(), args.concurrency).await;
+    let namespace = args.namespace.as_deref();
+    tokio::join!(
+        service::run(ctx.clone(), namespace, args.concurrency),
+        network::run(ctx.clone(), namespace, args.concurrency),
+    );
     info!("shut down");
     Ok(())
 }

@@ -238,9 +238,7 @@ pub struct SwarmServiceSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
     #[x_kube(
-        merge_strategy = ListMerge::Map(vec!["name".into()]),
-        validation = Rule::new("self.all(n, has(n.external) && n.external)")
-            .message("spec.networks: only external: true (an existing Swarm network by name) is supported in this version")
+        merge_strategy = ListMerge::Map(vec!["name".into()])
     )]
     pub networks: Vec<NetworkAttachment>,
 
@@ -292,8 +290,8 @@ pub struct PortConfig {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkAttachment {
-    /// With external: true, the Swarm name of an existing network (an overlay created with
-    /// `docker network create`, for instance).
+    /// A SwarmNetwork in the same namespace; with external: true, the Swarm name of an existing
+    /// network the operator does not manage (one made with `docker network create`, for instance).
     #[schemars(length(min = 1))]
     pub name: String,
     /// The network exists in the swarm already and is not managed by swarm-operator.

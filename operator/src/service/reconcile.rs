@@ -8,7 +8,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
-    api::{Patch, PatchParams},
     runtime::{
         controller::{Action, Config as ControllerConfig, Controller},
         events::EventType,
@@ -17,9 +16,8 @@ use kube::{
         watcher,
     },
 };
-use serde_json::json;
 use swarm_operator_crds::{
-    SwarmService, SwarmServiceStatus,
+    SwarmNetwork, SwarmService, SwarmServiceStatus,
     conditions::{
         REASON_ENGINE_ERROR, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING,
         REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED,
@@ -38,7 +36,6 @@ use crate::{
 };
 
 pub const FINALIZER: &str = "swarmoperator.io/cleanup";
-const FIELD_MANAGER: &str = "swarm-operator";
 
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
@@ -46,7 +43,29 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
         Some(ns) => Api::<SwarmService>::namespaced(ctx.client.clone(), ns),
         None => Api::<SwarmService>::all(ctx.client.clone()),
     };
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let networks = match namespace {
+        Some(ns) => Api::<SwarmNetwork>::namespaced(ctx.client.clone(), ns),
+        None => Api::<SwarmNetwork>::all(ctx.client.clone()),
+    };
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let services = controller.store();
+    // A SwarmNetwork that appears or becomes Ready wakes the services that wait for it, at once.
+    controller
+        .watches(networks, watcher::Config::default(), move |net: SwarmNetwork| {
+            let (ns, name) = (net.namespace(), net.name_any());
+            services
+                .state()
+                .into_iter()
+                .filter(|svc| svc.namespace() == ns)
+                .filter(|svc| {
+                    svc.spec
+                        .networks
+                        .iter()
+                        .any(|n| n.external != Some(true) && n.name == name)
+                })
+                .map(|svc| ObjectRef::from_obj(svc.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -274,12 +293,31 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
 async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::Resolved, Pass>, Error> {
     let mut resolved = build::Resolved::default();
     let mut missing = Vec::new();
+    let ns = svc.namespace().unwrap_or_default();
+    let swarm_networks: Api<SwarmNetwork> = Api::namespaced(ctx.client.clone(), &ns);
     for network in &svc.spec.networks {
-        match ctx.engine.network_id(&network.name).await? {
+        let id = if network.external == Some(true) {
+            ctx.engine.network_id(&network.name).await?
+        } else {
+            let found = swarm_networks
+                .get_opt(&network.name)
+                .await
+                .map_err(|source| Error::Kube {
+                    operation: "get SwarmNetwork",
+                    object: network.name.clone(),
+                    source,
+                })?;
+            // Ready means the Swarm network exists; its ID is in status.
+            found
+                .filter(is_ready)
+                .and_then(|n| n.status.and_then(|s| s.network_id))
+        };
+        match id {
             Some(id) => {
                 resolved.networks.insert(network.name.clone(), id);
             }
-            None => missing.push(format!("network {}", network.name)),
+            None if network.external == Some(true) => missing.push(format!("network {}", network.name)),
+            None => missing.push(format!("SwarmNetwork {}", network.name)),
         }
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
@@ -334,6 +372,17 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
         },
         requeue: ctx.settings.progress_interval * 5,
     }))
+}
+
+fn is_ready(net: &SwarmNetwork) -> bool {
+    let conditions = net
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    conditions
+        .iter()
+        .any(|c| c.type_ == swarm_operator_crds::conditions::READY && c.status == "True")
 }
 
 /// Swarm rolled back (failureAction Rollback) a generation this operator had already applied:
@@ -460,28 +509,12 @@ fn status_for(svc: &SwarmService, pass: &Pass) -> SwarmServiceStatus {
     }
 }
 
-/// Server-side applies the status, skipping the write when nothing changed.
 async fn write_status(
     svc: &SwarmService,
     api: &Api<SwarmService>,
     status: SwarmServiceStatus,
 ) -> Result<(), Error> {
-    if svc.status.as_ref() == Some(&status) {
-        return Ok(());
-    }
-    let patch = json!({"apiVersion": "swarmoperator.io/v1alpha1", "kind": "SwarmService", "status": status});
-    api.patch_status(
-        &svc.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map_err(|source| Error::Kube {
-        operation: "patch status",
-        object: svc.name_any(),
-        source,
-    })?;
-    Ok(())
+    crate::status::apply_status(api, svc, svc.status.as_ref(), &status).await
 }
 
 async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {

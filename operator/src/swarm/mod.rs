@@ -312,6 +312,69 @@ impl Engine {
             .and_then(|n| n.id))
     }
 
+    /// The swarm-scoped network named exactly `name`, if any.
+    pub async fn find_network(&self, name: &str) -> Result<Option<bollard::models::Network>, EngineError> {
+        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let networks = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| EngineError::call("list networks", name, e))?;
+        Ok(networks
+            .into_iter()
+            .find(|n| n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm")))
+    }
+
+    /// Creates the network and returns its ID.
+    pub async fn create_network(
+        &self,
+        request: bollard::models::NetworkCreateRequest,
+    ) -> Result<String, EngineError> {
+        let name = request.name.clone();
+        let created = self
+            .docker
+            .create_network(request)
+            .await
+            .map_err(|e| EngineError::call("create network", &name, e))?;
+        Ok(created.id)
+    }
+
+    /// Removes the network; one already gone counts as removed.
+    pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
+        match self.docker.remove_network(id).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = EngineError::call("remove network", id, e);
+                if err.is_not_found() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    /// Names of the services whose tasks join network `network_id`, sorted.
+    pub async fn services_on_network(&self, network_id: &str) -> Result<Vec<String>, EngineError> {
+        let all: Vec<Service> = if self.raw.is_some() {
+            self.read("list services", "", "/services").await?
+        } else {
+            self.docker
+                .list_services(None)
+                .await
+                .map_err(|e| EngineError::call("list services", "", e))?
+        };
+        let mut names: Vec<String> = all
+            .into_iter()
+            .filter_map(|s| s.spec)
+            .filter(|spec| {
+                let attached = spec.task_template.as_ref().and_then(|t| t.networks.as_ref());
+                attached.is_some_and(|n| n.iter().any(|a| a.target.as_deref() == Some(network_id)))
+            })
+            .filter_map(|spec| spec.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Hostname of every node by node ID, for `docker service ps`-style task lists.
     pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
         let nodes: Vec<bollard::models::Node> = if self.raw.is_some() {

@@ -1,0 +1,147 @@
+//! `SwarmNetwork`: one Swarm network, as `docker network create --driver overlay` would make it.
+//! Swarm networks cannot be changed after creation, so the CRD refuses changes to the fields that
+//! describe one.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema, core::Rule};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::service::DeletionPolicy;
+
+/// A transition rule that refuses any change to `field` once set (or unset).
+fn immutable(field: &str) -> Rule {
+    Rule::new(format!(
+        "has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})"
+    ))
+    .message(kube::core::Message::Message(format!(
+        "spec.{field} is immutable: Swarm networks cannot be changed; create a new SwarmNetwork"
+    )))
+    .field_path(format!(".{field}"))
+}
+
+/// Desired state of a Swarm network.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "swarmoperator.io",
+    version = "v1alpha1",
+    kind = "SwarmNetwork",
+    namespaced,
+    status = "SwarmNetworkStatus",
+    shortname = "swnet",
+    category = "swarm",
+    doc = "A Docker Swarm network managed through the Kubernetes API",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(name = "Network", type_ = "string", json_path = ".status.networkName"),
+    printcolumn(name = "Driver", type_ = "string", json_path = ".status.driver"),
+    printcolumn(name = "Scope", type_ = "string", json_path = ".status.scope"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(
+    validation = immutable("networkName"),
+    validation = immutable("driver"),
+    validation = immutable("attachable"),
+    validation = immutable("internal"),
+    validation = immutable("encrypted"),
+    validation = immutable("ipam"),
+    validation = immutable("driverOptions"),
+    validation = immutable("labels"),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmNetworkSpec {
+    /// Name of the Swarm network. Defaults to metadata.name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"))]
+    pub network_name: Option<String>,
+    /// Network driver; overlay by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// Standalone containers (`docker run --network`) may join, besides services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachable: Option<bool>,
+    /// No route to the outside world.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal: Option<bool>,
+    /// Encrypt the overlay's traffic between nodes (IPsec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<bool>,
+    /// Address management: subnets, gateways, ranges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+    /// Options of the driver, e.g. com.docker.network.driver.mtu.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver_options: Option<BTreeMap<String, String>>,
+    /// Labels on the Swarm network. Keys under `swarmoperator.io/` are the operator's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
+        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Delete (default) removes the Swarm network with the resource, once no service uses it;
+    /// Orphan leaves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Ipam {
+    /// IPAM driver; `default` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub config: Vec<IpamConfig>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamConfig {
+    /// e.g. 10.10.0.0/24
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+}
+
+/// Observed state, kstatus-compatible.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmNetworkStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkID")]
+    pub network_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// swarm for overlay networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// Swarm services attached to the network, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
+impl SwarmNetwork {
+    /// The Swarm network name: spec.networkName, else metadata.name.
+    pub fn network_name(&self) -> String {
+        self.spec
+            .network_name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+}

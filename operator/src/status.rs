@@ -1,0 +1,37 @@
+//! Writing status: server-side apply of the whole status as the operator's field manager, and only
+//! when it differs from what the API server holds, so a converged object costs no writes.
+
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::Error;
+
+const FIELD_MANAGER: &str = "swarm-operator";
+
+/// Applies `status` to `obj` unless `current` already equals it.
+pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, current: Option<&S>, status: &S) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await
+    .map_err(|source| Error::Kube {
+        operation: "patch status",
+        object: obj.name_any(),
+        source,
+    })?;
+    Ok(())
+}

@@ -1,0 +1,159 @@
+//! SwarmNetwork end to end, and SwarmServices that refer to one, on the real API server and swarm.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{process::Command, time::Duration};
+
+use kube::Api;
+use rand::Rng;
+use swarm_operator_crds::SwarmNetwork;
+use swarm_operator_e2e::{TestEnv, kubectl_bin, test_image};
+
+const WITHIN: Duration = Duration::from_secs(120);
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn service_waits_for_its_network_and_deleting_an_used_network_waits_for_it() {
+    let mut env = TestEnv::new("network").await;
+    env.start_operator();
+    let networks: Api<SwarmNetwork> = Api::namespaced(env.client.clone(), &env.namespace);
+    let web = format!("{}-web", env.prefix);
+    let net_name = format!("{}-backend", env.prefix);
+    let octet: u8 = rand::rng().random_range(100..250);
+
+    // A service that refers to a SwarmNetwork not there yet waits, saying for what.
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {web}}}\n\
+         spec: {{image: {}, replicas: 1, endpointMode: DNSRR, networks: [{{name: backend, aliases: [front]}}]}}",
+        test_image("1")
+    ))
+    .await;
+    let waiting = env
+        .wait_condition(&web, "Reconciling", "WaitingForDependency", WITHIN)
+        .await;
+    assert!(waiting.contains("SwarmNetwork backend"), "{waiting}");
+    assert!(env.swarm_service(&web).await.is_none(), "nothing half-applied");
+
+    // The network appears: it is created as asked, and the service proceeds by itself.
+    let manifest = format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: backend, namespace: {ns}}}\n\
+         spec: {{networkName: {net_name}, attachable: true, labels: {{tier: data}}, \
+         ipam: {{config: [{{subnet: 10.{octet}.0.0/24, gateway: 10.{octet}.0.1}}]}}}}",
+        ns = env.namespace
+    );
+    kubectl_apply(&env, &manifest);
+    let net = env
+        .wait_for("SwarmNetwork Ready", WITHIN, || async {
+            let n = networks.get("backend").await.map_err(|e| e.to_string())?;
+            let ready = n.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+            if ready {
+                Ok(n)
+            } else {
+                Err(format!("{:?}", n.status))
+            }
+        })
+        .await;
+    let id = net.status.clone().unwrap().network_id.unwrap();
+    let inspected: serde_json::Value =
+        serde_json::from_str(&env.docker_cli(&["network", "inspect", &net_name])).unwrap();
+    let engine = &inspected[0];
+    assert_eq!(engine["Id"], id.as_str());
+    assert_eq!(
+        (engine["Driver"].as_str(), engine["Scope"].as_str()),
+        (Some("overlay"), Some("swarm"))
+    );
+    assert_eq!(engine["Attachable"], true);
+    assert_eq!(
+        engine["IPAM"]["Config"][0]["Subnet"],
+        format!("10.{octet}.0.0/24")
+    );
+    assert_eq!(engine["Labels"]["tier"], "data");
+    assert_eq!(
+        engine["Labels"]["swarmoperator.io/owner-uid"],
+        net.metadata.uid.clone().unwrap().as_str()
+    );
+
+    env.wait_ready(&web, WITHIN).await;
+    let attached = env.swarm_service_json(&web)["Spec"]["TaskTemplate"]["Networks"].clone();
+    assert_eq!(
+        attached,
+        serde_json::json!([{"Target": id, "Aliases": ["front"]}])
+    );
+
+    // Swarm networks cannot change: the API server refuses it, naming the field.
+    let out = Command::new(kubectl_bin())
+        .args([
+            "-n",
+            &env.namespace,
+            "patch",
+            "swarmnetwork/backend",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"internal":true}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains("spec.internal is immutable"), "{msg}");
+
+    // Deleting a network in use waits, saying for which services, and removes nothing.
+    env.kubectl(&["delete", "swarmnetwork/backend", "--wait=false"]);
+    let deleting = env
+        .wait_for("the deletion to wait", WITHIN, || async {
+            let n = networks.get("backend").await.map_err(|e| e.to_string())?;
+            let c = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Reconciling").cloned());
+            match c {
+                Some(c) if c.status == "True" && c.reason == "Deleting" => Ok(c.message),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert!(deleting.contains(&web), "{deleting}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still_there = env.docker_cli(&["network", "ls", "-q", "--filter", &format!("name={net_name}")]);
+    assert!(
+        !still_there.trim().is_empty(),
+        "the network was removed while in use"
+    );
+    assert!(networks.get_opt("backend").await.unwrap().is_some());
+
+    // Once the service is gone, the deletion finishes by itself.
+    env.kubectl(&["delete", &format!("swarmservice/{web}"), "--timeout=60s"]);
+    env.wait_for("the network to be removed", WITHIN, || async {
+        let gone_k8s = networks
+            .get_opt("backend")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none();
+        let listed = env.docker_cli(&["network", "ls", "-q", "--filter", &format!("name={net_name}")]);
+        if gone_k8s && listed.trim().is_empty() {
+            Ok(())
+        } else {
+            Err(format!("k8s gone {gone_k8s}, swarm {listed}"))
+        }
+    })
+    .await;
+}
+
+fn kubectl_apply(env: &TestEnv, manifest: &str) {
+    use std::io::Write;
+    let mut child = Command::new(kubectl_bin())
+        .args(["-n", &env.namespace, "apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(manifest.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
