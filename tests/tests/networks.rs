@@ -157,3 +157,156 @@ fn kubectl_apply(env: &TestEnv, manifest: &str) {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// The counter scenario: a redis-like backend (a TCP echo, busybox nc) only on a private, internal
+/// SwarmNetwork, and a web service on that network plus the routing mesh. The web tasks reach the
+/// backend by its service name through Swarm DNS (DNSRR: no IPVS here); nothing outside the network
+/// reaches it, and it publishes no port.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn backend_reachable_by_name_only_on_its_network() {
+    let mut env = TestEnv::new("counter").await;
+    env.start_operator();
+    let redis = format!("{}-redis", env.prefix);
+    let web = format!("{}-web", env.prefix);
+    let published: i32 = rand::rng().random_range(20000..29000);
+    kubectl_apply(
+        &env,
+        &format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: backend, namespace: {ns}}}\n\
+             spec: {{networkName: {p}-backend, internal: true}}",
+            ns = env.namespace,
+            p = env.prefix
+        ),
+    );
+    env.apply(&format!(
+        r#"
+apiVersion: swarmoperator.io/v1alpha1
+kind: SwarmService
+metadata: {{name: {redis}}}
+spec:
+  image: {image}
+  command: ["/bin/sh", "-c"]
+  args: ["exec nc -ll -p 6379 -e cat"]
+  healthcheck: {{test: ["NONE"]}}
+  endpointMode: DNSRR
+  networks: [{{name: backend}}]
+"#,
+        image = test_image("1")
+    ))
+    .await;
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {web}}}\n\
+         spec: {{image: {}, networks: [{{name: backend}}], ports: [{{target: 80, published: {published}}}]}}",
+        test_image("1")
+    ))
+    .await;
+    env.wait_ready(&redis, WITHIN).await;
+    env.wait_ready(&web, WITHIN).await;
+
+    // From a web task, the backend answers by its service name.
+    let web_task = &env.running_tasks(&web).await[0];
+    let web_container = web_task
+        .status
+        .as_ref()
+        .unwrap()
+        .container_status
+        .as_ref()
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap();
+    let echoed = env
+        .wait_for("the backend to answer by name", WITHIN, || async {
+            let out = Command::new("docker")
+                .args([
+                    "exec",
+                    &web_container,
+                    "sh",
+                    "-c",
+                    &format!("echo counter-42 | timeout 3 nc -w 2 {redis} 6379"),
+                ])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if text == "counter-42" {
+                Ok(text)
+            } else {
+                Err(format!("{text:?} {}", String::from_utf8_lossy(&out.stderr)))
+            }
+        })
+        .await;
+    assert_eq!(echoed, "counter-42");
+
+    // Nothing outside the network reaches the backend. Checked on what the Engine reports, never by
+    // sending to its overlay address from outside the overlay: such a packet leaves this machine by
+    // its default route (the overlay range is 10.0.0.0/8), toward hosts that are not ours.
+    let redis_spec = env.swarm_service_json(&redis);
+    assert!(
+        redis_spec["Endpoint"]["Ports"]
+            .as_array()
+            .is_none_or(|p| p.is_empty()),
+        "{}",
+        redis_spec["Endpoint"]
+    );
+    let redis_task = env.running_tasks(&redis).await.remove(0);
+    assert!(
+        swarm_operator_e2e::task_host_ports(&redis_task).is_empty(),
+        "host-mode ports"
+    );
+    let redis_container = redis_task
+        .status
+        .as_ref()
+        .unwrap()
+        .container_status
+        .as_ref()
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap();
+    let joined = env.docker_cli(&[
+        "inspect",
+        &redis_container,
+        "--format",
+        "{{range $name, $_ := .NetworkSettings.Networks}}{{$name}} {{end}}",
+    ]);
+    assert_eq!(
+        joined.split_whitespace().collect::<Vec<_>>(),
+        [format!("{}-backend", env.prefix)],
+        "networks joined"
+    );
+    // internal: no leg on docker_gwbridge, the bridge through which the host could reach a task.
+    let gwbridge = env.docker_cli(&[
+        "network",
+        "inspect",
+        "docker_gwbridge",
+        "--format",
+        "{{json .Containers}}",
+    ]);
+    assert!(
+        !gwbridge.contains(&redis_container),
+        "the backend has a docker_gwbridge endpoint"
+    );
+
+    // The web service is on the routing mesh (spec level: no IPVS here) and on the backend network.
+    let web_spec = env.swarm_service_json(&web);
+    let port = &web_spec["Endpoint"]["Ports"][0];
+    assert_eq!(
+        (port["PublishedPort"].as_i64(), port["PublishMode"].as_str()),
+        (Some(published as i64), Some("ingress"))
+    );
+    let backend_id = env
+        .wait_for("the network's ID", WITHIN, || async {
+            let api: Api<SwarmNetwork> = Api::namespaced(env.client.clone(), &env.namespace);
+            api.get("backend")
+                .await
+                .ok()
+                .and_then(|n| n.status?.network_id)
+                .ok_or_else(|| "no ID".to_string())
+        })
+        .await;
+    assert_eq!(
+        web_spec["Spec"]["TaskTemplate"]["Networks"][0]["Target"],
+        backend_id.as_str()
+    );
+}

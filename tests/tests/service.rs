@@ -200,10 +200,13 @@ async fn image_that_cannot_run_is_reported_and_blocks_nothing() {
     env.start_operator();
     let bad = format!("{}-bad", env.prefix);
     let good = format!("{}-good", env.prefix);
-    for (name, tag) in [(&bad, "does-not-exist"), (&good, "1")] {
+    // A tag that exists nowhere, from the loopback registry scripts/test.sh runs, so the pull the
+    // node attempts stays on this machine.
+    let registry = std::env::var("REGISTRY").expect("REGISTRY is set by scripts/test.sh");
+    let missing = format!("{registry}/swarm-operator-test/whoami:does-not-exist");
+    for (name, image) in [(&bad, missing.clone()), (&good, image("1"))] {
         env.apply(&format!(
-            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}}}",
-            image(tag)
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: \"{image}\"}}"
         ))
         .await;
     }

@@ -119,16 +119,17 @@ async fn out_of_band_changes_are_reverted_and_reported() {
         if reverted { Ok(()) } else { Err(spec.to_string()) }
     })
     .await;
-    let notes: Vec<String> = env
-        .events("DriftReverted")
-        .await
-        .into_iter()
-        .map(|(t, n)| format!("{t}: {n}"))
-        .collect();
-    let note = notes
-        .iter()
-        .find(|n| n.starts_with("Warning"))
-        .unwrap_or_else(|| panic!("no Warning event: {notes:?}"));
+    // The event follows the write that reverted the spec: wait for it rather than race it.
+    let note = env
+        .wait_for("a Warning DriftReverted event", WITHIN, || async {
+            let notes = env.events("DriftReverted").await;
+            notes
+                .into_iter()
+                .find(|(t, _)| t == "Warning")
+                .map(|(_, n)| n)
+                .ok_or_else(|| "none yet".to_string())
+        })
+        .await;
     for field in [
         "TaskTemplate.ContainerSpec.Image",
         "TaskTemplate.ContainerSpec.Env",
