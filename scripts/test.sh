@@ -17,11 +17,17 @@ timed kube_up
 timed "$REPO/scripts/images.sh"
 REGISTRY_PORT="${TEST_REGISTRY_PORT:-15000}"
 timed registry_up
-# Swarm services left by an earlier, interrupted run (their resources went with the old etcd).
-owned=$("$DOCKER" service ls -q --filter label=swarmoperator.io/owner-namespace)
-stale=$([ -z "$owned" ] || "$DOCKER" service inspect $owned \
-  -f '{{.ID}} {{index .Spec.Labels "swarmoperator.io/owner-namespace"}}' | awk '$2 ~ /^e2e-/ {print $1}')
-[ -z "$stale" ] || "$DOCKER" service rm $stale >/dev/null
+# Swarm objects left by an earlier, interrupted run (their resources went with the old etcd);
+# services first, as networks, secrets and configs in use cannot go.
+for kind in service secret config network; do
+  owned=$("$DOCKER" $kind ls -q --filter label=swarmoperator.io/owner-namespace)
+  [ -n "$owned" ] || continue
+  labels='.Spec.Labels'; [ "$kind" != network ] || labels='.Labels'
+  stale=$("$DOCKER" $kind inspect $owned -f "{{.ID}} {{index $labels \"swarmoperator.io/owner-namespace\"}}" \
+    2>/dev/null | awk '$2 ~ /^e2e-/ {print $1}')
+  [ "$kind" != network ] || sleep 2
+  [ -z "$stale" ] || "$DOCKER" $kind rm $stale >/dev/null 2>&1 || true
+done
 
 cd "$REPO"
 log "cargo fmt --check"

@@ -9,9 +9,11 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod conditions;
+pub mod data;
 pub mod network;
 pub mod service;
 
+pub use data::{SwarmConfig, SwarmSecret, VersionedStatus};
 pub use network::{SwarmNetwork, SwarmNetworkSpec, SwarmNetworkStatus};
 pub use service::{SwarmService, SwarmServiceSpec, SwarmServiceStatus};
 
@@ -25,7 +27,12 @@ pub const LABEL_PREFIX: &str = "swarmoperator.io/";
 /// Every CRD of the project, in the order they are written and installed.
 pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-    vec![SwarmService::crd(), SwarmNetwork::crd()]
+    vec![
+        SwarmService::crd(),
+        SwarmNetwork::crd(),
+        SwarmSecret::crd(),
+        SwarmConfig::crd(),
+    ]
 }
 
 /// The YAML documents `crdgen` writes: one file per CRD, keyed by file name.

@@ -8,6 +8,7 @@
 
 pub mod conditions;
 pub mod context;
+pub mod data;
 pub mod error;
 pub mod labels;
 pub mod network;

@@ -3,7 +3,8 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
-use swarm_operator::{Context, Settings, network, service, swarm::Engine};
+use swarm_operator::{Context, Settings, data, network, service, swarm::Engine};
+use swarm_operator_crds::{SwarmConfig, SwarmSecret};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
@@ -52,6 +53,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     tokio::join!(
         service::run(ctx.clone(), namespace, args.concurrency),
         network::run(ctx.clone(), namespace, args.concurrency),
+        data::run::<SwarmSecret>(ctx.clone(), namespace, args.concurrency),
+        data::run::<SwarmConfig>(ctx.clone(), namespace, args.concurrency),
     );
     info!("shut down");
     Ok(())

@@ -285,18 +285,26 @@ pub fn test_image(tag: &str) -> String {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.kill_operator();
-        // Leave no Swarm services behind on the shared swarm, whatever the test's outcome.
+        // Leave nothing of this test on the shared swarm, whatever its outcome. Services first:
+        // networks, secrets and configs in use cannot go.
         let label = format!("label={OWNER_NAMESPACE}={}", self.namespace);
-        if let Ok(out) = Command::new("docker")
-            .args(["service", "ls", "-q", "--filter", &label])
-            .output()
-        {
+        for kind in ["service", "secret", "config", "network"] {
+            let Ok(out) = Command::new("docker")
+                .args([kind, "ls", "-q", "--filter", &label])
+                .output()
+            else {
+                continue;
+            };
             let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
                 .split_whitespace()
                 .map(String::from)
                 .collect();
             if !ids.is_empty() {
-                let _ = Command::new("docker").args(["service", "rm"]).args(&ids).output();
+                if kind == "network" {
+                    // Tasks leave their networks a moment after their service is gone.
+                    std::thread::sleep(Duration::from_secs(2));
+                }
+                let _ = Command::new("docker").args([kind, "rm"]).args(&ids).output();
             }
         }
     }

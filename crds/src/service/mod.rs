@@ -242,6 +242,18 @@ pub struct SwarmServiceSpec {
     )]
     pub networks: Vec<NetworkAttachment>,
 
+    /// SwarmSecrets (same namespace) mounted in the containers, merged by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub secrets: Vec<DataReference>,
+
+    /// SwarmConfigs (same namespace) mounted in the containers, merged by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub configs: Vec<DataReference>,
+
     /// Published ports, merged by target port and protocol under server-side apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
@@ -284,6 +296,28 @@ pub struct PortConfig {
     /// that runs the task.
     #[serde(default)]
     pub mode: PublishMode,
+}
+
+/// A SwarmSecret or SwarmConfig mounted as a file (`--secret source=...,target=...`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataReference {
+    /// The SwarmSecret or SwarmConfig in the same namespace.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// File name: under /run/secrets/ for secrets (or an absolute path for configs). Defaults to
+    /// `name`, so a secret appears at /run/secrets/<name>.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Owner of the file; "0" when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
+    /// File mode as a number, e.g. 292 (0444, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 511))]
+    pub mode: Option<i64>,
 }
 
 /// A network the service's tasks join (`--network name=...,alias=...,driver-opt=...`).

@@ -11,13 +11,15 @@ use bollard::models::{
     ServiceSpecModeReplicated, ServiceSpecModeReplicatedJob, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources, TaskSpecRestartPolicy,
-    TaskSpecRestartPolicyConditionEnum,
+    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets, TaskSpecLogDriver,
+    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
+    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 use swarm_operator_crds::service::{
-    Duration, EndpointMode, FailureAction, Mount, MountType, PortConfig, PortProtocol, PublishMode, Quantity,
-    RestartCondition, ServiceMode, SwarmService, SwarmServiceSpec, UpdateConfig, UpdateOrder,
+    DataReference, Duration, EndpointMode, FailureAction, Mount, MountType, PortConfig, PortProtocol,
+    PublishMode, Quantity, RestartCondition, ServiceMode, SwarmService, SwarmServiceSpec, UpdateConfig,
+    UpdateOrder,
 };
 
 use crate::{labels::owner_labels, units};
@@ -73,6 +75,9 @@ pub struct Resolved {
     /// Network name -> network ID. The Engine reports attachments by ID, so the desired spec says
     /// the ID too, or every comparison would find a difference.
     pub networks: HashMap<String, String>,
+    /// SwarmSecret / SwarmConfig name -> (Swarm ID, Swarm name) of its current version.
+    pub secrets: HashMap<String, (String, String)>,
+    pub configs: HashMap<String, (String, String)>,
     /// Registry credentials from imagePullSecrets, sent as X-Registry-Auth; not part of the spec.
     pub credentials: Option<bollard::auth::DockerCredentials>,
 }
@@ -210,7 +215,7 @@ fn task_spec(spec: &SwarmServiceSpec, resolved: &Resolved) -> Result<TaskSpec, I
         ..Default::default()
     });
     Ok(TaskSpec {
-        container_spec: Some(container_spec(spec)?),
+        container_spec: Some(container_spec(spec, resolved)?),
         resources,
         restart_policy,
         placement,
@@ -223,7 +228,10 @@ fn task_spec(spec: &SwarmServiceSpec, resolved: &Resolved) -> Result<TaskSpec, I
     })
 }
 
-fn container_spec(spec: &SwarmServiceSpec) -> Result<TaskSpecContainerSpec, InvalidField> {
+fn container_spec(
+    spec: &SwarmServiceSpec,
+    resolved: &Resolved,
+) -> Result<TaskSpecContainerSpec, InvalidField> {
     let env: Vec<String> = spec
         .env
         .iter()
@@ -249,6 +257,55 @@ fn container_spec(spec: &SwarmServiceSpec) -> Result<TaskSpecContainerSpec, Inva
         .enumerate()
         .map(|(i, m)| mount(i, m))
         .collect::<Result<Vec<_>, _>>()?;
+    let file = |r: &DataReference| TaskSpecContainerSpecFile {
+        name: Some(r.target.clone().unwrap_or_else(|| r.name.clone())),
+        uid: Some(r.uid.clone().unwrap_or_else(|| "0".into())),
+        gid: Some(r.gid.clone().unwrap_or_else(|| "0".into())),
+        mode: Some(r.mode.unwrap_or(0o444) as u32),
+    };
+    let unresolved = |field: &str, i: usize, name: &str| InvalidField {
+        field: format!("{field}[{i}].name"),
+        message: format!("{name} is not resolved"),
+    };
+    let secrets = spec
+        .secrets
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (id, swarm_name) = resolved
+                .secrets
+                .get(&r.name)
+                .ok_or_else(|| unresolved("secrets", i, &r.name))?;
+            Ok(TaskSpecContainerSpecSecrets {
+                file: Some(file(r)),
+                secret_id: Some(id.clone()),
+                secret_name: Some(swarm_name.clone()),
+            })
+        })
+        .collect::<Result<Vec<_>, InvalidField>>()?;
+    let configs = spec
+        .configs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let (id, swarm_name) = resolved
+                .configs
+                .get(&r.name)
+                .ok_or_else(|| unresolved("configs", i, &r.name))?;
+            let f = file(r);
+            Ok(TaskSpecContainerSpecConfigs {
+                file: Some(TaskSpecContainerSpecFile1 {
+                    name: f.name,
+                    uid: f.uid,
+                    gid: f.gid,
+                    mode: f.mode,
+                }),
+                config_id: Some(id.clone()),
+                config_name: Some(swarm_name.clone()),
+                ..Default::default()
+            })
+        })
+        .collect::<Result<Vec<_>, InvalidField>>()?;
     Ok(TaskSpecContainerSpec {
         image: Some(spec.image.clone()),
         labels: some_map(&spec.container_labels),
@@ -262,6 +319,8 @@ fn container_spec(spec: &SwarmServiceSpec) -> Result<TaskSpecContainerSpec, Inva
         tty: spec.tty.then_some(true),
         read_only: spec.read_only.then_some(true),
         mounts: some_vec(&mounts),
+        secrets: some_vec(&secrets),
+        configs: some_vec(&configs),
         stop_signal: spec.stop_signal.clone(),
         stop_grace_period: nanos("stopGracePeriod", &spec.stop_grace_period)?,
         health_check,
@@ -531,7 +590,7 @@ spec:
                     networks: [{name: backend, external: true, aliases: [db], driverOptions: {k: v}}]}";
         let resolved = Resolved {
             networks: HashMap::from([("backend".to_string(), "net-id-1".to_string())]),
-            credentials: None,
+            ..Default::default()
         };
         let spec = service_spec(&from_yaml(yaml), &resolved).unwrap();
         assert_eq!(

@@ -17,7 +17,7 @@ use kube::{
     },
 };
 use swarm_operator_crds::{
-    SwarmNetwork, SwarmService, SwarmServiceStatus,
+    SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmServiceStatus, VersionedStatus,
     conditions::{
         REASON_ENGINE_ERROR, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING,
         REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED,
@@ -49,22 +49,47 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     };
     let controller = Controller::new(api, watcher::Config::default().any_semantic());
     let services = controller.store();
+    // Services in `ns` for which `refers` holds: woken when the object they refer to changes.
+    let users = move |ns: Option<String>, refers: &dyn Fn(&SwarmService) -> bool| {
+        services
+            .state()
+            .into_iter()
+            .filter(|svc| svc.namespace() == ns && refers(svc))
+            .map(|svc| ObjectRef::from_obj(svc.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let (by_secret, by_config) = (users.clone(), users.clone());
+    let secrets_api = match namespace {
+        Some(ns) => Api::<SwarmSecret>::namespaced(ctx.client.clone(), ns),
+        None => Api::<SwarmSecret>::all(ctx.client.clone()),
+    };
+    let configs_api = match namespace {
+        Some(ns) => Api::<SwarmConfig>::namespaced(ctx.client.clone(), ns),
+        None => Api::<SwarmConfig>::all(ctx.client.clone()),
+    };
+    let controller = controller
+        .watches(secrets_api, watcher::Config::default(), move |o: SwarmSecret| {
+            let name = o.name_any();
+            by_secret(o.namespace(), &|svc| {
+                svc.spec.secrets.iter().any(|r| r.name == name)
+            })
+        })
+        .watches(configs_api, watcher::Config::default(), move |o: SwarmConfig| {
+            let name = o.name_any();
+            by_config(o.namespace(), &|svc| {
+                svc.spec.configs.iter().any(|r| r.name == name)
+            })
+        });
     // A SwarmNetwork that appears or becomes Ready wakes the services that wait for it, at once.
     controller
         .watches(networks, watcher::Config::default(), move |net: SwarmNetwork| {
-            let (ns, name) = (net.namespace(), net.name_any());
-            services
-                .state()
-                .into_iter()
-                .filter(|svc| svc.namespace() == ns)
-                .filter(|svc| {
-                    svc.spec
-                        .networks
-                        .iter()
-                        .any(|n| n.external != Some(true) && n.name == name)
-                })
-                .map(|svc| ObjectRef::from_obj(svc.as_ref()))
-                .collect::<Vec<_>>()
+            let name = net.name_any();
+            users(net.namespace(), &|svc| {
+                svc.spec
+                    .networks
+                    .iter()
+                    .any(|n| n.external != Some(true) && n.name == name)
+            })
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
@@ -320,6 +345,41 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
             None => missing.push(format!("SwarmNetwork {}", network.name)),
         }
     }
+    // The current version of each SwarmSecret / SwarmConfig: a new one rolls the service over to it.
+    let swarm_secrets: Api<SwarmSecret> = Api::namespaced(ctx.client.clone(), &ns);
+    for r in &svc.spec.secrets {
+        let found = swarm_secrets
+            .get_opt(&r.name)
+            .await
+            .map_err(|source| Error::Kube {
+                operation: "get SwarmSecret",
+                object: r.name.clone(),
+                source,
+            })?;
+        match found.as_ref().and_then(|o| current_version(o.status.as_ref())) {
+            Some(v) => {
+                resolved.secrets.insert(r.name.clone(), v);
+            }
+            None => missing.push(format!("SwarmSecret {}", r.name)),
+        }
+    }
+    let swarm_configs: Api<SwarmConfig> = Api::namespaced(ctx.client.clone(), &ns);
+    for r in &svc.spec.configs {
+        let found = swarm_configs
+            .get_opt(&r.name)
+            .await
+            .map_err(|source| Error::Kube {
+                operation: "get SwarmConfig",
+                object: r.name.clone(),
+                source,
+            })?;
+        match found.as_ref().and_then(|o| current_version(o.status.as_ref())) {
+            Some(v) => {
+                resolved.configs.insert(r.name.clone(), v);
+            }
+            None => missing.push(format!("SwarmConfig {}", r.name)),
+        }
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
     for reference in &svc.spec.image_pull_secrets {
         let secret = secrets
@@ -372,6 +432,18 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
         },
         requeue: ctx.settings.progress_interval * 5,
     }))
+}
+
+/// (Swarm ID, Swarm name) of the current version of a Ready SwarmSecret or SwarmConfig.
+fn current_version(status: Option<&VersionedStatus>) -> Option<(String, String)> {
+    let status = status?;
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == swarm_operator_crds::conditions::READY && c.status == "True");
+    ready
+        .then(|| status.swarm_id.clone().zip(status.swarm_name.clone()))
+        .flatten()
 }
 
 fn is_ready(net: &SwarmNetwork) -> bool {
@@ -453,7 +525,17 @@ fn name_conflict(ctx: &Context, name: &str, owner: Ownership) -> Pass {
 async fn report_update(svc: &SwarmService, ctx: &Context, name: &str, changed: &[String]) {
     let fields = changed.join(", ");
     let applied = svc.status.as_ref().and_then(|s| s.observed_generation) == svc.metadata.generation;
-    if applied {
+    // A SwarmSecret or SwarmConfig got a new version: the service rolls over to it.
+    let rotation = changed.iter().all(|f| {
+        f.starts_with("TaskTemplate.ContainerSpec.Secrets")
+            || f.starts_with("TaskTemplate.ContainerSpec.Configs")
+    });
+    if applied && rotation {
+        info!(service = %name, %fields, "rolling to new secret/config versions");
+        let note = format!("Rolling Swarm service {name} to new secret/config versions ({fields})");
+        ctx.publish(svc, EventType::Normal, "Rotated", "Update", note)
+            .await;
+    } else if applied {
         warn!(service = %name, %fields, "reverting out-of-band change");
         let note = format!("Swarm service {name} was changed outside swarm-operator; reverted {fields}");
         ctx.publish(svc, EventType::Warning, "DriftReverted", "Update", note)

@@ -18,6 +18,13 @@ use tracing::{debug, warn};
 
 use raw::{RawClient, RawError, repair_keys};
 
+/// Swarm secrets and configs are handled alike; this says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataKind {
+    Secret,
+    Config,
+}
+
 /// Oldest Engine API this operator speaks: Debian bookworm's docker.io 20.10 (API 1.41).
 pub const MIN_API_VERSION: (usize, usize) = (1, 41);
 
@@ -368,6 +375,118 @@ impl Engine {
             .filter(|spec| {
                 let attached = spec.task_template.as_ref().and_then(|t| t.networks.as_ref());
                 attached.is_some_and(|n| n.iter().any(|a| a.target.as_deref() == Some(network_id)))
+            })
+            .filter_map(|spec| spec.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Swarm secrets or configs carrying `label` (`key=value`), as (ID, name).
+    pub async fn list_data(&self, kind: DataKind, label: &str) -> Result<Vec<(String, String)>, EngineError> {
+        let filters = Some(HashMap::from([("label".to_string(), vec![label.to_string()])]));
+        let found: Vec<(Option<String>, Option<String>)> = match kind {
+            DataKind::Secret => self
+                .docker
+                .list_secrets(Some(bollard::query_parameters::ListSecretsOptions { filters }))
+                .await
+                .map_err(|e| EngineError::call("list secrets", label, e))?
+                .into_iter()
+                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                .collect(),
+            DataKind::Config => self
+                .docker
+                .list_configs(Some(bollard::query_parameters::ListConfigsOptions { filters }))
+                .await
+                .map_err(|e| EngineError::call("list configs", label, e))?
+                .into_iter()
+                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                .collect(),
+        };
+        Ok(found
+            .into_iter()
+            .filter_map(|(id, name)| Some((id?, name?)))
+            .collect())
+    }
+
+    /// Creates a secret or config holding `data`; returns its ID. The data goes only into the request.
+    pub async fn create_data(
+        &self,
+        kind: DataKind,
+        name: &str,
+        data: &[u8],
+        labels: HashMap<String, String>,
+    ) -> Result<String, EngineError> {
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+        let created = match kind {
+            DataKind::Secret => self.docker.create_secret(bollard::models::SecretSpec {
+                name: Some(name.to_string()),
+                labels: Some(labels),
+                data: Some(encoded),
+                ..Default::default()
+            }),
+            DataKind::Config => {
+                return self
+                    .docker
+                    .create_config(bollard::models::ConfigSpec {
+                        name: Some(name.to_string()),
+                        labels: Some(labels),
+                        data: Some(encoded),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|r| r.id)
+                    .map_err(|e| EngineError::call("create config", name, e));
+            }
+        };
+        created
+            .await
+            .map(|r| r.id)
+            .map_err(|e| EngineError::call("create secret", name, e))
+    }
+
+    /// Removes a secret or config; one already gone counts as removed.
+    pub async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
+        let result = match kind {
+            DataKind::Secret => self.docker.delete_secret(id).await,
+            DataKind::Config => self.docker.delete_config(id).await,
+        };
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let err = EngineError::call("remove secret/config", id, e);
+                if err.is_not_found() { Ok(()) } else { Err(err) }
+            }
+        }
+    }
+
+    /// Names of the services whose containers use secret or config `id`, sorted.
+    pub async fn services_using_data(&self, kind: DataKind, id: &str) -> Result<Vec<String>, EngineError> {
+        let all: Vec<Service> = if self.raw.is_some() {
+            self.read("list services", "", "/services").await?
+        } else {
+            self.docker
+                .list_services(None)
+                .await
+                .map_err(|e| EngineError::call("list services", "", e))?
+        };
+        let mut names: Vec<String> = all
+            .into_iter()
+            .filter_map(|s| s.spec)
+            .filter(|spec| {
+                let c = spec
+                    .task_template
+                    .as_ref()
+                    .and_then(|t| t.container_spec.as_ref());
+                match kind {
+                    DataKind::Secret => c
+                        .and_then(|c| c.secrets.as_ref())
+                        .is_some_and(|v| v.iter().any(|s| s.secret_id.as_deref() == Some(id))),
+                    DataKind::Config => c
+                        .and_then(|c| c.configs.as_ref())
+                        .is_some_and(|v| v.iter().any(|s| s.config_id.as_deref() == Some(id))),
+                }
             })
             .filter_map(|spec| spec.name)
             .collect();

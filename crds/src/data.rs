@@ -1,0 +1,125 @@
+//! `SwarmSecret` and `SwarmConfig`: Swarm secrets and configs fed from Kubernetes Secrets and
+//! ConfigMaps. Swarm keeps them immutable, so each content is its own Swarm object named
+//! `<name>-<short content hash>`; a change makes a new version and services roll over to it.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::service::DeletionPolicy;
+
+/// A key of a Kubernetes object in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRef {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// A Swarm secret whose value comes from a Kubernetes Secret.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "swarmoperator.io",
+    version = "v1alpha1",
+    kind = "SwarmSecret",
+    namespaced,
+    status = "VersionedStatus",
+    shortname = "swsecret",
+    category = "swarm",
+    doc = "A Docker Swarm secret fed from a Kubernetes Secret",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(name = "Swarm name", type_ = "string", json_path = ".status.swarmName"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmSecretSpec {
+    /// The Kubernetes Secret and key holding the value.
+    pub secret_ref: KeyRef,
+    /// Labels on the Swarm secret. Keys under `swarmoperator.io/` are the operator's own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
+        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// A Swarm config whose content comes from a ConfigMap or is given inline.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "swarmoperator.io",
+    version = "v1alpha1",
+    kind = "SwarmConfig",
+    namespaced,
+    status = "VersionedStatus",
+    shortname = "swconfig",
+    category = "swarm",
+    doc = "A Docker Swarm config fed from a ConfigMap or given inline",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(name = "Swarm name", type_ = "string", json_path = ".status.swarmName"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.data)")
+    .message("spec: set exactly one of configMapRef and data"))]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmConfigSpec {
+    /// The ConfigMap and key holding the content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_ref: Option<KeyRef>,
+    /// The content, inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
+        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<DeletionPolicy>,
+}
+
+/// Observed state of a SwarmSecret or SwarmConfig. Never holds the value.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VersionedStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The current version's Swarm name, `<name>-<hash>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "swarmID")]
+    pub swarm_id: Option<String>,
+    /// Every version still in the swarm (the current one and older ones services still use).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<DataVersion>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVersion {
+    pub swarm_name: String,
+    #[serde(rename = "swarmID")]
+    pub swarm_id: String,
+    /// Swarm services that use this version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}

@@ -1,0 +1,305 @@
+//! Reconcile of one SwarmSecret or SwarmConfig (see the module doc).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::{
+    Api, ResourceExt,
+    runtime::{
+        controller::{Action, Config as ControllerConfig, Controller},
+        events::EventType,
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::ObjectRef,
+        watcher,
+    },
+};
+use swarm_operator_crds::{
+    VersionedStatus,
+    conditions::{REASON_DELETING, REASON_ENGINE_ERROR, REASON_RUNNING},
+    data::DataVersion,
+    service::DeletionPolicy,
+};
+use tracing::{debug, info, warn};
+
+use super::{DataResource, content_hash};
+use crate::{
+    conditions::{self, Summary},
+    context::Context,
+    error::{Error, cause_chain},
+    labels::{OWNER_UID, owner_labels},
+    status::apply_status,
+    swarm::DataKind,
+};
+
+/// The source of a data resource is missing: recovers by itself when it appears.
+const REASON_SOURCE_MISSING: &str = "SourceMissing";
+const FINALIZER: &str = "swarmoperator.io/cleanup";
+
+/// Runs the controller of `K` until a shutdown signal; it also watches the Secrets or ConfigMaps
+/// the resources read, so a change to a source starts a new version at once.
+pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+    let api = |client| match namespace {
+        Some(ns) => Api::<K>::namespaced(client, ns),
+        None => Api::<K>::all(client),
+    };
+    let controller = Controller::new(api(ctx.client.clone()), watcher::Config::default().any_semantic());
+    let store = controller.store();
+    let sources = move |ns: Option<String>, name: String| {
+        store
+            .state()
+            .into_iter()
+            .filter(|o| o.namespace() == ns && o.source_name() == Some(name.as_str()))
+            .map(|o| ObjectRef::from_obj(o.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let controller = match K::KIND {
+        DataKind::Secret => {
+            let secrets = match namespace {
+                Some(ns) => Api::<Secret>::namespaced(ctx.client.clone(), ns),
+                None => Api::<Secret>::all(ctx.client.clone()),
+            };
+            controller.watches(secrets, watcher::Config::default(), move |s: Secret| {
+                sources(s.namespace(), s.name_any())
+            })
+        }
+        DataKind::Config => {
+            let maps = match namespace {
+                Some(ns) => Api::<ConfigMap>::namespaced(ctx.client.clone(), ns),
+                None => Api::<ConfigMap>::all(ctx.client.clone()),
+            };
+            controller.watches(maps, watcher::Config::default(), move |m: ConfigMap| {
+                sources(m.namespace(), m.name_any())
+            })
+        }
+    };
+    controller
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(error = %cause_chain(&e), "reconcile failed");
+            }
+        })
+        .await;
+}
+
+async fn reconcile<K: DataResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let object = format!("{} {ns}/{}", K::kind(&()), obj.name_any());
+    let action = finalizer(&api, FINALIZER, obj.clone(), |event| async {
+        match event {
+            Finalizer::Apply(obj) => apply::<K>(&obj, &ctx, &api).await,
+            Finalizer::Cleanup(obj) => cleanup::<K>(&obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer {
+        object,
+        source: Box::new(e),
+    })?;
+    ctx.succeeded(&ObjectRef::from_obj(obj.as_ref()));
+    Ok(action)
+}
+
+fn error_policy<K: DataResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(obj.as_ref());
+    if err.is_waiting() {
+        return Action::requeue(ctx.settings.progress_interval);
+    }
+    let delay = ctx.backoff(&object);
+    warn!(%object, error = %cause_chain(err), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn owner_label<K: DataResource>(obj: &K) -> String {
+    format!("{OWNER_UID}={}", obj.uid().unwrap_or_default())
+}
+
+async fn apply<K: DataResource>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
+    let (summary, current, versions, requeue) = match converge(obj, ctx).await {
+        Ok(done) => done,
+        Err(err) => {
+            let message = match &err {
+                Error::Engine(e) => e.engine_message(),
+                other => other.to_string(),
+            };
+            let previous = obj.versioned_status().cloned().unwrap_or_default();
+            let summary = Summary::Reconciling {
+                reason: REASON_ENGINE_ERROR,
+                message,
+            };
+            write_status(
+                obj,
+                api,
+                &summary,
+                previous.swarm_name.zip(previous.swarm_id),
+                previous.versions,
+            )
+            .await
+            .ok();
+            ctx.publish(
+                obj,
+                EventType::Warning,
+                REASON_ENGINE_ERROR,
+                "Reconcile",
+                cause_chain(&err),
+            )
+            .await;
+            return Err(err);
+        }
+    };
+    if let Summary::Stalled { reason, message } = &summary {
+        let before = obj
+            .versioned_status()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Stalled"));
+        if before.is_none_or(|c| c.status != "True" || c.reason != *reason) {
+            ctx.publish(obj, EventType::Warning, reason, "Reconcile", message.clone())
+                .await;
+        }
+    }
+    write_status(obj, api, &summary, current, versions).await?;
+    Ok(Action::requeue(requeue))
+}
+
+type Converged = (Summary, Option<(String, String)>, Vec<DataVersion>, Duration);
+
+async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Converged, Error> {
+    let content = match obj.read(&ctx.client).await? {
+        Ok(content) => content,
+        Err(missing) => {
+            let previous = obj.versioned_status().cloned().unwrap_or_default();
+            let summary = Summary::Stalled {
+                reason: REASON_SOURCE_MISSING,
+                message: missing,
+            };
+            let current = previous.swarm_name.zip(previous.swarm_id);
+            return Ok((summary, current, previous.versions, ctx.settings.resync_interval));
+        }
+    };
+    let name = format!("{}-{}", obj.name_any(), content_hash(&content));
+    let owned = ctx.engine.list_data(K::KIND, &owner_label(obj)).await?;
+    let id = match owned.iter().find(|(_, n)| *n == name) {
+        Some((id, _)) => id.clone(),
+        None => {
+            let mut labels: HashMap<String, String> = obj.labels().clone().into_iter().collect();
+            labels.extend(owner_labels(obj));
+            let id = ctx.engine.create_data(K::KIND, &name, &content, labels).await?;
+            info!(swarm_object = %name, %id, "created new version");
+            let note = format!("Created {} version {name} ({id})", kind_word(K::KIND));
+            ctx.publish(obj, EventType::Normal, "VersionCreated", "Create", note)
+                .await;
+            id
+        }
+    };
+    // Older versions stay while services use them (they roll over at their own pace) and go after.
+    let mut versions = Vec::new();
+    for (old_id, old_name) in owned.iter().filter(|(i, _)| *i != id) {
+        let users = ctx.engine.services_using_data(K::KIND, old_id).await?;
+        if users.is_empty() {
+            ctx.engine.remove_data(K::KIND, old_id).await?;
+            info!(swarm_object = %old_name, "removed unused old version");
+            let note = format!(
+                "Removed old {} version {old_name}; no service uses it",
+                kind_word(K::KIND)
+            );
+            ctx.publish(obj, EventType::Normal, "VersionRemoved", "Delete", note)
+                .await;
+        } else {
+            versions.push(DataVersion {
+                swarm_name: old_name.clone(),
+                swarm_id: old_id.clone(),
+                services: users,
+            });
+        }
+    }
+    let users = ctx.engine.services_using_data(K::KIND, &id).await?;
+    versions.insert(
+        0,
+        DataVersion {
+            swarm_name: name.clone(),
+            swarm_id: id.clone(),
+            services: users,
+        },
+    );
+    let old = versions.len() - 1;
+    let message = if old == 0 {
+        format!("current version {name}")
+    } else {
+        format!("current version {name}; {old} older version(s) still in use")
+    };
+    // Look again soon while old versions wait for their services to roll over.
+    let requeue = if old > 0 {
+        ctx.settings.progress_interval * 2
+    } else {
+        ctx.settings.resync_interval
+    };
+    Ok((
+        Summary::Ready {
+            reason: REASON_RUNNING,
+            message,
+        },
+        Some((name, id)),
+        versions,
+        requeue,
+    ))
+}
+
+fn kind_word(kind: DataKind) -> &'static str {
+    match kind {
+        DataKind::Secret => "secret",
+        DataKind::Config => "config",
+    }
+}
+
+async fn write_status<K: DataResource>(
+    obj: &K,
+    api: &Api<K>,
+    summary: &Summary,
+    current: Option<(String, String)>,
+    versions: Vec<DataVersion>,
+) -> Result<(), Error> {
+    let generation = obj.meta().generation;
+    let previous = obj
+        .versioned_status()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let (swarm_name, swarm_id) = current.unzip();
+    let status = VersionedStatus {
+        observed_generation: generation,
+        conditions: conditions::conditions(previous, generation, summary),
+        swarm_name,
+        swarm_id,
+        versions,
+    };
+    apply_status(api, obj, obj.versioned_status(), &status).await
+}
+
+/// Removes every version once no service uses it; waits (finalizer kept) while some do.
+async fn cleanup<K: DataResource>(obj: &K, ctx: &Context) -> Result<Action, Error> {
+    if obj.deletion_policy() == DeletionPolicy::Orphan {
+        return Ok(Action::await_change());
+    }
+    let mut in_use = Vec::new();
+    for (id, name) in ctx.engine.list_data(K::KIND, &owner_label(obj)).await? {
+        let users = ctx.engine.services_using_data(K::KIND, &id).await?;
+        if users.is_empty() {
+            ctx.engine.remove_data(K::KIND, &id).await?;
+        } else {
+            in_use.push(format!("{name} (used by {})", users.join(", ")));
+        }
+    }
+    if in_use.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let message = format!(
+        "{REASON_DELETING}: waiting for services to stop using {}",
+        in_use.join("; ")
+    );
+    Err(Error::Waiting {
+        object: format!("{} {}", K::kind(&()), obj.name_any()),
+        message,
+    })
+}
