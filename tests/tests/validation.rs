@@ -136,3 +136,44 @@ async fn service_name_cannot_change() {
         "{msg}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server: scripts/test.sh runs it"]
+async fn swarm_config_takes_exactly_one_source() {
+    let env = TestEnv::new("cfgrule").await;
+    let apply = |spec: &str| {
+        let manifest = format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: c}}\nspec: {spec}\n"
+        );
+        let mut child = Command::new(kubectl_bin())
+            .args(["-n", &env.namespace, "apply", "--dry-run=server", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, msg) = apply("{data: x, configMapRef: {name: m, key: k}}");
+    assert!(
+        !ok && msg.contains("exactly one of configMapRef and data"),
+        "{msg}"
+    );
+    let (ok, msg) = apply("{}");
+    assert!(
+        !ok && msg.contains("exactly one of configMapRef and data"),
+        "{msg}"
+    );
+    assert!(apply("{data: \"listen 80;\"}").0);
+}
