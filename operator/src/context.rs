@@ -105,3 +105,14 @@ impl Context {
             .remove(&obj.to_string());
     }
 }
+
+/// The API of a namespaced kind over one namespace, or over all when `namespace` is None.
+pub fn scoped_api<K>(client: Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client, ns),
+        None => kube::Api::all(client),
+    }
+}

@@ -150,6 +150,35 @@ impl TestEnv {
         out
     }
 
+    /// `kubectl apply` of `manifest` in this namespace; with `dry_run`, on the server only.
+    /// Returns kubectl's stderr as the error.
+    pub fn kubectl_apply(&self, manifest: &str, dry_run: bool) -> Result<(), String> {
+        use std::io::Write;
+        let mut args = vec!["-n", &self.namespace, "apply", "-f", "-"];
+        if dry_run {
+            args.push("--dry-run=server");
+        }
+        let mut child = Command::new(kubectl_bin())
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(manifest.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// Polls `check` every 500 ms until it yields a value; panics with `what` and the last state after
     /// `limit`. A bound on waiting, not a performance assertion.
     pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> T

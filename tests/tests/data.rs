@@ -3,7 +3,7 @@
 //! the values appear nowhere else.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{collections::BTreeMap, process::Command, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use k8s_openapi::{
     ByteString,
@@ -12,7 +12,7 @@ use k8s_openapi::{
 use kube::api::{Api, ObjectMeta, Patch, PatchParams};
 use rand::Rng;
 use swarm_operator_crds::{SwarmConfig, SwarmSecret};
-use swarm_operator_e2e::{TestEnv, kubectl_bin, test_image};
+use swarm_operator_e2e::{TestEnv, test_image};
 
 const WITHIN: Duration = Duration::from_secs(150);
 
@@ -60,22 +60,6 @@ async fn set_source(env: &TestEnv, password: &str, config: &str) {
         .unwrap();
 }
 
-fn kubectl_apply(env: &TestEnv, manifest: &str) {
-    use std::io::Write;
-    let mut child = Command::new(kubectl_bin())
-        .args(["-n", &env.namespace, "apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn secrets_and_configs_reach_the_containers_and_rotate_without_a_failed_request() {
@@ -87,8 +71,7 @@ async fn secrets_and_configs_reach_the_containers_and_rotate_without_a_failed_re
     let net = format!("{}-app", env.prefix);
 
     // Sources missing: the resources say which, naming no value, and wait.
-    kubectl_apply(
-        &env,
+    env.kubectl_apply(
         &format!(
             "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: my-password}}\n\
              spec: {{secretRef: {{name: db-creds, key: password}}}}\n---\n\
@@ -97,7 +80,9 @@ async fn secrets_and_configs_reach_the_containers_and_rotate_without_a_failed_re
              apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: app}}\n\
              spec: {{networkName: {net}, attachable: true}}"
         ),
-    );
+        false,
+    )
+    .unwrap();
     let stalled = env
         .wait_for("SwarmSecret Stalled/SourceMissing", WITHIN, || async {
             let s = secrets.get("my-password").await.map_err(|e| e.to_string())?;

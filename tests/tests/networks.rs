@@ -40,7 +40,7 @@ async fn service_waits_for_its_network_and_deleting_an_used_network_waits_for_it
          ipam: {{config: [{{subnet: 10.{octet}.0.0/24, gateway: 10.{octet}.0.1}}]}}}}",
         ns = env.namespace
     );
-    kubectl_apply(&env, &manifest);
+    env.kubectl_apply(&manifest, false).unwrap();
     let net = env
         .wait_for("SwarmNetwork Ready", WITHIN, || async {
             let n = networks.get("backend").await.map_err(|e| e.to_string())?;
@@ -142,22 +142,6 @@ async fn service_waits_for_its_network_and_deleting_an_used_network_waits_for_it
     .await;
 }
 
-fn kubectl_apply(env: &TestEnv, manifest: &str) {
-    use std::io::Write;
-    let mut child = Command::new(kubectl_bin())
-        .args(["-n", &env.namespace, "apply", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success());
-}
-
 /// The counter scenario: a redis-like backend (a TCP echo, busybox nc) only on a private, internal
 /// SwarmNetwork, and a web service on that network plus the routing mesh. The web tasks reach the
 /// backend by its service name through Swarm DNS (DNSRR: no IPVS here); nothing outside the network
@@ -170,15 +154,15 @@ async fn backend_reachable_by_name_only_on_its_network() {
     let redis = format!("{}-redis", env.prefix);
     let web = format!("{}-web", env.prefix);
     let published: i32 = rand::rng().random_range(20000..29000);
-    kubectl_apply(
-        &env,
-        &format!(
+    env.kubectl_apply(&format!(
             "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: backend, namespace: {ns}}}\n\
              spec: {{networkName: {p}-backend, internal: true}}",
             ns = env.namespace,
             p = env.prefix
         ),
-    );
+        false,
+    )
+    .unwrap();
     env.apply(&format!(
         r#"
 apiVersion: swarmoperator.io/v1alpha1

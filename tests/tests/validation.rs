@@ -7,29 +7,10 @@ use std::process::Command;
 use swarm_operator_e2e::{TestEnv, kubectl_bin};
 
 fn dry_run_apply(env: &TestEnv, spec: &str) -> Result<(), String> {
-    let manifest = format!(
-        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: bad}}\nspec:\n{spec}\n"
-    );
-    let mut child = Command::new(kubectl_bin())
-        .args(["-n", &env.namespace, "apply", "--dry-run=server", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifest.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    env.kubectl_apply(
+        &format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: bad}}\nspec:\n{spec}\n"),
+        true,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,25 +126,10 @@ async fn swarm_config_takes_exactly_one_source() {
         let manifest = format!(
             "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: c}}\nspec: {spec}\n"
         );
-        let mut child = Command::new(kubectl_bin())
-            .args(["-n", &env.namespace, "apply", "--dry-run=server", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(manifest.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        match env.kubectl_apply(&manifest, true) {
+            Ok(()) => (true, String::new()),
+            Err(msg) => (false, msg),
+        }
     };
     let (ok, msg) = apply("{data: x, configMapRef: {name: m, key: k}}");
     assert!(

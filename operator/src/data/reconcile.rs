@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use super::{DataResource, content_hash};
 use crate::{
     conditions::{self, Summary},
-    context::Context,
+    context::{Context, scoped_api},
     error::{Error, cause_chain},
     labels::{OWNER_UID, owner_labels},
     status::apply_status,
@@ -39,11 +39,10 @@ const FINALIZER: &str = "swarmoperator.io/cleanup";
 /// Runs the controller of `K` until a shutdown signal; it also watches the Secrets or ConfigMaps
 /// the resources read, so a change to a source starts a new version at once.
 pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
-    let api = |client| match namespace {
-        Some(ns) => Api::<K>::namespaced(client, ns),
-        None => Api::<K>::all(client),
-    };
-    let controller = Controller::new(api(ctx.client.clone()), watcher::Config::default().any_semantic());
+    let controller = Controller::new(
+        scoped_api::<K>(ctx.client.clone(), namespace),
+        watcher::Config::default().any_semantic(),
+    );
     let store = controller.store();
     let sources = move |ns: Option<String>, name: String| {
         store
@@ -55,19 +54,13 @@ pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, co
     };
     let controller = match K::KIND {
         DataKind::Secret => {
-            let secrets = match namespace {
-                Some(ns) => Api::<Secret>::namespaced(ctx.client.clone(), ns),
-                None => Api::<Secret>::all(ctx.client.clone()),
-            };
+            let secrets = scoped_api::<Secret>(ctx.client.clone(), namespace);
             controller.watches(secrets, watcher::Config::default(), move |s: Secret| {
                 sources(s.namespace(), s.name_any())
             })
         }
         DataKind::Config => {
-            let maps = match namespace {
-                Some(ns) => Api::<ConfigMap>::namespaced(ctx.client.clone(), ns),
-                None => Api::<ConfigMap>::all(ctx.client.clone()),
-            };
+            let maps = scoped_api::<ConfigMap>(ctx.client.clone(), namespace);
             controller.watches(maps, watcher::Config::default(), move |m: ConfigMap| {
                 sources(m.namespace(), m.name_any())
             })

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     conditions::{self, Summary},
-    context::Context,
+    context::{Context, scoped_api},
     error::{Error, cause_chain},
     labels::{Ownership, ownership},
     status::apply_status,
@@ -32,10 +32,7 @@ use crate::{
 pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
-    let api = match namespace {
-        Some(ns) => Api::<SwarmNetwork>::namespaced(ctx.client.clone(), ns),
-        None => Api::<SwarmNetwork>::all(ctx.client.clone()),
-    };
+    let api = scoped_api::<SwarmNetwork>(ctx.client.clone(), namespace);
     Controller::new(api, watcher::Config::default().any_semantic())
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()

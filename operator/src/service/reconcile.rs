@@ -30,7 +30,7 @@ use tracing::{debug, info, warn};
 use super::{build, diff, registry_auth, report, tasks};
 use crate::{
     conditions::{self, Summary},
-    context::Context,
+    context::{Context, scoped_api},
     error::{Error, cause_chain},
     labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, Ownership, ownership},
 };
@@ -39,14 +39,8 @@ pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
-    let api = match namespace {
-        Some(ns) => Api::<SwarmService>::namespaced(ctx.client.clone(), ns),
-        None => Api::<SwarmService>::all(ctx.client.clone()),
-    };
-    let networks = match namespace {
-        Some(ns) => Api::<SwarmNetwork>::namespaced(ctx.client.clone(), ns),
-        None => Api::<SwarmNetwork>::all(ctx.client.clone()),
-    };
+    let api = scoped_api::<SwarmService>(ctx.client.clone(), namespace);
+    let networks = scoped_api::<SwarmNetwork>(ctx.client.clone(), namespace);
     let controller = Controller::new(api, watcher::Config::default().any_semantic());
     let services = controller.store();
     // Services in `ns` for which `refers` holds: woken when the object they refer to changes.
@@ -59,14 +53,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             .collect::<Vec<_>>()
     };
     let (by_secret, by_config) = (users.clone(), users.clone());
-    let secrets_api = match namespace {
-        Some(ns) => Api::<SwarmSecret>::namespaced(ctx.client.clone(), ns),
-        None => Api::<SwarmSecret>::all(ctx.client.clone()),
-    };
-    let configs_api = match namespace {
-        Some(ns) => Api::<SwarmConfig>::namespaced(ctx.client.clone(), ns),
-        None => Api::<SwarmConfig>::all(ctx.client.clone()),
-    };
+    let secrets_api = scoped_api::<SwarmSecret>(ctx.client.clone(), namespace);
+    let configs_api = scoped_api::<SwarmConfig>(ctx.client.clone(), namespace);
     let controller = controller
         .watches(secrets_api, watcher::Config::default(), move |o: SwarmSecret| {
             let name = o.name_any();

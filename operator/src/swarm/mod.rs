@@ -361,14 +361,7 @@ impl Engine {
 
     /// Names of the services whose tasks join network `network_id`, sorted.
     pub async fn services_on_network(&self, network_id: &str) -> Result<Vec<String>, EngineError> {
-        let all: Vec<Service> = if self.raw.is_some() {
-            self.read("list services", "", "/services").await?
-        } else {
-            self.docker
-                .list_services(None)
-                .await
-                .map_err(|e| EngineError::call("list services", "", e))?
-        };
+        let all = self.all_services().await?;
         let mut names: Vec<String> = all
             .into_iter()
             .filter_map(|s| s.spec)
@@ -463,14 +456,7 @@ impl Engine {
 
     /// Names of the services whose containers use secret or config `id`, sorted.
     pub async fn services_using_data(&self, kind: DataKind, id: &str) -> Result<Vec<String>, EngineError> {
-        let all: Vec<Service> = if self.raw.is_some() {
-            self.read("list services", "", "/services").await?
-        } else {
-            self.docker
-                .list_services(None)
-                .await
-                .map_err(|e| EngineError::call("list services", "", e))?
-        };
+        let all = self.all_services().await?;
         let mut names: Vec<String> = all
             .into_iter()
             .filter_map(|s| s.spec)
@@ -492,6 +478,16 @@ impl Engine {
             .collect();
         names.sort();
         Ok(names)
+    }
+
+    async fn all_services(&self) -> Result<Vec<Service>, EngineError> {
+        if self.raw.is_some() {
+            return self.read("list services", "", "/services").await;
+        }
+        self.docker
+            .list_services(None)
+            .await
+            .map_err(|e| EngineError::call("list services", "", e))
     }
 
     /// Hostname of every node by node ID, for `docker service ps`-style task lists.
