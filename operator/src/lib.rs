@@ -11,6 +11,7 @@ pub mod context;
 pub mod data;
 pub mod error;
 pub mod labels;
+pub mod metrics;
 pub mod network;
 pub mod service;
 pub mod status;

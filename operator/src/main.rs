@@ -22,6 +22,9 @@ struct Args {
     /// Reconciles running at once.
     #[arg(long, env = "SWARM_OPERATOR_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "SWARM_OPERATOR_METRICS_ADDR", default_value = "127.0.0.1:8080")]
+    metrics_addr: std::net::SocketAddr,
     /// Log format: text or json.
     #[arg(long, env = "SWARM_OPERATOR_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -49,6 +52,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(client, engine, settings));
+    let addr = args.metrics_addr;
+    tokio::spawn(async move {
+        if let Err(e) = swarm_operator::metrics::serve(addr).await {
+            error!(%addr, "cannot serve metrics: {e}");
+        }
+    });
+    swarm_operator::metrics::set_ready();
     let namespace = args.namespace.as_deref();
     tokio::join!(
         service::run(ctx.clone(), namespace, args.concurrency),

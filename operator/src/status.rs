@@ -33,5 +33,6 @@ where
         object: obj.name_any(),
         source,
     })?;
+    crate::metrics::metrics().status_written(&K::kind(&()));
     Ok(())
 }

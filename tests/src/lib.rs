@@ -39,6 +39,8 @@ pub struct TestEnv {
     pub prefix: String,
     operator: Option<Child>,
     operator_starts: u32,
+    /// Port of the operator's /metrics, /healthz and /readyz.
+    pub metrics_port: u16,
 }
 
 fn workspace() -> PathBuf {
@@ -70,6 +72,12 @@ impl TestEnv {
             .await
             .unwrap();
         let prefix = format!("{}-{suffix}", &test[..test.len().min(12)]);
+        // A free port for this test's operator to serve its metrics on.
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         TestEnv {
             client,
             docker,
@@ -77,6 +85,7 @@ impl TestEnv {
             prefix,
             operator: None,
             operator_starts: 0,
+            metrics_port,
         }
     }
 
@@ -102,7 +111,12 @@ impl TestEnv {
             std::fs::File::create(logs.join(format!("{}-{}.log", self.namespace, self.operator_starts)))
                 .unwrap();
         let child = Command::new(&bin)
-            .args(["--namespace", &self.namespace])
+            .args([
+                "--namespace",
+                &self.namespace,
+                "--metrics-addr",
+                &format!("127.0.0.1:{}", self.metrics_port),
+            ])
             .args(flags)
             .env("RUST_LOG", "info,swarm_operator=debug,kube=warn")
             .stdout(Stdio::from(log.try_clone().unwrap()))

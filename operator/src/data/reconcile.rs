@@ -79,6 +79,13 @@ pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, co
 }
 
 async fn reconcile<K: DataResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_pass(obj, ctx).await;
+    crate::metrics::metrics().reconciled(&K::kind(&()), start, result.is_ok());
+    result
+}
+
+async fn reconcile_pass<K: DataResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let object = format!("{} {ns}/{}", K::kind(&()), obj.name_any());

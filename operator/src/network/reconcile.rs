@@ -46,6 +46,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
 }
 
 async fn reconcile(net: Arc<SwarmNetwork>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_pass(net, ctx).await;
+    crate::metrics::metrics().reconciled("SwarmNetwork", start, result.is_ok());
+    result
+}
+
+async fn reconcile_pass(net: Arc<SwarmNetwork>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = net.namespace().unwrap_or_default();
     let api: Api<SwarmNetwork> = Api::namespaced(ctx.client.clone(), &ns);
     let object = format!("SwarmNetwork {ns}/{}", net.name_any());

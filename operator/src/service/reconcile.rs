@@ -92,6 +92,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
 }
 
 pub async fn reconcile(svc: Arc<SwarmService>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let result = reconcile_pass(svc, ctx).await;
+    crate::metrics::metrics().reconciled("SwarmService", start, result.is_ok());
+    result
+}
+
+async fn reconcile_pass(svc: Arc<SwarmService>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let api: Api<SwarmService> = Api::namespaced(ctx.client.clone(), &ns);
     let object = format!("SwarmService {ns}/{}", svc.name_any());
@@ -524,6 +531,7 @@ async fn report_update(svc: &SwarmService, ctx: &Context, name: &str, changed: &
         ctx.publish(svc, EventType::Normal, "Rotated", "Update", note)
             .await;
     } else if applied {
+        crate::metrics::metrics().drift_corrected("SwarmService");
         warn!(service = %name, %fields, "reverting out-of-band change");
         let note = format!("Swarm service {name} was changed outside swarm-operator; reverted {fields}");
         ctx.publish(svc, EventType::Warning, "DriftReverted", "Update", note)

@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 
 use raw::{RawClient, RawError, repair_keys};
 
+use crate::metrics::metrics;
 /// Swarm secrets and configs are handled alike; this says which.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DataKind {
@@ -201,13 +202,14 @@ impl Engine {
             .as_ref()
             .ok_or_else(|| err(None, "no raw reader for this host".into()))?;
         let version = self.docker.client_version();
-        let mut value = raw
+        let got = raw
             .get(
                 &format!("{}.{}", version.major_version, version.minor_version),
                 path,
             )
-            .await
-            .map_err(|RawError { status, message }| err(status, message))?;
+            .await;
+        metrics().engine_call(operation, false, got.is_ok());
+        let mut value = got.map_err(|RawError { status, message }| err(status, message))?;
         match &mut value {
             Value::Array(items) => items.iter_mut().for_each(repair_keys),
             other => repair_keys(other),
@@ -226,6 +228,7 @@ impl Engine {
             .docker
             .create_service(spec, credentials)
             .await
+            .tally("create service", true)
             .map_err(|e| EngineError::call("create service", &name, e))?;
         log_warnings(&name, created.warnings.as_deref());
         Ok(created.id.unwrap_or_default())
@@ -250,6 +253,7 @@ impl Engine {
                 .docker
                 .update_service(id, spec.clone(), options, credentials.clone())
                 .await
+                .tally("update service", true)
             {
                 Ok(response) => {
                     log_warnings(id, response.warnings.as_deref());
@@ -294,7 +298,7 @@ impl Engine {
 
     /// Removes the service; one that is already gone counts as removed.
     pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
-        match self.docker.delete_service(id).await {
+        match self.docker.delete_service(id).await.tally("remove service", true) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = EngineError::call("remove service", id, e);
@@ -312,6 +316,7 @@ impl Engine {
                 filters: Some(filters),
             }))
             .await
+            .tally("list networks", false)
             .map_err(|e| EngineError::call("list networks", name, e))?;
         Ok(networks
             .into_iter()
@@ -328,6 +333,7 @@ impl Engine {
                 filters: Some(filters),
             }))
             .await
+            .tally("list networks", false)
             .map_err(|e| EngineError::call("list networks", name, e))?;
         Ok(networks
             .into_iter()
@@ -344,13 +350,14 @@ impl Engine {
             .docker
             .create_network(request)
             .await
+            .tally("create network", true)
             .map_err(|e| EngineError::call("create network", &name, e))?;
         Ok(created.id)
     }
 
     /// Removes the network; one already gone counts as removed.
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
-        match self.docker.remove_network(id).await {
+        match self.docker.remove_network(id).await.tally("remove network", true) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = EngineError::call("remove network", id, e);
@@ -383,6 +390,7 @@ impl Engine {
                 .docker
                 .list_secrets(Some(bollard::query_parameters::ListSecretsOptions { filters }))
                 .await
+                .tally("list secrets", false)
                 .map_err(|e| EngineError::call("list secrets", label, e))?
                 .into_iter()
                 .map(|s| (s.id, s.spec.and_then(|s| s.name)))
@@ -391,6 +399,7 @@ impl Engine {
                 .docker
                 .list_configs(Some(bollard::query_parameters::ListConfigsOptions { filters }))
                 .await
+                .tally("list configs", false)
                 .map_err(|e| EngineError::call("list configs", label, e))?
                 .into_iter()
                 .map(|s| (s.id, s.spec.and_then(|s| s.name)))
@@ -429,12 +438,14 @@ impl Engine {
                         ..Default::default()
                     })
                     .await
+                    .tally("create config", true)
                     .map(|r| r.id)
                     .map_err(|e| EngineError::call("create config", name, e));
             }
         };
         created
             .await
+            .tally("create secret", true)
             .map(|r| r.id)
             .map_err(|e| EngineError::call("create secret", name, e))
     }
@@ -442,8 +453,8 @@ impl Engine {
     /// Removes a secret or config; one already gone counts as removed.
     pub async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
         let result = match kind {
-            DataKind::Secret => self.docker.delete_secret(id).await,
-            DataKind::Config => self.docker.delete_config(id).await,
+            DataKind::Secret => self.docker.delete_secret(id).await.tally("remove secret", true),
+            DataKind::Config => self.docker.delete_config(id).await.tally("remove config", true),
         };
         match result {
             Ok(()) => Ok(()),
@@ -521,6 +532,18 @@ impl Engine {
             }))
             .await
             .map_err(|e| EngineError::call("list tasks", service_id, e))
+    }
+}
+
+/// Counts an Engine API call in the operator's metrics, passing its result through.
+trait Tally {
+    fn tally(self, operation: &'static str, write: bool) -> Self;
+}
+
+impl<T, E> Tally for Result<T, E> {
+    fn tally(self, operation: &'static str, write: bool) -> Self {
+        metrics().engine_call(operation, write, self.is_ok());
+        self
     }
 }
 

@@ -1,0 +1,188 @@
+//! The operator's own metrics, in Prometheus text format on /metrics, with /healthz and /readyz.
+//! What they answer at rest is the point: reads may tick, Engine writes and status writes must not.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        LazyLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use http_body_util::Full;
+use hyper::{Request, Response, body::Bytes, service::service_fn};
+use hyper_util::rt::TokioIo;
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    registry::Registry,
+};
+use tracing::{info, warn};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EngineCallLabels {
+    pub operation: &'static str,
+    /// read or write
+    pub access: &'static str,
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_seconds: Family<KindLabels, Histogram>,
+    pub engine_calls: Family<EngineCallLabels, Counter>,
+    pub status_writes: Family<KindLabels, Counter>,
+    pub drift_corrections: Family<KindLabels, Counter>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+static READY: AtomicBool = AtomicBool::new(false);
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// Marks the operator ready (/readyz answers 200): clients connected, controllers started.
+pub fn set_ready() {
+    READY.store(true, Ordering::SeqCst);
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("swarm_operator");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes by kind and outcome",
+            reconciles.clone(),
+        );
+        let reconcile_seconds = Family::<KindLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        });
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of reconcile passes",
+            reconcile_seconds.clone(),
+        );
+        let engine_calls = Family::<EngineCallLabels, Counter>::default();
+        registry.register(
+            "engine_api_calls",
+            "Docker Engine API calls by operation and result",
+            engine_calls.clone(),
+        );
+        let status_writes = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "status_writes",
+            "Status writes to the Kubernetes API",
+            status_writes.clone(),
+        );
+        let drift_corrections = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "drift_corrections",
+            "Out-of-band changes reverted",
+            drift_corrections.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_seconds,
+            engine_calls,
+            status_writes,
+            drift_corrections,
+        }
+    }
+
+    pub fn engine_call(&self, operation: &'static str, write: bool, ok: bool) {
+        let labels = EngineCallLabels {
+            operation,
+            access: if write { "write" } else { "read" },
+            result: if ok { "ok" } else { "error" },
+        };
+        self.engine_calls.get_or_create(&labels).inc();
+    }
+
+    /// Counts one reconcile pass of `kind` that started at `start`.
+    pub fn reconciled(&self, kind: &str, start: Instant, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: kind.to_string(),
+                outcome,
+            })
+            .inc();
+        let seconds = start.elapsed().as_secs_f64();
+        self.reconcile_seconds
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn status_written(&self, kind: &str) {
+        self.status_writes
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn drift_corrected(&self, kind: &str) {
+        self.drift_corrections
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Serves /metrics, /healthz and /readyz on `addr` until the process ends.
+pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let (status, body) = match req.uri().path() {
+                    "/metrics" => (200, metrics().render()),
+                    "/healthz" => (200, "ok\n".to_string()),
+                    "/readyz" if READY.load(Ordering::SeqCst) => (200, "ready\n".to_string()),
+                    "/readyz" => (503, "starting\n".to_string()),
+                    _ => (404, "not found\n".to_string()),
+                };
+                let mut response = Response::new(Full::new(Bytes::from(body)));
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                Ok::<_, Infallible>(response)
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                warn!(error = %e, "metrics connection");
+            }
+        });
+    }
+}
