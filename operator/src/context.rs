@@ -116,3 +116,30 @@ where
         None => kube::Api::all(client),
     }
 }
+
+/// Finalizer every kind puts on its resources, so the Swarm object goes (or is released) first.
+pub const FINALIZER: &str = "swarmoperator.io/cleanup";
+
+/// What every controller does after a failed pass: an invalid spec waits for a change; waiting for
+/// something else (services leaving a network) looks again shortly; anything else backs off per
+/// object, exponentially.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: std::sync::Arc<K>,
+    err: &crate::Error,
+    ctx: std::sync::Arc<Context>,
+) -> kube::runtime::controller::Action {
+    use kube::runtime::controller::Action;
+    let object = ObjectRef::from_obj(obj.as_ref());
+    let cause = crate::error::cause_chain(err);
+    if err.waits_for_change() {
+        warn!(%object, error = %cause, "waiting for a spec change");
+        return Action::await_change();
+    }
+    if err.is_waiting() {
+        tracing::debug!(%object, "{err}");
+        return Action::requeue(ctx.settings.progress_interval);
+    }
+    let delay = ctx.backoff(&object);
+    warn!(%object, error = %cause, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}

@@ -20,12 +20,12 @@ use swarm_operator_crds::{
     data::DataVersion,
     service::DeletionPolicy,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::{DataResource, content_hash};
 use crate::{
     conditions::{self, Summary},
-    context::{Context, scoped_api},
+    context::{Context, FINALIZER, error_policy, scoped_api},
     error::{Error, cause_chain},
     labels::{OWNER_UID, owner_labels},
     status::apply_status,
@@ -34,7 +34,6 @@ use crate::{
 
 /// The source of a data resource is missing: recovers by itself when it appears.
 const REASON_SOURCE_MISSING: &str = "SourceMissing";
-const FINALIZER: &str = "swarmoperator.io/cleanup";
 
 /// Runs the controller of `K` until a shutdown signal; it also watches the Secrets or ConfigMaps
 /// the resources read, so a change to a source starts a new version at once.
@@ -102,16 +101,6 @@ async fn reconcile_pass<K: DataResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
     })?;
     ctx.succeeded(&ObjectRef::from_obj(obj.as_ref()));
     Ok(action)
-}
-
-fn error_policy<K: DataResource>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
-    let object = ObjectRef::from_obj(obj.as_ref());
-    if err.is_waiting() {
-        return Action::requeue(ctx.settings.progress_interval);
-    }
-    let delay = ctx.backoff(&object);
-    warn!(%object, error = %cause_chain(err), retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 fn owner_label<K: DataResource>(obj: &K) -> String {

@@ -19,17 +19,15 @@ use swarm_operator_crds::{
     conditions::{REASON_DELETING, REASON_ENGINE_ERROR, REASON_NAME_CONFLICT, REASON_RUNNING},
     service::DeletionPolicy,
 };
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::{
     conditions::{self, Summary},
-    context::{Context, scoped_api},
+    context::{Context, FINALIZER, error_policy, scoped_api},
     error::{Error, cause_chain},
     labels::{Ownership, ownership},
     status::apply_status,
 };
-
-pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let api = scoped_api::<SwarmNetwork>(ctx.client.clone(), namespace);
@@ -69,17 +67,6 @@ async fn reconcile_pass(net: Arc<SwarmNetwork>, ctx: Arc<Context>) -> Result<Act
     })?;
     ctx.succeeded(&ObjectRef::from_obj(net.as_ref()));
     Ok(action)
-}
-
-fn error_policy(net: Arc<SwarmNetwork>, err: &Error, ctx: Arc<Context>) -> Action {
-    let object = ObjectRef::from_obj(net.as_ref());
-    if err.is_waiting() {
-        debug!(%object, "{err}");
-        return Action::requeue(ctx.settings.progress_interval);
-    }
-    let delay = ctx.backoff(&object);
-    warn!(%object, error = %cause_chain(err), retry_in = ?delay, "network reconcile failed");
-    Action::requeue(delay)
 }
 
 struct Observed {

@@ -8,4 +8,4 @@ pub mod registry_auth;
 pub mod report;
 pub mod tasks;
 
-pub use reconcile::{FINALIZER, error_policy, reconcile, run};
+pub use reconcile::{reconcile, run};

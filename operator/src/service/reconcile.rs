@@ -30,12 +30,10 @@ use tracing::{debug, info, warn};
 use super::{build, diff, registry_auth, report, tasks};
 use crate::{
     conditions::{self, Summary},
-    context::{Context, scoped_api},
+    context::{Context, FINALIZER, error_policy, scoped_api},
     error::{Error, cause_chain},
     labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, Ownership, ownership},
 };
-
-pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
@@ -115,17 +113,6 @@ async fn reconcile_pass(svc: Arc<SwarmService>, ctx: Arc<Context>) -> Result<Act
     })?;
     ctx.succeeded(&ObjectRef::from_obj(svc.as_ref()));
     Ok(action)
-}
-
-pub fn error_policy(svc: Arc<SwarmService>, err: &Error, ctx: Arc<Context>) -> Action {
-    let object = ObjectRef::from_obj(svc.as_ref());
-    if err.waits_for_change() {
-        warn!(%object, error = %cause_chain(err), "waiting for a spec change");
-        return Action::await_change();
-    }
-    let delay = ctx.backoff(&object);
-    warn!(%object, error = %cause_chain(err), retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
 }
 
 /// One pass's outcome: what status says and when to look again.

@@ -309,19 +309,7 @@ impl Engine {
 
     /// ID of the swarm-scoped network named exactly `name` (the name filter also matches prefixes).
     pub async fn network_id(&self, name: &str) -> Result<Option<String>, EngineError> {
-        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let networks = self
-            .docker
-            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .tally("list networks", false)
-            .map_err(|e| EngineError::call("list networks", name, e))?;
-        Ok(networks
-            .into_iter()
-            .find(|n| n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm"))
-            .and_then(|n| n.id))
+        Ok(self.find_network(name).await?.and_then(|n| n.id))
     }
 
     /// The swarm-scoped network named exactly `name`, if any.
