@@ -27,3 +27,10 @@ pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
 pub const REASON_ENGINE_ERROR: &str = "EngineError";
 /// The resource is being deleted and its Swarm object removed.
 pub const REASON_DELETING: &str = "Deleting";
+/// The resource's SwarmCluster has no manager that answers (or does not exist); proceeds by
+/// itself when it is back.
+pub const REASON_CLUSTER_UNAVAILABLE: &str = "ClusterUnavailable";
+/// A SwarmCluster talks to a manager of its swarm.
+pub const REASON_CONNECTED: &str = "Connected";
+/// A SwarmCluster's TLS Secret is missing or lacks ca.pem, cert.pem or key.pem.
+pub const REASON_INVALID_TLS_SECRET: &str = "InvalidTLSSecret";

@@ -9,7 +9,10 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::service::DeletionPolicy;
+use crate::{
+    cluster::{ClusterRef, cluster_ref_immutable},
+    service::DeletionPolicy,
+};
 
 /// A key of a Kubernetes object in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -42,8 +45,12 @@ pub struct KeyRef {
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = cluster_ref_immutable())]
 #[serde(rename_all = "camelCase")]
 pub struct SwarmSecretSpec {
+    /// The SwarmCluster this lives on; the one named `default` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
     /// The Kubernetes Secret and key holding the value.
     pub secret_ref: KeyRef,
     /// Labels on the Swarm secret. Keys under `swarmoperator.io/` are the operator's own.
@@ -76,10 +83,16 @@ pub struct SwarmSecretSpec {
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
-#[x_kube(validation = Rule::new("has(self.configMapRef) != has(self.data)")
-    .message("spec: set exactly one of configMapRef and data"))]
+#[x_kube(
+    validation = Rule::new("has(self.configMapRef) != has(self.data)")
+        .message("spec: set exactly one of configMapRef and data"),
+    validation = cluster_ref_immutable(),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct SwarmConfigSpec {
+    /// The SwarmCluster this lives on; the one named `default` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
     /// The ConfigMap and key holding the content.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<KeyRef>,

@@ -8,11 +8,13 @@
 // duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod cluster;
 pub mod conditions;
 pub mod data;
 pub mod network;
 pub mod service;
 
+pub use cluster::{ClusterRef, OnCluster, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus};
 pub use data::{SwarmConfig, SwarmSecret, VersionedStatus};
 pub use network::{SwarmNetwork, SwarmNetworkSpec, SwarmNetworkStatus};
 pub use service::{SwarmService, SwarmServiceSpec, SwarmServiceStatus};
@@ -32,6 +34,7 @@ pub fn all_crds()
         SwarmNetwork::crd(),
         SwarmSecret::crd(),
         SwarmConfig::crd(),
+        SwarmCluster::crd(),
     ]
 }
 

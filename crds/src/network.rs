@@ -9,7 +9,10 @@ use kube::{CustomResource, KubeSchema, core::Rule};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::service::DeletionPolicy;
+use crate::{
+    cluster::{ClusterRef, cluster_ref_immutable},
+    service::DeletionPolicy,
+};
 
 /// A transition rule that refuses any change to `field` once set (or unset).
 fn immutable(field: &str) -> Rule {
@@ -54,9 +57,13 @@ fn immutable(field: &str) -> Rule {
     validation = immutable("ipam"),
     validation = immutable("driverOptions"),
     validation = immutable("labels"),
+    validation = cluster_ref_immutable(),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SwarmNetworkSpec {
+    /// The SwarmCluster this lives on; the one named `default` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
     /// Name of the Swarm network. Defaults to metadata.name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"))]

@@ -54,22 +54,63 @@ pub fn conditions(previous: &[Condition], generation: Option<i64>, summary: &Sum
     ];
     wanted
         .into_iter()
-        .map(|(type_, status, reason)| {
-            let old = previous.iter().find(|c| c.type_ == type_);
-            let last_transition_time = match old {
-                Some(c) if c.status == status => c.last_transition_time.clone(),
-                _ => Time(Timestamp::now()),
-            };
-            Condition {
-                type_: type_.to_string(),
-                status: status.to_string(),
-                reason: reason.to_string(),
-                message: message.to_string(),
-                observed_generation: generation,
-                last_transition_time,
-            }
-        })
+        .map(|(type_, status, reason)| condition(previous, generation, type_, status, reason, message))
         .collect()
+}
+
+/// One condition, keeping its lastTransitionTime from `previous` while its status holds.
+pub fn condition(
+    previous: &[Condition],
+    generation: Option<i64>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> Condition {
+    let old = previous.iter().find(|c| c.type_ == type_);
+    let last_transition_time = match old {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Time(Timestamp::now()),
+    };
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// How a failed pass reads in a resource's conditions: the Engine's own words; a spec the Engine
+/// (or the operator) refused stalls; an unreachable cluster is Reconciling/ClusterUnavailable until it is back.
+pub fn failure_summary(err: &crate::Error) -> Summary {
+    use crate::Error;
+    use swarm_operator_crds::conditions::{
+        REASON_CLUSTER_UNAVAILABLE, REASON_ENGINE_ERROR, REASON_INVALID_SPEC,
+    };
+    match err {
+        Error::Engine(e) if e.is_invalid_spec() => Summary::Stalled {
+            reason: REASON_INVALID_SPEC,
+            message: e.engine_message(),
+        },
+        Error::Engine(e) => Summary::Reconciling {
+            reason: REASON_ENGINE_ERROR,
+            message: e.engine_message(),
+        },
+        Error::InvalidSpec { message, .. } => Summary::Stalled {
+            reason: REASON_INVALID_SPEC,
+            message: message.clone(),
+        },
+        Error::ClusterUnavailable(e) => Summary::Reconciling {
+            reason: REASON_CLUSTER_UNAVAILABLE,
+            message: e.to_string(),
+        },
+        other => Summary::Reconciling {
+            reason: REASON_ENGINE_ERROR,
+            message: other.to_string(),
+        },
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use kube::{
 use rand::Rng;
 use tracing::warn;
 
-use crate::swarm::Engine;
+use swarm_operator_crds::OnCluster;
+
+use crate::{cluster::Clusters, swarm::Engine};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -39,14 +41,15 @@ impl Default for Settings {
 
 pub struct Context {
     pub client: Client,
-    pub engine: Engine,
+    /// The SwarmClusters' connections; resources get their engine through `engine_for`.
+    pub clusters: Clusters,
     pub recorder: Recorder,
     pub settings: Settings,
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
-    pub fn new(client: Client, engine: Engine, settings: Settings) -> Self {
+    pub fn new(client: Client, clusters: Clusters, settings: Settings) -> Self {
         let reporter = Reporter {
             controller: "swarm-operator".into(),
             instance: std::env::var("POD_NAME")
@@ -56,10 +59,16 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            engine,
+            clusters,
             settings,
             failures: Mutex::default(),
         }
+    }
+
+    /// The engine of a working manager of the cluster `obj` lives on.
+    pub async fn engine_for<K: OnCluster>(&self, obj: &K) -> Result<Engine, crate::Error> {
+        let connection = self.clusters.connection(obj.cluster_name()).await?;
+        Ok(connection.engine().await?)
     }
 
     /// Publishes an event on `obj`; a failure to publish is logged, never fatal.
@@ -117,6 +126,9 @@ where
     }
 }
 
+/// Longest wait before a resource whose cluster was unavailable looks again.
+const CLUSTER_RETRY: Duration = Duration::from_secs(5);
+
 /// Finalizer every kind puts on its resources, so the Swarm object goes (or is released) first.
 pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 
@@ -138,6 +150,12 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     if err.is_waiting() {
         tracing::debug!(%object, "{err}");
         return Action::requeue(ctx.settings.progress_interval);
+    }
+    if err.is_cluster_unavailable() {
+        // Back soon after the cluster is: the backoff grows, but never past a few seconds.
+        let delay = ctx.backoff(&object).min(CLUSTER_RETRY);
+        tracing::debug!(%object, error = %cause, retry_in = ?delay, "cluster unavailable");
+        return Action::requeue(delay);
     }
     let delay = ctx.backoff(&object);
     warn!(%object, error = %cause, retry_in = ?delay, "reconcile failed");

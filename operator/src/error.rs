@@ -16,6 +16,9 @@ pub enum Error {
     #[error(transparent)]
     Engine(#[from] EngineError),
 
+    #[error(transparent)]
+    ClusterUnavailable(#[from] crate::cluster::Unavailable),
+
     #[error("Kubernetes API call {operation} on {object} failed: {source}")]
     Kube {
         operation: &'static str,
@@ -33,30 +36,31 @@ pub enum Error {
 }
 
 impl Error {
-    /// Waiting for something else; not worth a Warning or a growing backoff.
-    pub fn is_waiting(&self) -> bool {
+    /// The reconcile's own error, out of the finalizer's wrapping.
+    fn root(&self) -> &Error {
         match self {
-            Error::Waiting { .. } => true,
             Error::Finalizer { source, .. } => match source.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.is_waiting(),
-                _ => false,
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.root(),
+                _ => self,
             },
-            _ => false,
+            other => other,
         }
+    }
+
+    /// Waiting for something else; not worth a Warning or a growing backoff.
+    pub fn is_waiting(&self) -> bool {
+        matches!(self.root(), Error::Waiting { .. })
+    }
+
+    /// The resource's cluster cannot be reached; looked at again without a growing backoff.
+    pub fn is_cluster_unavailable(&self) -> bool {
+        matches!(self.root(), Error::ClusterUnavailable(_))
     }
 
     /// Only a spec change can fix it: do not retry.
     pub fn waits_for_change(&self) -> bool {
-        match self {
-            Error::InvalidSpec { .. } => true,
-            Error::Finalizer { source, .. } => match source.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.waits_for_change(),
-                _ => false,
-            },
-            _ => false,
-        }
+        matches!(self.root(), Error::InvalidSpec { .. })
     }
 }
 

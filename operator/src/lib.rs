@@ -6,6 +6,7 @@
 //!        +------ status (conditions) <----- service::tasks <-------+ tasks
 //! ```
 
+pub mod cluster;
 pub mod conditions;
 pub mod context;
 pub mod data;

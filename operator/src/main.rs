@@ -3,16 +3,25 @@
 use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
-use swarm_operator::{Context, Settings, data, network, service, swarm::Engine};
+use swarm_operator::{
+    Context, Settings,
+    cluster::{self, Clusters},
+    data, network, service,
+};
 use swarm_operator_crds::{SwarmConfig, SwarmSecret};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
 #[command(version, about = "Drives Docker Swarm clusters through the Kubernetes API")]
 struct Args {
-    /// Docker Engine of a Swarm manager: unix:///var/run/docker.sock or tcp://host:2375.
+    /// Docker Engine of a Swarm manager for resources of cluster `default` while no SwarmCluster
+    /// named `default` exists: unix:///var/run/docker.sock or tcp://host:2375.
     #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
     docker_host: String,
+    /// Serve only the SwarmClusters with these labels (a label selector, e.g. `shard=a`), to
+    /// split clusters between operator deployments.
+    #[arg(long, env = "SWARM_OPERATOR_CLUSTER_SELECTOR")]
+    cluster_selector: Option<String>,
     /// Seconds between safety-net re-checks of a converged resource.
     #[arg(long, env = "SWARM_OPERATOR_RESYNC_SECONDS", default_value_t = 60)]
     resync_seconds: u64,
@@ -45,13 +54,15 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let client = kube::Client::try_default().await?;
-    let engine = Engine::connect(Some(&args.docker_host)).await?;
-    info!(docker_host = engine.host(), api_version = %engine.api_version(), "connected to the Docker Engine");
+    let (clusters_controller, store, ready) =
+        cluster::controller(client.clone(), args.cluster_selector.as_deref());
+    let clusters = Clusters::new(client.clone(), store, ready, &args.docker_host);
+    info!(fallback_endpoint = %args.docker_host, "resources of cluster `default` use this engine while no SwarmCluster `default` exists");
     let settings = Settings {
         resync_interval: Duration::from_secs(args.resync_seconds),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(client, engine, settings));
+    let ctx = Arc::new(Context::new(client, clusters, settings));
     let addr = args.metrics_addr;
     tokio::spawn(async move {
         if let Err(e) = swarm_operator::metrics::serve(addr).await {
@@ -60,11 +71,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     swarm_operator::metrics::set_ready();
     let namespace = args.namespace.as_deref();
+    // Resources wait until the SwarmClusters are known, so none goes to the fallback engine by
+    // mistake while a SwarmCluster `default` is still loading.
+    let resources = async {
+        ctx.clusters.wait_until_ready().await;
+        tokio::join!(
+            service::run(ctx.clone(), namespace, args.concurrency),
+            network::run(ctx.clone(), namespace, args.concurrency),
+            data::run::<SwarmSecret>(ctx.clone(), namespace, args.concurrency),
+            data::run::<SwarmConfig>(ctx.clone(), namespace, args.concurrency),
+        )
+    };
     tokio::join!(
-        service::run(ctx.clone(), namespace, args.concurrency),
-        network::run(ctx.clone(), namespace, args.concurrency),
-        data::run::<SwarmSecret>(ctx.clone(), namespace, args.concurrency),
-        data::run::<SwarmConfig>(ctx.clone(), namespace, args.concurrency),
+        cluster::run(clusters_controller, ctx.clone(), args.concurrency),
+        resources
     );
     info!("shut down");
     Ok(())

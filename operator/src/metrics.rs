@@ -47,6 +47,12 @@ pub struct Metrics {
     pub engine_calls: Family<EngineCallLabels, Counter>,
     pub status_writes: Family<KindLabels, Counter>,
     pub drift_corrections: Family<KindLabels, Counter>,
+    pub endpoint_switches: Family<ClusterLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabels {
+    pub cluster: String,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -97,8 +103,15 @@ impl Metrics {
             "Out-of-band changes reverted",
             drift_corrections.clone(),
         );
+        let endpoint_switches = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "endpoint_switches",
+            "Times a cluster's connection took a manager endpoint other than the one it had",
+            endpoint_switches.clone(),
+        );
         Metrics {
             registry,
+            endpoint_switches,
             reconciles,
             reconcile_seconds,
             engine_calls,
@@ -145,6 +158,14 @@ impl Metrics {
         self.drift_corrections
             .get_or_create(&KindLabels {
                 kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn failover(&self, cluster: &str) {
+        self.endpoint_switches
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_string(),
             })
             .inc();
     }

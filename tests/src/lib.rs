@@ -30,6 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const OWNER_UID: &str = "swarmoperator.io/owner-uid";
 pub const OWNER_NAMESPACE: &str = "swarmoperator.io/owner-namespace";
+/// Label on the SwarmClusters a test makes: each test's operator serves only its own
+/// (`--cluster-selector`), as SwarmClusters are cluster-scoped and shared by every test.
+pub const CLUSTER_LABEL: &str = "e2e.swarmoperator.io/namespace";
 
 pub struct TestEnv {
     pub client: Client,
@@ -116,6 +119,8 @@ impl TestEnv {
                 &self.namespace,
                 "--metrics-addr",
                 &format!("127.0.0.1:{}", self.metrics_port),
+                "--cluster-selector",
+                &format!("{CLUSTER_LABEL}={}", self.namespace),
             ])
             .args(flags)
             .env("RUST_LOG", "info,swarm_operator=debug,kube=warn")
@@ -124,6 +129,12 @@ impl TestEnv {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build first)", bin.display()));
         self.operator = Some(child);
+    }
+
+    /// What this test's operator has logged so far (its current run).
+    pub fn operator_log(&self) -> String {
+        let file = format!("{}-{}.log", self.namespace, self.operator_starts);
+        std::fs::read_to_string(workspace().join("target/e2e-logs").join(file)).unwrap_or_default()
     }
 
     /// Kills the operator at once (SIGKILL), as a crash or an evicted pod would.
@@ -229,17 +240,7 @@ impl TestEnv {
 
     /// The Swarm service named exactly `name`, as the Engine reports it.
     pub async fn swarm_service(&self, name: &str) -> Option<Service> {
-        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let all = self
-            .docker
-            .list_services(Some(ListServicesOptions {
-                filters: Some(filters),
-                status: None,
-            }))
-            .await
-            .unwrap();
-        all.into_iter()
-            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
+        services_named(&self.docker, name).await.into_iter().next()
     }
 
     /// The Swarm service as the Engine writes it (`docker service inspect`): bollard's models drop
@@ -328,6 +329,10 @@ pub fn test_image(tag: &str) -> String {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.kill_operator();
+        let _ = Command::new(kubectl_bin())
+            .args(["delete", "swarmclusters", "--wait=false", "-l"])
+            .arg(format!("{CLUSTER_LABEL}={}", self.namespace))
+            .output();
         // Leave nothing of this test on the shared swarm, whatever its outcome. Services first:
         // networks, secrets and configs in use cannot go.
         let label = format!("label={OWNER_NAMESPACE}={}", self.namespace);
@@ -438,4 +443,92 @@ pub fn task_host_ports(task: &Task) -> Vec<u16> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A swarm of its own for one test, made by scripts/swarm-lab.sh: `managers` dockerd processes,
+/// each in its own network namespace on bridge swl<n> (198.18.<n>.0/24). Removed on drop.
+pub struct Lab {
+    pub n: u8,
+}
+
+impl Lab {
+    /// Starts lab `n`; with `tls`, a directory from [`Lab::certs`], manager 1 requires mutual TLS.
+    pub fn up(n: u8, managers: u8, tls: Option<&std::path::Path>) -> Lab {
+        lab_script(&["down", &n.to_string()]);
+        let mut args = vec!["up".to_string(), n.to_string(), managers.to_string()];
+        args.extend(tls.map(|d| d.display().to_string()));
+        lab_script(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        Lab { n }
+    }
+
+    /// Writes a CA, a server certificate for manager 1 and a client certificate into `dir`.
+    pub fn certs(n: u8, dir: &std::path::Path) {
+        lab_script(&["certs", &dir.display().to_string(), &Lab::ip(n, 1)]);
+    }
+
+    pub fn ip(n: u8, i: u8) -> String {
+        format!("198.18.{n}.{}", 10 + i)
+    }
+
+    /// The plain TCP endpoint of manager `i`.
+    pub fn endpoint(&self, i: u8) -> String {
+        format!("tcp://{}:2375", Lab::ip(self.n, i))
+    }
+
+    /// A client of manager `i` through its unix socket, for the test's own checks.
+    pub async fn docker(&self, i: u8) -> Docker {
+        Docker::connect_with_unix(
+            &format!("/run/swl/{}-{i}/docker.sock", self.n),
+            30,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap()
+    }
+
+    /// Stops manager `i` (SIGTERM, waits for it to exit).
+    pub fn stop(&self, i: u8) {
+        lab_script(&["stop", &self.n.to_string(), &i.to_string()]);
+    }
+
+    pub fn start(&self, i: u8) {
+        lab_script(&["start", &self.n.to_string(), &i.to_string()]);
+    }
+}
+
+fn lab_script(args: &[&str]) {
+    let out = Command::new(workspace().join("scripts/swarm-lab.sh"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "swarm-lab.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(workspace().join("scripts/swarm-lab.sh"))
+            .args(["down", &self.n.to_string()])
+            .output();
+    }
+}
+
+/// Services of the swarm behind `docker` named exactly `name`.
+pub async fn services_named(docker: &Docker, name: &str) -> Vec<Service> {
+    let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+    docker
+        .list_services(Some(ListServicesOptions {
+            filters: Some(filters),
+            status: None,
+        }))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
+        .collect()
 }

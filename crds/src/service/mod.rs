@@ -15,6 +15,7 @@ pub use workload::{
     ResourceReservations, Resources, RestartCondition, RestartPolicy, ServiceMode, UpdateConfig, UpdateOrder,
 };
 
+use crate::cluster::{ClusterRef, cluster_ref_immutable};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -64,9 +65,13 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(self.updateConfig) || !(has(self.mode) && (self.mode == 'ReplicatedJob' || self.mode == 'GlobalJob'))")
         .message("spec.updateConfig does not apply to jobs")
         .field_path(".updateConfig"),
+    validation = cluster_ref_immutable(),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SwarmServiceSpec {
+    /// The SwarmCluster this lives on; the one named `default` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<ClusterRef>,
     /// Name of the Swarm service. Defaults to metadata.name; cannot be changed later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(

@@ -33,6 +33,7 @@ pub trait DataResource:
     + std::fmt::Debug
     + Send
     + Sync
+    + swarm_operator_crds::OnCluster
     + 'static
 {
     const KIND: DataKind;

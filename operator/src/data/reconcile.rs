@@ -16,7 +16,7 @@ use kube::{
 };
 use swarm_operator_crds::{
     VersionedStatus,
-    conditions::{REASON_DELETING, REASON_ENGINE_ERROR, REASON_RUNNING},
+    conditions::{REASON_DELETING, REASON_RUNNING},
     data::DataVersion,
     service::DeletionPolicy,
 };
@@ -111,15 +111,8 @@ async fn apply<K: DataResource>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<
     let (summary, current, versions, requeue) = match converge(obj, ctx).await {
         Ok(done) => done,
         Err(err) => {
-            let message = match &err {
-                Error::Engine(e) => e.engine_message(),
-                other => other.to_string(),
-            };
             let previous = obj.versioned_status().cloned().unwrap_or_default();
-            let summary = Summary::Reconciling {
-                reason: REASON_ENGINE_ERROR,
-                message,
-            };
+            let summary = conditions::failure_summary(&err);
             write_status(
                 obj,
                 api,
@@ -132,7 +125,7 @@ async fn apply<K: DataResource>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<
             ctx.publish(
                 obj,
                 EventType::Warning,
-                REASON_ENGINE_ERROR,
+                summary.reason(),
                 "Reconcile",
                 cause_chain(&err),
             )
@@ -169,13 +162,14 @@ async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Converged, 
         }
     };
     let name = format!("{}-{}", obj.name_any(), content_hash(&content));
-    let owned = ctx.engine.list_data(K::KIND, &owner_label(obj)).await?;
+    let engine = ctx.engine_for(obj).await?;
+    let owned = engine.list_data(K::KIND, &owner_label(obj)).await?;
     let id = match owned.iter().find(|(_, n)| *n == name) {
         Some((id, _)) => id.clone(),
         None => {
             let mut labels: HashMap<String, String> = obj.labels().clone().into_iter().collect();
             labels.extend(owner_labels(obj));
-            let id = ctx.engine.create_data(K::KIND, &name, &content, labels).await?;
+            let id = engine.create_data(K::KIND, &name, &content, labels).await?;
             info!(swarm_object = %name, %id, "created new version");
             let note = format!("Created {} version {name} ({id})", kind_word(K::KIND));
             ctx.publish(obj, EventType::Normal, "VersionCreated", "Create", note)
@@ -186,9 +180,9 @@ async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Converged, 
     // Older versions stay while services use them (they roll over at their own pace) and go after.
     let mut versions = Vec::new();
     for (old_id, old_name) in owned.iter().filter(|(i, _)| *i != id) {
-        let users = ctx.engine.services_using_data(K::KIND, old_id).await?;
+        let users = engine.services_using_data(K::KIND, old_id).await?;
         if users.is_empty() {
-            ctx.engine.remove_data(K::KIND, old_id).await?;
+            engine.remove_data(K::KIND, old_id).await?;
             info!(swarm_object = %old_name, "removed unused old version");
             let note = format!(
                 "Removed old {} version {old_name}; no service uses it",
@@ -204,7 +198,7 @@ async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Converged, 
             });
         }
     }
-    let users = ctx.engine.services_using_data(K::KIND, &id).await?;
+    let users = engine.services_using_data(K::KIND, &id).await?;
     versions.insert(
         0,
         DataVersion {
@@ -271,11 +265,12 @@ async fn cleanup<K: DataResource>(obj: &K, ctx: &Context) -> Result<Action, Erro
     if obj.deletion_policy() == DeletionPolicy::Orphan {
         return Ok(Action::await_change());
     }
+    let engine = ctx.engine_for(obj).await?;
     let mut in_use = Vec::new();
-    for (id, name) in ctx.engine.list_data(K::KIND, &owner_label(obj)).await? {
-        let users = ctx.engine.services_using_data(K::KIND, &id).await?;
+    for (id, name) in engine.list_data(K::KIND, &owner_label(obj)).await? {
+        let users = engine.services_using_data(K::KIND, &id).await?;
         if users.is_empty() {
-            ctx.engine.remove_data(K::KIND, &id).await?;
+            engine.remove_data(K::KIND, &id).await?;
         } else {
             in_use.push(format!("{name} (used by {})", users.join(", ")));
         }

@@ -16,7 +16,7 @@ use kube::{
 };
 use swarm_operator_crds::{
     SwarmNetwork, SwarmNetworkStatus,
-    conditions::{REASON_DELETING, REASON_ENGINE_ERROR, REASON_NAME_CONFLICT, REASON_RUNNING},
+    conditions::{REASON_DELETING, REASON_NAME_CONFLICT, REASON_RUNNING},
     service::DeletionPolicy,
 };
 use tracing::{debug, info};
@@ -81,21 +81,7 @@ async fn apply(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> Re
     let observed = match converge(net, ctx).await {
         Ok(observed) => observed,
         Err(err) => {
-            let message = match &err {
-                Error::Engine(e) => e.engine_message(),
-                other => other.to_string(),
-            };
-            let summary = if matches!(&err, Error::Engine(e) if e.is_invalid_spec()) {
-                Summary::Stalled {
-                    reason: swarm_operator_crds::conditions::REASON_INVALID_SPEC,
-                    message,
-                }
-            } else {
-                Summary::Reconciling {
-                    reason: REASON_ENGINE_ERROR,
-                    message,
-                }
-            };
+            let summary = conditions::failure_summary(&err);
             let previous = net.status.clone().unwrap_or_default();
             let observed = Observed {
                 summary,
@@ -132,7 +118,8 @@ async fn apply(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> Re
 
 async fn converge(net: &SwarmNetwork, ctx: &Context) -> Result<Observed, Error> {
     let name = net.network_name();
-    let existing = ctx.engine.find_network(&name).await?;
+    let engine = ctx.engine_for(net).await?;
+    let existing = engine.find_network(&name).await?;
     let network = match existing {
         Some(found) => {
             match ownership(net, found.labels.as_ref()) {
@@ -161,16 +148,16 @@ async fn converge(net: &SwarmNetwork, ctx: &Context) -> Result<Observed, Error> 
             found
         }
         None => {
-            let id = ctx.engine.create_network(super::create_request(net)).await?;
+            let id = engine.create_network(super::create_request(net)).await?;
             info!(network = %name, %id, "created Swarm network");
             let note = format!("Created Swarm network {name} ({id})");
             ctx.publish(net, EventType::Normal, "Created", "Create", note)
                 .await;
-            ctx.engine.find_network(&name).await?.unwrap_or_default()
+            engine.find_network(&name).await?.unwrap_or_default()
         }
     };
     let id = network.id.clone().unwrap_or_default();
-    let services = ctx.engine.services_on_network(&id).await?;
+    let services = engine.services_on_network(&id).await?;
     let message = match services.len() {
         0 => format!("network {name} ({id}) exists; no service uses it"),
         n => format!("network {name} ({id}) exists; used by {n} service(s)"),
@@ -209,7 +196,8 @@ async fn write_status(net: &SwarmNetwork, api: &Api<SwarmNetwork>, o: &Observed)
 /// for and the finalizer stays. Nothing is force-removed.
 async fn cleanup(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> Result<Action, Error> {
     let name = net.network_name();
-    let Some(found) = ctx.engine.find_network(&name).await? else {
+    let engine = ctx.engine_for(net).await?;
+    let Some(found) = engine.find_network(&name).await? else {
         return Ok(Action::await_change());
     };
     if ownership(net, found.labels.as_ref()) != Ownership::Ours
@@ -218,7 +206,7 @@ async fn cleanup(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> 
         return Ok(Action::await_change());
     }
     let id = found.id.clone().unwrap_or_default();
-    let users = ctx.engine.services_on_network(&id).await?;
+    let users = engine.services_on_network(&id).await?;
     if !users.is_empty() {
         let message = format!(
             "deleting: waiting for services {} to stop using network {name}",
@@ -240,7 +228,7 @@ async fn cleanup(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> 
             message,
         });
     }
-    ctx.engine.remove_network(&id).await?;
+    engine.remove_network(&id).await?;
     info!(network = %name, %id, "removed Swarm network");
     ctx.publish(
         net,

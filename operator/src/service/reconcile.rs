@@ -17,11 +17,10 @@ use kube::{
     },
 };
 use swarm_operator_crds::{
-    SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmServiceStatus, VersionedStatus,
+    OnCluster, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmServiceStatus, VersionedStatus,
     conditions::{
-        REASON_ENGINE_ERROR, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING,
-        REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED,
-        REASON_WAITING_FOR_DEPENDENCY,
+        REASON_NAME_CONFLICT, REASON_PROGRESSING, REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING,
+        REASON_UPDATE_PAUSED, REASON_WAITING_FOR_DEPENDENCY,
     },
     service::{DeletionPolicy, EndpointStatus, TaskStatus, UpdateStatus},
 };
@@ -33,6 +32,7 @@ use crate::{
     context::{Context, FINALIZER, error_policy, scoped_api},
     error::{Error, cause_chain},
     labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, Ownership, ownership},
+    swarm::Engine,
 };
 
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all.
@@ -141,20 +141,7 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
         }
         Err(err) => {
             // Say it where the user looks, then let the error policy back off.
-            let summary = match &err {
-                Error::Engine(e) if e.is_invalid_spec() => Summary::Stalled {
-                    reason: REASON_INVALID_SPEC,
-                    message: e.engine_message(),
-                },
-                Error::Engine(e) => Summary::Reconciling {
-                    reason: REASON_ENGINE_ERROR,
-                    message: e.engine_message(),
-                },
-                other => Summary::Reconciling {
-                    reason: REASON_ENGINE_ERROR,
-                    message: other.to_string(),
-                },
-            };
+            let summary = conditions::failure_summary(&err);
             let previous = svc.status.clone().unwrap_or_default();
             let pass = Pass {
                 summary,
@@ -180,7 +167,8 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
 
 async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
     let name = svc.service_name();
-    let resolved = match dereference(svc, ctx).await? {
+    let engine = ctx.engine_for(svc).await?;
+    let resolved = match dereference(svc, ctx, &engine).await? {
         Ok(resolved) => resolved,
         Err(waiting) => return Ok(waiting),
     };
@@ -193,10 +181,9 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
         message: e.to_string(),
     })?;
     let mut rolled_back = false;
-    let id = match ctx.engine.find_service(&name).await? {
+    let id = match engine.find_service(&name).await? {
         None => {
-            let id = ctx
-                .engine
+            let id = engine
                 .create_service(desired, resolved.credentials.clone())
                 .await?;
             info!(service = %name, id = %id, "created Swarm service");
@@ -231,7 +218,7 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
                 rolled_back = true;
             } else if !changed.is_empty() {
                 let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-                ctx.engine
+                engine
                     .update_service(&id, version, desired, resolved.credentials.clone())
                     .await?;
                 report_update(svc, ctx, &name, &changed).await;
@@ -239,9 +226,9 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
             id
         }
     };
-    let service = ctx.engine.inspect_service(&id).await?;
-    let tasks = ctx.engine.service_tasks(&id).await?;
-    let nodes = ctx.engine.node_hostnames().await?;
+    let service = engine.inspect_service(&id).await?;
+    let tasks = engine.service_tasks(&id).await?;
+    let nodes = engine.node_hostnames().await?;
     let assessment = tasks::assess(&service, &tasks);
     debug!(service = %name, tasks = tasks.len(), ?assessment, "assessed tasks");
     let (summary, requeue) = if rolled_back {
@@ -297,14 +284,18 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
 
 /// Resolves what the spec refers to by name. Something missing is not an error: the resource
 /// waits (Reconciling/WaitingForDependency) and is looked at again shortly.
-async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::Resolved, Pass>, Error> {
+async fn dereference(
+    svc: &SwarmService,
+    ctx: &Context,
+    engine: &Engine,
+) -> Result<Result<build::Resolved, Pass>, Error> {
     let mut resolved = build::Resolved::default();
     let mut missing = Vec::new();
     let ns = svc.namespace().unwrap_or_default();
     let swarm_networks: Api<SwarmNetwork> = Api::namespaced(ctx.client.clone(), &ns);
     for network in &svc.spec.networks {
         let id = if network.external == Some(true) {
-            ctx.engine.network_id(&network.name).await?
+            engine.network_id(&network.name).await?
         } else {
             let found = swarm_networks
                 .get_opt(&network.name)
@@ -314,6 +305,7 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
                     object: network.name.clone(),
                     source,
                 })?;
+            same_cluster(svc, "spec.networks", found.as_ref())?;
             // Ready means the Swarm network exists; its ID is in status.
             found
                 .filter(is_ready)
@@ -338,6 +330,7 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
                 object: r.name.clone(),
                 source,
             })?;
+        same_cluster(svc, "spec.secrets", found.as_ref())?;
         match found.as_ref().and_then(|o| current_version(o.status.as_ref())) {
             Some(v) => {
                 resolved.secrets.insert(r.name.clone(), v);
@@ -355,6 +348,7 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
                 object: r.name.clone(),
                 source,
             })?;
+        same_cluster(svc, "spec.configs", found.as_ref())?;
         match found.as_ref().and_then(|o| current_version(o.status.as_ref())) {
             Some(v) => {
                 resolved.configs.insert(r.name.clone(), v);
@@ -414,6 +408,31 @@ async fn dereference(svc: &SwarmService, ctx: &Context) -> Result<Result<build::
         },
         requeue: ctx.settings.progress_interval * 5,
     }))
+}
+
+/// A network, secret or config of another swarm cannot be attached: its IDs mean nothing here.
+fn same_cluster<K: OnCluster + kube::Resource<DynamicType = ()>>(
+    svc: &SwarmService,
+    field: &str,
+    other: Option<&K>,
+) -> Result<(), Error> {
+    match other {
+        Some(other) if other.cluster_name() != svc.cluster_name() => Err(Error::InvalidSpec {
+            object: format!(
+                "SwarmService {}/{}",
+                svc.namespace().unwrap_or_default(),
+                svc.name_any()
+            ),
+            message: format!(
+                "{field}: {} {} lives on SwarmCluster {}, this service on {}",
+                K::kind(&()),
+                other.name_any(),
+                other.cluster_name(),
+                svc.cluster_name()
+            ),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// (Swarm ID, Swarm name) of the current version of a Ready SwarmSecret or SwarmConfig.
@@ -583,8 +602,9 @@ async fn write_status(
 }
 
 async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
+    let engine = ctx.engine_for(svc).await?;
     let name = svc.service_name();
-    let Some(existing) = ctx.engine.find_service(&name).await? else {
+    let Some(existing) = engine.find_service(&name).await? else {
         return Ok(Action::await_change());
     };
     let labels = existing.spec.as_ref().and_then(|s| s.labels.as_ref());
@@ -594,7 +614,7 @@ async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
     let id = existing.id.clone().unwrap_or_default();
     match svc.spec.deletion_policy.unwrap_or_default() {
         DeletionPolicy::Delete => {
-            ctx.engine.remove_service(&id).await?;
+            engine.remove_service(&id).await?;
             info!(service = %name, %id, "removed Swarm service");
             let note = format!("Removed Swarm service {name} ({id})");
             ctx.publish(svc, EventType::Normal, "Deleted", "Delete", note)
@@ -610,7 +630,7 @@ async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
                 }
             }
             let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
-            ctx.engine.update_service(&id, version, spec, None).await?;
+            engine.update_service(&id, version, spec, None).await?;
             info!(service = %name, %id, "orphaned Swarm service");
             let note = format!(
                 "Left Swarm service {name} ({id}) running without owner labels (deletionPolicy Orphan)"

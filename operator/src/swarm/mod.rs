@@ -3,20 +3,29 @@
 //! names are resolved by exact match because the Engine also accepts ID prefixes as names.
 
 mod raw;
+mod tls;
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use bollard::{
     Docker,
     auth::DockerCredentials,
     models::{Service, ServiceSpec, Task},
-    query_parameters::{ListServicesOptions, ListTasksOptions, UpdateServiceOptions},
+    query_parameters::UpdateServiceOptions,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::{debug, warn};
 
 use raw::{RawClient, RawError, repair_keys};
+pub use tls::TlsFiles;
 
 use crate::metrics::metrics;
 /// Swarm secrets and configs are handled alike; this says which.
@@ -25,6 +34,14 @@ pub enum DataKind {
     Secret,
     Config,
 }
+
+/// What managers that cannot act for the swarm answer (Engine 20.10 wording).
+const NOT_A_WORKING_MANAGER: [&str; 4] = [
+    "not a swarm manager",
+    "does not have a leader",
+    "not part of a swarm",
+    "rpc error: code = Unavailable",
+];
 
 /// Oldest Engine API this operator speaks: Debian bookworm's docker.io 20.10 (API 1.41).
 pub const MIN_API_VERSION: (usize, usize) = (1, 41);
@@ -39,6 +56,8 @@ pub enum EngineError {
     },
     #[error("the Docker Engine at {host} speaks API {version}, older than the 1.41 this operator needs")]
     TooOld { host: String, version: String },
+    #[error("TLS for {host}: {message}")]
+    Tls { host: String, message: String },
     #[error("Engine API {operation} {object}: {message}")]
     Read {
         operation: &'static str,
@@ -100,36 +119,79 @@ impl EngineError {
         self.engine_message().contains("update out of sequence")
     }
 
+    /// The endpoint itself is the problem, not the request: it does not answer (connection refused,
+    /// timeout, TLS handshake), is no manager, or is a manager of a swarm without quorum. Another
+    /// manager may do.
+    pub fn endpoint_failed(&self) -> bool {
+        use bollard::errors::Error as B;
+        match self {
+            EngineError::Connect { .. } | EngineError::TooOld { .. } | EngineError::Tls { .. } => true,
+            EngineError::Read { status: None, .. } => true,
+            EngineError::Call {
+                source: B::JsonDataError { .. } | B::JsonSerdeError { .. },
+                ..
+            } => false,
+            EngineError::Call {
+                source: B::DockerResponseServerError { .. },
+                ..
+            }
+            | EngineError::Read { .. } => {
+                let message = self.engine_message();
+                self.status() == Some(503) || NOT_A_WORKING_MANAGER.iter().any(|m| message.contains(m))
+            }
+            EngineError::Call { .. } => true,
+        }
+    }
+
     /// 400: the Engine rejected the spec itself; retrying the same spec cannot succeed.
     pub fn is_invalid_spec(&self) -> bool {
         self.status() == Some(400)
     }
 }
 
-/// A connection to one Swarm manager.
+/// A connection to one Swarm manager endpoint.
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
-    /// Reads that keep every key the Engine writes (see raw.rs); None where only bollard can connect.
-    raw: Option<RawClient>,
+    /// Reads that keep every key the Engine writes (see raw.rs).
+    raw: RawClient,
     host: String,
+    /// Cleared when a call finds the endpoint gone, no manager, or without quorum: the cluster's
+    /// connection then moves to another endpoint.
+    healthy: Arc<AtomicBool>,
 }
 
 const UPDATE_RETRIES: usize = 5;
+/// Longest a single Engine call may take before the endpoint counts as not answering.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Engine {
-    /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://host:2375`, or DOCKER_HOST when None)
-    /// and negotiates the API version down to what the Engine speaks.
-    pub async fn connect(host: Option<&str>) -> Result<Self, EngineError> {
-        let host = host
-            .map(str::to_string)
-            .or_else(|| std::env::var("DOCKER_HOST").ok())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string());
+    /// Connects to `host` (`unix:///var/run/docker.sock`, `tcp://host:2376`), over mutual TLS when
+    /// `tls` is given, and negotiates the API version down to what the Engine speaks.
+    pub async fn connect(host: &str, tls: Option<&TlsFiles>) -> Result<Self, EngineError> {
+        let host = host.to_string();
         let connect_err = |source| EngineError::Connect {
             host: host.clone(),
             source,
         };
-        let docker = Docker::connect_with_host(&host).map_err(connect_err)?;
+        let connector = match tls {
+            Some(files) if host.starts_with("tcp://") => {
+                Some(files.connector().map_err(|message| EngineError::Tls {
+                    host: host.clone(),
+                    message,
+                })?)
+            }
+            _ => None,
+        };
+        let docker = match &connector {
+            Some(connector) => https_docker(&host, connector.clone()).map_err(connect_err)?,
+            None => Docker::connect_with_host(&host).map_err(connect_err)?,
+        }
+        .with_timeout(CALL_TIMEOUT);
+        let raw = RawClient::new(&host, connector).ok_or_else(|| EngineError::Tls {
+            host: host.clone(),
+            message: "unsupported endpoint: use unix:///path or tcp://host:port".into(),
+        })?;
         let docker = docker.negotiate_version().await.map_err(connect_err)?;
         let version = docker.client_version();
         if (version.major_version, version.minor_version) < MIN_API_VERSION {
@@ -138,11 +200,12 @@ impl Engine {
                 version: version.to_string(),
             });
         }
-        debug!(%host, api = %version, "connected to the Docker Engine");
+        debug!(%host, api = %version, tls = tls.is_some(), "connected to the Docker Engine");
         Ok(Engine {
             docker,
-            raw: RawClient::for_host(&host),
+            raw,
             host,
+            healthy: Arc::new(AtomicBool::new(true)),
         })
     }
 
@@ -152,6 +215,65 @@ impl Engine {
 
     pub fn api_version(&self) -> String {
         self.docker.client_version().to_string()
+    }
+
+    /// False once a call found this endpoint unusable (see [`EngineError::endpoint_failed`]).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Counts the call in the metrics and notes an endpoint failure; every Engine call ends here.
+    fn record<T>(
+        &self,
+        operation: &'static str,
+        object: &str,
+        write: bool,
+        result: Result<T, bollard::errors::Error>,
+    ) -> Result<T, EngineError> {
+        metrics().engine_call(operation, write, result.is_ok());
+        result.map_err(|e| self.noted(EngineError::call(operation, object, e)))
+    }
+
+    fn noted(&self, err: EngineError) -> EngineError {
+        if err.endpoint_failed() && self.healthy.swap(false, Ordering::Relaxed) {
+            warn!(endpoint = %self.host, error = %err, "endpoint failed; the next call looks for another manager");
+        }
+        err
+    }
+
+    /// What `docker info` says of this node's part in the swarm.
+    pub async fn swarm_info(&self) -> Result<SwarmInfo, EngineError> {
+        let info: Value = self.read("info", "", "/info").await?;
+        let swarm = &info["Swarm"];
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        Ok(SwarmInfo {
+            node_id: text(&swarm["NodeID"]),
+            local_node_state: text(&swarm["LocalNodeState"]).unwrap_or_default(),
+            control_available: swarm["ControlAvailable"].as_bool().unwrap_or(false),
+            swarm_id: text(&swarm["Cluster"]["ID"]),
+            error: text(&swarm["Error"]),
+        })
+    }
+
+    /// Every node of the swarm (`docker node ls`). Fails on a manager without quorum.
+    pub async fn nodes(&self) -> Result<Vec<bollard::models::Node>, EngineError> {
+        self.read("list nodes", "", "/nodes").await
+    }
+
+    /// Node events as they happen (`docker events --filter type=node`); an error ends the
+    /// stream and, when the endpoint is gone, marks it unhealthy.
+    pub fn node_events(&self) -> impl futures::Stream<Item = Result<(), EngineError>> + Send + '_ {
+        use futures::StreamExt;
+        let filters = HashMap::from([("type".to_string(), vec!["node".to_string()])]);
+        let options = bollard::query_parameters::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker.events(Some(options)).map(move |event| {
+            event
+                .map(|_| ())
+                .map_err(|e| self.noted(EngineError::call("events", "node", e)))
+        })
     }
 
     /// The service named exactly `name`, if any.
@@ -169,19 +291,9 @@ impl Engine {
 
     async fn list_services(&self, filter: &str, value: &str) -> Result<Vec<Service>, EngineError> {
         let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
-        if self.raw.is_some() {
-            let query = percent_encode(&serde_json::json!(filters).to_string());
-            return self
-                .read("list services", value, &format!("/services?filters={query}"))
-                .await;
-        }
-        self.docker
-            .list_services(Some(ListServicesOptions {
-                filters: Some(filters),
-                status: None,
-            }))
+        let query = percent_encode(&serde_json::json!(filters).to_string());
+        self.read("list services", value, &format!("/services?filters={query}"))
             .await
-            .map_err(|e| EngineError::call("list services", value, e))
     }
 
     /// GETs `path` and parses it into bollard's types after repairing the keys they misspell.
@@ -197,24 +309,21 @@ impl Engine {
             status,
             message,
         };
-        let raw = self
-            .raw
-            .as_ref()
-            .ok_or_else(|| err(None, "no raw reader for this host".into()))?;
         let version = self.docker.client_version();
-        let got = raw
+        let got = self
+            .raw
             .get(
                 &format!("{}.{}", version.major_version, version.minor_version),
                 path,
             )
             .await;
         metrics().engine_call(operation, false, got.is_ok());
-        let mut value = got.map_err(|RawError { status, message }| err(status, message))?;
+        let mut value = got.map_err(|RawError { status, message }| self.noted(err(status, message)))?;
         match &mut value {
             Value::Array(items) => items.iter_mut().for_each(repair_keys),
             other => repair_keys(other),
         }
-        serde_json::from_value(value).map_err(|e| err(None, format!("unexpected answer: {e}")))
+        serde_json::from_value(value).map_err(|e| err(Some(200), format!("unexpected answer: {e}")))
     }
 
     /// Creates the service and returns its ID.
@@ -224,12 +333,8 @@ impl Engine {
         credentials: Option<DockerCredentials>,
     ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
-        let created = self
-            .docker
-            .create_service(spec, credentials)
-            .await
-            .tally("create service", true)
-            .map_err(|e| EngineError::call("create service", &name, e))?;
+        let created = self.docker.create_service(spec, credentials).await;
+        let created = self.record("create service", &name, true, created)?;
         log_warnings(&name, created.warnings.as_deref());
         Ok(created.id.unwrap_or_default())
     }
@@ -249,18 +354,16 @@ impl Engine {
                 version: version as i32,
                 ..Default::default()
             };
-            match self
+            let updated = self
                 .docker
                 .update_service(id, spec.clone(), options, credentials.clone())
-                .await
-                .tally("update service", true)
-            {
+                .await;
+            match self.record("update service", id, true, updated) {
                 Ok(response) => {
                     log_warnings(id, response.warnings.as_deref());
                     return Ok(());
                 }
-                Err(e) => {
-                    let err = EngineError::call("update service", id, e);
+                Err(err) => {
                     attempt += 1;
                     if !err.is_out_of_sequence() || attempt >= UPDATE_RETRIES {
                         return Err(err);
@@ -281,30 +384,18 @@ impl Engine {
     }
 
     pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
-        if self.raw.is_some() {
-            return self
-                .read(
-                    "inspect service",
-                    id,
-                    &format!("/services/{}", percent_encode(id)),
-                )
-                .await;
-        }
-        self.docker
-            .inspect_service(id, None)
-            .await
-            .map_err(|e| EngineError::call("inspect service", id, e))
+        self.read(
+            "inspect service",
+            id,
+            &format!("/services/{}", percent_encode(id)),
+        )
+        .await
     }
 
     /// Removes the service; one that is already gone counts as removed.
     pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
-        match self.docker.delete_service(id).await.tally("remove service", true) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err = EngineError::call("remove service", id, e);
-                if err.is_not_found() { Ok(()) } else { Err(err) }
-            }
-        }
+        let removed = self.docker.delete_service(id).await;
+        gone_is_fine(self.record("remove service", id, true, removed))
     }
 
     /// ID of the swarm-scoped network named exactly `name` (the name filter also matches prefixes).
@@ -315,14 +406,13 @@ impl Engine {
     /// The swarm-scoped network named exactly `name`, if any.
     pub async fn find_network(&self, name: &str) -> Result<Option<bollard::models::Network>, EngineError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        let networks = self
+        let listed = self
             .docker
             .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
                 filters: Some(filters),
             }))
-            .await
-            .tally("list networks", false)
-            .map_err(|e| EngineError::call("list networks", name, e))?;
+            .await;
+        let networks = self.record("list networks", name, false, listed)?;
         Ok(networks
             .into_iter()
             .find(|n| n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm")))
@@ -334,24 +424,14 @@ impl Engine {
         request: bollard::models::NetworkCreateRequest,
     ) -> Result<String, EngineError> {
         let name = request.name.clone();
-        let created = self
-            .docker
-            .create_network(request)
-            .await
-            .tally("create network", true)
-            .map_err(|e| EngineError::call("create network", &name, e))?;
-        Ok(created.id)
+        let created = self.docker.create_network(request).await;
+        Ok(self.record("create network", &name, true, created)?.id)
     }
 
     /// Removes the network; one already gone counts as removed.
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
-        match self.docker.remove_network(id).await.tally("remove network", true) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err = EngineError::call("remove network", id, e);
-                if err.is_not_found() { Ok(()) } else { Err(err) }
-            }
-        }
+        let removed = self.docker.remove_network(id).await;
+        gone_is_fine(self.record("remove network", id, true, removed))
     }
 
     /// Names of the services whose tasks join network `network_id`, sorted.
@@ -374,24 +454,22 @@ impl Engine {
     pub async fn list_data(&self, kind: DataKind, label: &str) -> Result<Vec<(String, String)>, EngineError> {
         let filters = Some(HashMap::from([("label".to_string(), vec![label.to_string()])]));
         let found: Vec<(Option<String>, Option<String>)> = match kind {
-            DataKind::Secret => self
-                .docker
-                .list_secrets(Some(bollard::query_parameters::ListSecretsOptions { filters }))
-                .await
-                .tally("list secrets", false)
-                .map_err(|e| EngineError::call("list secrets", label, e))?
-                .into_iter()
-                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
-                .collect(),
-            DataKind::Config => self
-                .docker
-                .list_configs(Some(bollard::query_parameters::ListConfigsOptions { filters }))
-                .await
-                .tally("list configs", false)
-                .map_err(|e| EngineError::call("list configs", label, e))?
-                .into_iter()
-                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
-                .collect(),
+            DataKind::Secret => {
+                let options = bollard::query_parameters::ListSecretsOptions { filters };
+                let listed = self.docker.list_secrets(Some(options)).await;
+                self.record("list secrets", label, false, listed)?
+                    .into_iter()
+                    .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                    .collect()
+            }
+            DataKind::Config => {
+                let options = bollard::query_parameters::ListConfigsOptions { filters };
+                let listed = self.docker.list_configs(Some(options)).await;
+                self.record("list configs", label, false, listed)?
+                    .into_iter()
+                    .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                    .collect()
+            }
         };
         Ok(found
             .into_iter()
@@ -409,48 +487,43 @@ impl Engine {
     ) -> Result<String, EngineError> {
         use base64::Engine as _;
         let encoded = base64::engine::general_purpose::STANDARD.encode(data);
-        let created = match kind {
-            DataKind::Secret => self.docker.create_secret(bollard::models::SecretSpec {
-                name: Some(name.to_string()),
-                labels: Some(labels),
-                data: Some(encoded),
-                ..Default::default()
-            }),
-            DataKind::Config => {
-                return self
-                    .docker
-                    .create_config(bollard::models::ConfigSpec {
-                        name: Some(name.to_string()),
-                        labels: Some(labels),
-                        data: Some(encoded),
-                        ..Default::default()
-                    })
-                    .await
-                    .tally("create config", true)
-                    .map(|r| r.id)
-                    .map_err(|e| EngineError::call("create config", name, e));
+        match kind {
+            DataKind::Secret => {
+                let spec = bollard::models::SecretSpec {
+                    name: Some(name.to_string()),
+                    labels: Some(labels),
+                    data: Some(encoded),
+                    ..Default::default()
+                };
+                let created = self.docker.create_secret(spec).await;
+                Ok(self.record("create secret", name, true, created)?.id)
             }
-        };
-        created
-            .await
-            .tally("create secret", true)
-            .map(|r| r.id)
-            .map_err(|e| EngineError::call("create secret", name, e))
+            DataKind::Config => {
+                let spec = bollard::models::ConfigSpec {
+                    name: Some(name.to_string()),
+                    labels: Some(labels),
+                    data: Some(encoded),
+                    ..Default::default()
+                };
+                let created = self.docker.create_config(spec).await;
+                Ok(self.record("create config", name, true, created)?.id)
+            }
+        }
     }
 
     /// Removes a secret or config; one already gone counts as removed.
     pub async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
-        let result = match kind {
-            DataKind::Secret => self.docker.delete_secret(id).await.tally("remove secret", true),
-            DataKind::Config => self.docker.delete_config(id).await.tally("remove config", true),
-        };
-        match result {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let err = EngineError::call("remove secret/config", id, e);
-                if err.is_not_found() { Ok(()) } else { Err(err) }
+        let removed = match kind {
+            DataKind::Secret => {
+                let removed = self.docker.delete_secret(id).await;
+                self.record("remove secret", id, true, removed)
             }
-        }
+            DataKind::Config => {
+                let removed = self.docker.delete_config(id).await;
+                self.record("remove config", id, true, removed)
+            }
+        };
+        gone_is_fine(removed)
     }
 
     /// Names of the services whose containers use secret or config `id`, sorted.
@@ -480,26 +553,14 @@ impl Engine {
     }
 
     async fn all_services(&self) -> Result<Vec<Service>, EngineError> {
-        if self.raw.is_some() {
-            return self.read("list services", "", "/services").await;
-        }
-        self.docker
-            .list_services(None)
-            .await
-            .map_err(|e| EngineError::call("list services", "", e))
+        self.read("list services", "", "/services").await
     }
 
     /// Hostname of every node by node ID, for `docker service ps`-style task lists.
     pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
-        let nodes: Vec<bollard::models::Node> = if self.raw.is_some() {
-            self.read("list nodes", "", "/nodes").await?
-        } else {
-            self.docker
-                .list_nodes(None)
-                .await
-                .map_err(|e| EngineError::call("list nodes", "", e))?
-        };
-        Ok(nodes
+        Ok(self
+            .nodes()
+            .await?
             .into_iter()
             .filter_map(|n| Some((n.id?, n.description?.hostname?)))
             .collect())
@@ -508,30 +569,54 @@ impl Engine {
     /// Every task of the service, current and past (Swarm keeps a few per slot).
     pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
-        if self.raw.is_some() {
-            let query = percent_encode(&serde_json::json!(filters).to_string());
-            return self
-                .read("list tasks", service_id, &format!("/tasks?filters={query}"))
-                .await;
-        }
-        self.docker
-            .list_tasks(Some(ListTasksOptions {
-                filters: Some(filters),
-            }))
+        let query = percent_encode(&serde_json::json!(filters).to_string());
+        self.read("list tasks", service_id, &format!("/tasks?filters={query}"))
             .await
-            .map_err(|e| EngineError::call("list tasks", service_id, e))
     }
 }
 
-/// Counts an Engine API call in the operator's metrics, passing its result through.
-trait Tally {
-    fn tally(self, operation: &'static str, write: bool) -> Self;
+/// What `docker info` reports of the node's swarm membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwarmInfo {
+    pub node_id: Option<String>,
+    /// inactive, pending, active, error or locked.
+    pub local_node_state: String,
+    /// True on a manager.
+    pub control_available: bool,
+    pub swarm_id: Option<String>,
+    pub error: Option<String>,
 }
 
-impl<T, E> Tally for Result<T, E> {
-    fn tally(self, operation: &'static str, write: bool) -> Self {
-        metrics().engine_call(operation, write, self.is_ok());
-        self
+/// bollard over a hyper client that speaks mutual TLS with `connector`.
+fn https_docker(
+    host: &str,
+    connector: hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+) -> Result<Docker, bollard::errors::Error> {
+    let client = Arc::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
+    );
+    let addr = host.trim_start_matches("tcp://").trim_end_matches('/');
+    Docker::connect_with_custom_transport(
+        move |request: bollard::BollardRequest| {
+            let client = Arc::clone(&client);
+            Box::pin(async move {
+                client
+                    .request(request)
+                    .await
+                    .map_err(bollard::errors::Error::from)
+            })
+        },
+        Some(format!("https://{addr}")),
+        CALL_TIMEOUT.as_secs(),
+        bollard::API_DEFAULT_VERSION,
+    )
+}
+
+/// A remove that finds the object already gone has done its job.
+fn gone_is_fine(result: Result<(), EngineError>) -> Result<(), EngineError> {
+    match result {
+        Err(err) if err.is_not_found() => Ok(()),
+        other => other,
     }
 }
 

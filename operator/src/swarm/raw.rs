@@ -4,13 +4,22 @@
 //! comparison would find a difference. Reads go through here, keys are repaired, then the JSON is
 //! handed to bollard's types; writes stay with bollard.
 
+use std::time::Duration;
+
 use http_body_util::{BodyExt, Empty};
 use hyper::{Request, body::Bytes};
+use hyper_rustls::HttpsConnector;
 use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
+    client::legacy::{
+        Client,
+        connect::{Connect, HttpConnector},
+    },
     rt::TokioExecutor,
 };
 use serde_json::Value;
+
+/// Longest a read may take; a manager that hangs must not hold a reconcile forever.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub enum RawClient {
@@ -22,6 +31,10 @@ pub enum RawClient {
         base: String,
         client: Client<HttpConnector, Empty<Bytes>>,
     },
+    Https {
+        base: String,
+        client: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    },
 }
 
 /// An HTTP status and the Engine's message, or a transport failure (status None).
@@ -32,67 +45,96 @@ pub struct RawError {
 }
 
 impl RawClient {
-    /// None for hosts it cannot reach itself (TLS); the caller then reads through bollard.
-    pub fn for_host(host: &str) -> Option<Self> {
+    /// A reader for `host`: a unix socket, plain `tcp://`, or `tcp://` over `tls`.
+    pub fn new(host: &str, tls: Option<HttpsConnector<HttpConnector>>) -> Option<Self> {
+        let builder = Client::builder(TokioExecutor::new());
         if let Some(socket) = host.strip_prefix("unix://") {
-            let client = Client::builder(TokioExecutor::new()).build(hyperlocal::UnixConnector);
-            Some(RawClient::Unix {
+            return Some(RawClient::Unix {
                 socket: socket.to_string(),
-                client,
-            })
-        } else if let Some(addr) = host
+                client: builder.build(hyperlocal::UnixConnector),
+            });
+        }
+        let addr = host
             .strip_prefix("tcp://")
             .or_else(|| host.strip_prefix("http://"))
-        {
-            let client = Client::builder(TokioExecutor::new()).build_http();
-            Some(RawClient::Http {
-                base: format!("http://{addr}"),
-                client,
-            })
-        } else {
-            None
-        }
+            .or_else(|| host.strip_prefix("https://"))?
+            .trim_end_matches('/');
+        Some(match tls {
+            Some(connector) => RawClient::Https {
+                base: format!("https://{addr}"),
+                client: builder.build(connector),
+            },
+            None => {
+                let mut http = HttpConnector::new();
+                http.set_connect_timeout(Some(Duration::from_secs(5)));
+                RawClient::Http {
+                    base: format!("http://{addr}"),
+                    client: builder.build(http),
+                }
+            }
+        })
     }
 
     /// GET `/v{version}{path}` and parse the JSON body.
     pub async fn get(&self, version: &str, path: &str) -> Result<Value, RawError> {
-        let transport = |e: &dyn std::fmt::Display| RawError {
-            status: None,
-            message: e.to_string(),
-        };
         let full = format!("/v{version}{path}");
-        let response = match self {
-            RawClient::Unix { socket, client } => {
-                let uri: hyper::Uri = hyperlocal::Uri::new(socket, &full).into();
-                let req = Request::get(uri).body(Empty::new()).map_err(|e| transport(&e))?;
-                client.request(req).await.map_err(|e| transport(&e))?
-            }
-            RawClient::Http { base, client } => {
-                let req = Request::get(format!("{base}{full}"))
-                    .body(Empty::new())
-                    .map_err(|e| transport(&e))?;
-                client.request(req).await.map_err(|e| transport(&e))?
+        let request = async {
+            match self {
+                RawClient::Unix { socket, client } => {
+                    send(client, hyperlocal::Uri::new(socket, &full).into()).await
+                }
+                RawClient::Http { base, client } => send(client, uri(base, &full)?).await,
+                RawClient::Https { base, client } => send(client, uri(base, &full)?).await,
             }
         };
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
+        tokio::time::timeout(READ_TIMEOUT, request)
             .await
-            .map_err(|e| transport(&e))?
-            .to_bytes();
-        if !status.is_success() {
-            let message = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(RawError {
-                status: Some(status.as_u16()),
-                message,
-            });
-        }
-        serde_json::from_slice(&body).map_err(|e| transport(&e))
+            .unwrap_or_else(|_| Err(transport(&format!("no answer within {READ_TIMEOUT:?}"))))
     }
+}
+
+fn transport(e: &dyn std::fmt::Display) -> RawError {
+    RawError {
+        status: None,
+        message: e.to_string(),
+    }
+}
+
+fn uri(base: &str, path: &str) -> Result<hyper::Uri, RawError> {
+    format!("{base}{path}").parse().map_err(|e| transport(&e))
+}
+
+async fn send<C>(client: &Client<C, Empty<Bytes>>, uri: hyper::Uri) -> Result<Value, RawError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    let req = Request::get(uri).body(Empty::new()).map_err(|e| transport(&e))?;
+    let response = client
+        .request(req)
+        .await
+        .map_err(|e| transport(&crate::error::cause_chain(&e)))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| transport(&e))?
+        .to_bytes();
+    if !status.is_success() {
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(RawError {
+            status: Some(status.as_u16()),
+            message,
+        });
+    }
+    // The body arrived whole with a 2xx: a parse failure is the answer's fault, not the transport's.
+    serde_json::from_slice(&body).map_err(|e| RawError {
+        status: Some(status.as_u16()),
+        message: format!("unexpected answer: {e}"),
+    })
 }
 
 /// Renames the keys Engine 20.10 spells differently from bollard's models, in a service or task.

@@ -1,0 +1,195 @@
+//! `SwarmCluster`: how to reach one swarm's managers, and what `docker node ls` / `docker info` show
+//! of it. Cluster-scoped: namespaced resources name one with `spec.clusterRef`, and without it use
+//! the cluster named `default` (or, when there is none, the engine given by the operator's flags).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema, core::Rule};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::service::Duration;
+
+/// Name of the cluster used by resources without a `clusterRef`.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+/// Condition type: only a bare majority of managers is reachable, or their number is even, so the
+/// loss of one more manager stops every change to the swarm.
+pub const QUORUM_AT_RISK: &str = "QuorumAtRisk";
+
+/// QuorumAtRisk reasons.
+pub const REASON_QUORUM_HEALTHY: &str = "QuorumHealthy";
+/// Only a bare majority of managers is reachable: one more loss stops all changes.
+pub const REASON_BARE_MAJORITY: &str = "BareMajority";
+/// Fewer than a majority of managers is reachable: the swarm accepts no changes.
+pub const REASON_QUORUM_LOST: &str = "QuorumLost";
+pub const REASON_SINGLE_MANAGER: &str = "SingleManager";
+/// An even number of managers tolerates no more losses than one fewer would.
+pub const REASON_EVEN_MANAGER_COUNT: &str = "EvenManagerCount";
+pub const REASON_NO_MANAGERS: &str = "NoManagers";
+
+/// Which SwarmCluster a namespaced resource lives on.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct ClusterRef {
+    /// Name of the SwarmCluster.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The transition rule every namespaced kind carries on its spec: moving a resource to another
+/// swarm would leave its object behind on the first one.
+pub fn cluster_ref_immutable() -> Rule {
+    Rule::new(
+        "has(self.clusterRef) == has(oldSelf.clusterRef) && (!has(self.clusterRef) || self.clusterRef.name == oldSelf.clusterRef.name)",
+    )
+    .message(kube::core::Message::Message(
+        "spec.clusterRef is immutable: delete the resource and create it again to move it to another cluster"
+            .into(),
+    ))
+    .field_path(".clusterRef")
+}
+
+/// How to reach a swarm's managers.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "swarmoperator.io",
+    version = "v1alpha1",
+    kind = "SwarmCluster",
+    status = "SwarmClusterStatus",
+    shortname = "swcluster",
+    category = "swarm",
+    doc = "A Docker Swarm cluster: its managers' endpoints and their health",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.activeEndpoint"),
+    printcolumn(name = "Managers", type_ = "integer", json_path = ".status.managersTotal"),
+    printcolumn(
+        name = "Reachable",
+        type_ = "integer",
+        json_path = ".status.managersReachable"
+    ),
+    printcolumn(name = "Leader", type_ = "string", json_path = ".status.leader"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "QuorumAtRisk",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"QuorumAtRisk\")].status"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmClusterSpec {
+    /// Manager endpoints in order of preference: `unix:///var/run/docker.sock`,
+    /// `tcp://manager-1:2376`. The operator uses the first that answers as a manager of a swarm with
+    /// quorum, and moves to the next when it stops doing so.
+    #[schemars(length(min = 1, max = 16), inner(length(min = 1, max = 256)))]
+    #[x_kube(validation = Rule::new("self.all(e, e.matches('^(unix:///.+|tcp://[^/]+:[0-9]+/?)$'))")
+        .message("spec.endpoints: each must be unix:///path or tcp://host:port"))]
+    pub endpoints: Vec<String>,
+
+    /// Mutual TLS for the `tcp://` endpoints: a Secret holding `ca.pem`, `cert.pem` and `key.pem`
+    /// (what `docker --tlsverify` reads from ~/.docker). Without it, tcp endpoints are plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SecretRef>,
+
+    /// How often to refresh the status and re-check the managers besides node events; 30s by
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resync_interval: Option<Duration>,
+}
+
+/// A Secret in a given namespace (SwarmCluster is cluster-scoped).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct SecretRef {
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: String,
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// What the operator last saw of the swarm.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SwarmClusterStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The endpoint the operator talks to now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_endpoint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "swarmID")]
+    pub swarm_id: Option<String>,
+    /// Managers whose Raft member answers (`docker node ls`: MANAGER STATUS not Unreachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managers_reachable: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managers_total: Option<i32>,
+    /// Hostname of the Raft leader.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader: Option<String>,
+    /// Every node, as `docker node ls` lists them, sorted by hostname.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeStatus>,
+}
+
+/// One node of the swarm.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    pub hostname: String,
+    #[serde(rename = "nodeID")]
+    pub node_id: String,
+    /// manager or worker.
+    pub role: String,
+    /// active, pause or drain.
+    pub availability: String,
+    /// ready, down, unknown or disconnected.
+    pub state: String,
+    /// Leader, Reachable or Unreachable for managers; absent for workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manager_status: Option<String>,
+    /// Address the node's engine reports (its swarm data-path address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<String>,
+    /// Node labels (`docker node update --label-add`), used by placement constraints.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A namespaced kind that lives on one SwarmCluster.
+pub trait OnCluster {
+    fn cluster_ref(&self) -> Option<&ClusterRef>;
+
+    /// The SwarmCluster's name: `spec.clusterRef.name`, else `default`.
+    fn cluster_name(&self) -> &str {
+        self.cluster_ref()
+            .map(|r| r.name.as_str())
+            .unwrap_or(DEFAULT_CLUSTER)
+    }
+}
+
+macro_rules! on_cluster {
+    ($($kind:ty),*) => {$(
+        impl OnCluster for $kind {
+            fn cluster_ref(&self) -> Option<&ClusterRef> {
+                self.spec.cluster_ref.as_ref()
+            }
+        }
+    )*};
+}
+
+on_cluster!(
+    crate::SwarmService,
+    crate::SwarmNetwork,
+    crate::SwarmSecret,
+    crate::SwarmConfig
+);

@@ -1,0 +1,150 @@
+//! One swarm's connection: its manager endpoints in order of preference, the TLS files, and the
+//! endpoint in use. A call that finds the endpoint gone, not a manager, or without quorum marks it
+//! unhealthy (see `Engine::record`); the next caller then probes the endpoints in order and moves
+//! to the first that works. Nothing restarts and nothing is reconciled again because of the move:
+//! the reconcile whose call failed retries, and its first step looks the object up by name.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use tracing::{info, warn};
+
+use crate::{
+    error::cause_chain,
+    swarm::{Engine, TlsFiles},
+};
+
+/// Longest a probe of one endpoint may take (connect, version, info, node list).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After every endpoint failed, callers get that answer for this long instead of probing again,
+/// so a thousand reconciles do not probe a dead swarm a thousand times.
+const QUIET_AFTER_FAILURE: Duration = Duration::from_secs(2);
+
+/// No endpoint of the cluster can act for the swarm now.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("SwarmCluster {cluster} is unavailable: {message}")]
+pub struct Unavailable {
+    pub cluster: String,
+    pub message: String,
+}
+
+pub struct Connection {
+    name: String,
+    endpoints: Vec<String>,
+    tls: Option<TlsFiles>,
+    active: Mutex<Option<Engine>>,
+    /// Held while probing; remembers when and why the last probe of every endpoint failed.
+    selecting: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl Connection {
+    pub fn new(name: &str, endpoints: Vec<String>, tls: Option<TlsFiles>) -> Self {
+        Connection {
+            name: name.to_string(),
+            endpoints,
+            tls,
+            active: Mutex::default(),
+            selecting: tokio::sync::Mutex::default(),
+        }
+    }
+
+    /// Whether this connection was made from exactly these endpoints and TLS files.
+    pub fn matches(&self, endpoints: &[String], tls: Option<&TlsFiles>) -> bool {
+        self.endpoints == endpoints && self.tls.as_ref() == tls
+    }
+
+    /// The endpoint in use, if one was found working.
+    pub fn active_endpoint(&self) -> Option<String> {
+        self.current().map(|e| e.host().to_string())
+    }
+
+    fn current(&self) -> Option<Engine> {
+        let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active.as_ref().filter(|e| e.is_healthy()).cloned()
+    }
+
+    /// The engine of a working manager: the current one while it stays healthy, else the first
+    /// endpoint, in order of preference, that answers as a manager of a swarm with quorum.
+    pub async fn engine(&self) -> Result<Engine, Unavailable> {
+        if let Some(engine) = self.current() {
+            return Ok(engine);
+        }
+        let mut last_failure = self.selecting.lock().await;
+        // Someone else may have found one while we waited for the lock.
+        if let Some(engine) = self.current() {
+            return Ok(engine);
+        }
+        if let Some((at, message)) = last_failure.as_ref()
+            && at.elapsed() < QUIET_AFTER_FAILURE
+        {
+            return Err(self.unavailable(message.clone()));
+        }
+        let previous = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|e| e.host().to_string());
+        // All at once, so endpoints that hang cost one probe timeout, not one each; the first in
+        // order of preference that works wins.
+        let probes = self.endpoints.iter().map(|e| probe(e, self.tls.as_ref()));
+        let mut failures = Vec::new();
+        for (endpoint, result) in self.endpoints.iter().zip(futures::future::join_all(probes).await) {
+            match result {
+                Ok(engine) => {
+                    if previous.as_deref() != Some(endpoint) {
+                        info!(cluster = %self.name, endpoint, ?previous, api = %engine.api_version(), "using manager endpoint");
+                        if previous.is_some() {
+                            crate::metrics::metrics().failover(&self.name);
+                        }
+                    }
+                    *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine.clone());
+                    *last_failure = None;
+                    return Ok(engine);
+                }
+                Err(why) => failures.push(format!("{endpoint}: {why}")),
+            }
+        }
+        let message = failures.join("; ");
+        warn!(cluster = %self.name, %message, "no manager endpoint works");
+        *last_failure = Some((Instant::now(), message.clone()));
+        Err(self.unavailable(message))
+    }
+
+    fn unavailable(&self, message: String) -> Unavailable {
+        Unavailable {
+            cluster: self.name.clone(),
+            message,
+        }
+    }
+}
+
+/// Connects to `endpoint` and checks it can act for the swarm: part of one, a manager, and its
+/// swarm has a leader (listing nodes fails without quorum).
+async fn probe(endpoint: &str, tls: Option<&TlsFiles>) -> Result<Engine, String> {
+    let attempt = async {
+        let engine = Engine::connect(endpoint, tls)
+            .await
+            .map_err(|e| cause_chain(&e))?;
+        let info = engine.swarm_info().await.map_err(|e| e.engine_message())?;
+        if info.local_node_state != "active" {
+            let state = if info.local_node_state.is_empty() {
+                "inactive"
+            } else {
+                &info.local_node_state
+            };
+            let detail = info.error.map(|e| format!(": {e}")).unwrap_or_default();
+            return Err(format!("not part of a swarm (state {state}{detail})"));
+        }
+        if !info.control_available {
+            return Err("a worker, not a manager".to_string());
+        }
+        engine.nodes().await.map_err(|e| e.engine_message())?;
+        Ok(engine)
+    };
+    tokio::time::timeout(PROBE_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")))
+}

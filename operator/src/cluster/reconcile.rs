@@ -1,0 +1,296 @@
+//! Reconcile of one SwarmCluster: make or keep its connection, find a working manager, and report
+//! what `docker info` and `docker node ls` show of the swarm, with Ready and QuorumAtRisk. Runs on
+//! the cluster's resync interval and at once when a node changes (see `events`).
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use kube::{
+    Api, Client, ResourceExt,
+    runtime::{
+        WatchStreamExt,
+        controller::{Action, Config as ControllerConfig, Controller},
+        events::EventType,
+        reflector::{self, Store, reflector},
+        watcher::{self, watcher},
+    },
+};
+use swarm_operator_crds::{
+    SwarmCluster, SwarmClusterStatus,
+    cluster::{NodeStatus, QUORUM_AT_RISK, REASON_BARE_MAJORITY, REASON_QUORUM_LOST},
+    conditions::{READY, REASON_CLUSTER_UNAVAILABLE, REASON_CONNECTED, REASON_INVALID_TLS_SECRET},
+};
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+use super::health;
+use crate::{
+    conditions::{self, Summary},
+    context::{Context, error_policy},
+    error::{Error, cause_chain},
+    status::apply_status,
+};
+
+/// Resync of a SwarmCluster without `resyncInterval`.
+const DEFAULT_RESYNC: Duration = Duration::from_secs(30);
+/// Resync while managers are missing or none answers.
+const DEGRADED_RESYNC: Duration = Duration::from_secs(5);
+
+/// The SwarmCluster controller, before it runs, with its store (what resources resolve
+/// `clusterRef` against) and a flag that turns true once the store holds every SwarmCluster.
+/// `selector` limits it to SwarmClusters with matching labels.
+pub fn controller(
+    client: Client,
+    selector: Option<&str>,
+) -> (
+    Controller<SwarmCluster>,
+    Store<SwarmCluster>,
+    watch::Receiver<bool>,
+) {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = selector {
+        config = config.labels(selector);
+    }
+    let (reader, writer) = reflector::store();
+    // The store's own readiness wakes a single waiter, and the controller is already it.
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let stream = reflector(writer, watcher(Api::<SwarmCluster>::all(client), config))
+        .inspect(move |event| {
+            if matches!(event, Ok(watcher::Event::InitDone)) {
+                ready_tx.send_replace(true);
+            }
+        })
+        .applied_objects();
+    (Controller::for_stream(stream, reader.clone()), reader, ready_rx)
+}
+
+pub async fn run(controller: Controller<SwarmCluster>, ctx: Arc<Context>, concurrency: u16) {
+    controller
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .reconcile_on(super::events::node_changes(ctx.clone()))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(error = %cause_chain(&e), "cluster reconcile failed");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(cluster: Arc<SwarmCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = std::time::Instant::now();
+    let observed = observe(&cluster, &ctx).await;
+    announce(&cluster, &ctx, &observed).await;
+    let api: Api<SwarmCluster> = Api::all(ctx.client.clone());
+    let result = write_status(&cluster, &api, &observed).await;
+    crate::metrics::metrics().reconciled("SwarmCluster", start, result.is_ok());
+    result?;
+    // Swarm sends a node event when a node goes down but none when it is back, nor when a
+    // manager's reachability changes: a degraded swarm is looked at more often.
+    let resync = resync_interval(&cluster);
+    let degraded = !observed.summary.is_ready()
+        || [REASON_BARE_MAJORITY, REASON_QUORUM_LOST].contains(&observed.risk.reason);
+    Ok(Action::requeue(if degraded {
+        resync.min(DEGRADED_RESYNC)
+    } else {
+        resync
+    }))
+}
+
+fn resync_interval(cluster: &SwarmCluster) -> Duration {
+    cluster
+        .spec
+        .resync_interval
+        .as_ref()
+        .and_then(|d| crate::units::duration_nanos(&d.0).ok())
+        .filter(|n| *n > 0)
+        .map(|n| Duration::from_nanos(n as u64))
+        .unwrap_or(DEFAULT_RESYNC)
+}
+
+/// What one pass saw of the swarm.
+struct Observed {
+    summary: Summary,
+    active_endpoint: Option<String>,
+    swarm_id: Option<String>,
+    nodes: Vec<NodeStatus>,
+    quorum: Option<health::Quorum>,
+    risk: health::Risk,
+}
+
+impl Observed {
+    fn down(summary: Summary) -> Self {
+        // A manager that answers but has no leader is the one case where we know quorum is gone.
+        let lost = summary.message().contains("does not have a leader");
+        Observed {
+            risk: health::Risk {
+                at_risk: lost,
+                reason: if lost {
+                    REASON_QUORUM_LOST
+                } else {
+                    REASON_CLUSTER_UNAVAILABLE
+                },
+                message: if lost {
+                    "the swarm has no leader: a majority of managers is lost and no change is accepted".into()
+                } else {
+                    "no manager answers, so quorum cannot be assessed".into()
+                },
+            },
+            summary,
+            active_endpoint: None,
+            swarm_id: None,
+            nodes: Vec::new(),
+            quorum: None,
+        }
+    }
+}
+
+async fn observe(cluster: &SwarmCluster, ctx: &Context) -> Observed {
+    let connection = match ctx.clusters.refresh(cluster).await {
+        Ok(c) => c,
+        Err(e) => {
+            return Observed::down(Summary::Stalled {
+                reason: REASON_INVALID_TLS_SECRET,
+                message: e.message,
+            });
+        }
+    };
+    // A second try lets a call that found the endpoint gone move to the next one in this pass.
+    let mut last = None;
+    for _ in 0..2 {
+        let engine = match connection.engine().await {
+            Ok(engine) => engine,
+            Err(e) => {
+                return Observed::down(Summary::Reconciling {
+                    reason: REASON_CLUSTER_UNAVAILABLE,
+                    message: e.message,
+                });
+            }
+        };
+        let seen =
+            async { Ok::<_, crate::swarm::EngineError>((engine.swarm_info().await?, engine.nodes().await?)) };
+        match seen.await {
+            Ok((info, nodes)) => {
+                let nodes = health::node_statuses(&nodes);
+                let quorum = health::quorum(&nodes);
+                let risk = health::risk(&quorum);
+                let leader = quorum.leader.as_deref().unwrap_or("none");
+                return Observed {
+                    summary: Summary::Ready {
+                        reason: REASON_CONNECTED,
+                        message: format!(
+                            "connected to {}; {}/{} managers reachable, leader {leader}",
+                            engine.host(),
+                            quorum.reachable,
+                            quorum.total
+                        ),
+                    },
+                    active_endpoint: Some(engine.host().to_string()),
+                    swarm_id: info.swarm_id,
+                    nodes,
+                    quorum: Some(quorum),
+                    risk,
+                };
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Observed::down(Summary::Reconciling {
+        reason: REASON_CLUSTER_UNAVAILABLE,
+        message: last.map(|e| e.engine_message()).unwrap_or_default(),
+    })
+}
+
+/// Events on what changed since the status the API server holds: readiness, the endpoint in use,
+/// and quorum risk.
+async fn announce(cluster: &SwarmCluster, ctx: &Context, now: &Observed) {
+    let before = cluster.status.clone().unwrap_or_default();
+    let was = |type_: &str| {
+        before
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status.clone(), c.reason.clone()))
+    };
+    let ready_before = was(READY).is_some_and(|(s, _)| s == "True");
+    if ready_before && !now.summary.is_ready() {
+        ctx.publish(
+            cluster,
+            EventType::Warning,
+            now.summary.reason(),
+            "Connect",
+            now.summary.message().to_string(),
+        )
+        .await;
+    }
+    if let (Some(from), Some(to)) = (&before.active_endpoint, &now.active_endpoint)
+        && from != to
+    {
+        info!(cluster = %cluster.name_any(), %from, %to, "moved to another manager endpoint");
+        let note = format!("moved from {from} to {to}, the next endpoint that works");
+        ctx.publish(cluster, EventType::Warning, "Failover", "Connect", note)
+            .await;
+    }
+    let risk_before = was(QUORUM_AT_RISK);
+    let risk_now = (flag(now.risk.at_risk), now.risk.reason.to_string());
+    if now.quorum.is_some() && risk_before.as_ref() != Some(&risk_now) {
+        let type_ = if now.risk.at_risk {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        ctx.publish(
+            cluster,
+            type_,
+            now.risk.reason,
+            "AssessQuorum",
+            now.risk.message.clone(),
+        )
+        .await;
+    }
+}
+
+fn flag(on: bool) -> String {
+    if on { "True" } else { "False" }.to_string()
+}
+
+async fn write_status(cluster: &SwarmCluster, api: &Api<SwarmCluster>, o: &Observed) -> Result<(), Error> {
+    let previous = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let mut conditions = conditions::conditions(previous, generation, &o.summary);
+    let risk_status = match (&o.quorum, o.risk.at_risk) {
+        (None, false) => "Unknown".to_string(),
+        (_, at_risk) => flag(at_risk),
+    };
+    conditions.push(conditions::condition(
+        previous,
+        generation,
+        QUORUM_AT_RISK,
+        &risk_status,
+        o.risk.reason,
+        &o.risk.message,
+    ));
+    let before = cluster.status.clone().unwrap_or_default();
+    let status = SwarmClusterStatus {
+        observed_generation: generation,
+        conditions,
+        active_endpoint: o.active_endpoint.clone(),
+        // While no manager answers, keep what was last seen of the swarm and its nodes.
+        swarm_id: o.swarm_id.clone().or(before.swarm_id.clone()),
+        // None answers: reachable is what we can reach, nothing; the total is the last count seen.
+        managers_reachable: Some(o.quorum.as_ref().map_or(0, |q| q.reachable)),
+        managers_total: o.quorum.as_ref().map(|q| q.total).or(before.managers_total),
+        leader: o.quorum.as_ref().and_then(|q| q.leader.clone()),
+        nodes: if o.quorum.is_some() {
+            o.nodes.clone()
+        } else {
+            before.nodes.clone()
+        },
+    };
+    apply_status(api, cluster, cluster.status.as_ref(), &status).await
+}

@@ -1,0 +1,342 @@
+//! SwarmCluster on real engines: a three-manager swarm that loses its active manager in the middle
+//! of a batch, mutual TLS with certificates made here, and two swarms served by one operator. The
+//! swarms are dockerd processes in network namespaces on a bridge (scripts/swarm-lab.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use kube::Api;
+use swarm_operator_crds::{SwarmCluster, SwarmClusterStatus};
+use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, condition, services_named, test_image};
+
+/// A SwarmCluster labelled for this test's operator (it serves only those).
+fn cluster_manifest(env: &TestEnv, name: &str, endpoints: &[String], tls_secret: Option<&str>) -> String {
+    let tls = tls_secret
+        .map(|s| format!("\n  tls: {{namespace: {}, name: {s}}}", env.namespace))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmCluster\nmetadata:\n  name: {name}\n  labels: {{{CLUSTER_LABEL}: {}}}\nspec:\n  endpoints: [{}]\n  resyncInterval: 5s{tls}\n",
+        env.namespace,
+        endpoints.join(", ")
+    )
+}
+
+/// Waits until the SwarmCluster's status satisfies `check`; returns it.
+async fn wait_cluster(
+    env: &TestEnv,
+    name: &str,
+    what: &str,
+    check: impl Fn(&SwarmClusterStatus) -> bool,
+) -> SwarmClusterStatus {
+    let api: Api<SwarmCluster> = Api::all(env.client.clone());
+    env.wait_for(what, Duration::from_secs(120), || async {
+        let cluster = api.get(name).await.map_err(|e| e.to_string())?;
+        let status = cluster.status.unwrap_or_default();
+        if check(&status) {
+            Ok(status)
+        } else {
+            Err(format!("{status:?}"))
+        }
+    })
+    .await
+}
+
+fn cond<'a>(status: &'a SwarmClusterStatus, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.as_str(), c.reason.as_str(), c.message.as_str()))
+}
+
+fn service_manifest(name: &str, cluster: Option<&str>, extra: &str) -> String {
+    let cluster_ref = cluster
+        .map(|c| format!(", clusterRef: {{name: {c}}}"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 1{cluster_ref}{extra}}}\n",
+        test_image("1")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
+async fn losing_the_active_manager_mid_batch_loses_nothing() {
+    let lab = Lab::up(21, 3, None);
+    let mut env = TestEnv::new("failover").await;
+    env.start_operator();
+    let cluster = format!("{}-ha", env.prefix);
+    let endpoints = [lab.endpoint(1), lab.endpoint(2), lab.endpoint(3)];
+    env.kubectl_apply(&cluster_manifest(&env, &cluster, &endpoints, None), false)
+        .unwrap();
+    let status = wait_cluster(&env, &cluster, "3/3 managers reachable", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "True") && s.managers_reachable == Some(3)
+    })
+    .await;
+    assert_eq!(status.active_endpoint.as_deref(), Some(endpoints[0].as_str()));
+    assert_eq!(status.managers_total, Some(3));
+    assert_eq!(cond(&status, "QuorumAtRisk").unwrap().0, "False");
+    assert_eq!(status.nodes.len(), 3);
+    assert!(status.leader.is_some());
+
+    // A batch of services, applied in two halves with the active manager stopped in between.
+    let names: Vec<String> = (0..12).map(|i| format!("{}-s{i}", env.prefix)).collect();
+    let batch = |part: &[String]| {
+        part.iter()
+            .map(|n| service_manifest(n, Some(&cluster), ""))
+            .collect::<Vec<_>>()
+            .join("---\n")
+    };
+    env.kubectl_apply(&batch(&names[..6]), false).unwrap();
+    let survivor = lab.docker(2).await;
+    env.wait_for(
+        "the first services in the lab swarm",
+        Duration::from_secs(60),
+        || async {
+            for name in &names[..6] {
+                if !services_named(&survivor, name).await.is_empty() {
+                    return Ok(());
+                }
+            }
+            Err("none yet".to_string())
+        },
+    )
+    .await;
+    lab.stop(1);
+    env.kubectl_apply(&batch(&names[6..]), false).unwrap();
+
+    for name in &names {
+        let svc = env.wait_ready(name, Duration::from_secs(240)).await;
+        let found = services_named(&survivor, name).await;
+        assert_eq!(found.len(), 1, "{name} exists once in the swarm");
+        assert_eq!(
+            svc.status.unwrap().service_id,
+            found[0].id,
+            "status names the one Swarm service of {name}"
+        );
+    }
+    let created = env.events("Created").await;
+    for name in &names {
+        let prefix = format!("Created Swarm service {name} (");
+        let times = created
+            .iter()
+            .filter(|(_, note)| note.starts_with(&prefix))
+            .count();
+        assert_eq!(times, 1, "{name} created once: {created:?}");
+    }
+    assert!(
+        env.events("NameConflict").await.is_empty(),
+        "a retried create never meets its own service as a stranger"
+    );
+
+    let status = wait_cluster(&env, &cluster, "the lost manager and QuorumAtRisk", |s| {
+        cond(s, "QuorumAtRisk").is_some_and(|c| c.0 == "True") && s.managers_reachable == Some(2)
+    })
+    .await;
+    let (_, reason, message) = cond(&status, "QuorumAtRisk").unwrap();
+    assert_eq!(reason, "BareMajority");
+    assert!(message.contains("swl21-m1"), "{message}");
+    assert_ne!(status.active_endpoint.as_deref(), Some(endpoints[0].as_str()));
+    assert_eq!(cond(&status, "Ready").unwrap().0, "True");
+    let lost = status.nodes.iter().find(|n| n.hostname == "swl21-m1").unwrap();
+    assert_eq!(lost.manager_status.as_deref(), Some("Unreachable"));
+
+    lab.start(1);
+    let status = wait_cluster(&env, &cluster, "QuorumAtRisk to clear", |s| {
+        cond(s, "QuorumAtRisk").is_some_and(|c| c.0 == "False") && s.managers_reachable == Some(3)
+    })
+    .await;
+    assert_eq!(cond(&status, "QuorumAtRisk").unwrap().1, "QuorumHealthy");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
+async fn mutual_tls_connects_with_the_secret_and_refuses_wrong_certificates() {
+    let dir = std::env::temp_dir().join(format!("swarm-lab-22-{}", std::process::id()));
+    let (good, other) = (dir.join("good"), dir.join("other"));
+    Lab::certs(22, &good);
+    Lab::certs(22, &other);
+    let lab = Lab::up(22, 1, Some(&good));
+    let mut env = TestEnv::new("tls").await;
+    env.start_operator();
+    let secret = |name: &str, ca: &std::path::Path, client: &std::path::Path| {
+        env.kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            name,
+            &format!("--from-file=ca.pem={}", ca.join("ca.pem").display()),
+            &format!("--from-file=cert.pem={}", client.join("cert.pem").display()),
+            &format!("--from-file=key.pem={}", client.join("key.pem").display()),
+        ]);
+    };
+    secret("lab-tls", &good, &good);
+    // A client certificate from a CA the manager does not trust.
+    secret("stranger-tls", &good, &other);
+    let endpoint = [format!("tcp://{}:2376", Lab::ip(22, 1))];
+    let (trusted, refused) = (format!("{}-tls", env.prefix), format!("{}-stranger", env.prefix));
+    env.kubectl_apply(
+        &cluster_manifest(&env, &trusted, &endpoint, Some("lab-tls")),
+        false,
+    )
+    .unwrap();
+    env.kubectl_apply(
+        &cluster_manifest(&env, &refused, &endpoint, Some("stranger-tls")),
+        false,
+    )
+    .unwrap();
+
+    let status = wait_cluster(&env, &trusted, "Ready over mutual TLS", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    let lab_docker = lab.docker(1).await;
+    let info = lab_docker.info().await.unwrap();
+    let swarm_id = info.swarm.and_then(|s| s.cluster).and_then(|c| c.id);
+    assert_eq!(status.swarm_id, swarm_id, "status shows the lab swarm's ID");
+    assert_eq!(status.active_endpoint.as_deref(), Some(endpoint[0].as_str()));
+
+    let web = format!("{}-web", env.prefix);
+    env.kubectl_apply(&service_manifest(&web, Some(&trusted), ""), false)
+        .unwrap();
+    env.wait_ready(&web, Duration::from_secs(120)).await;
+    assert_eq!(services_named(&lab_docker, &web).await.len(), 1);
+    assert!(env.swarm_service(&web).await.is_none(), "not on the local swarm");
+
+    let status = wait_cluster(&env, &refused, "a refusal in Ready", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "False" && !c.2.is_empty())
+    })
+    .await;
+    let (_, reason, message) = cond(&status, "Ready").unwrap();
+    assert_eq!(reason, "ClusterUnavailable");
+    assert!(
+        message.contains(&endpoint[0]) && message.contains("BadCertificate"),
+        "the message names the endpoint and the TLS refusal: {message}"
+    );
+    let blocked = format!("{}-blocked", env.prefix);
+    env.kubectl_apply(&service_manifest(&blocked, Some(&refused), ""), false)
+        .unwrap();
+    let message = env
+        .wait_condition(
+            &blocked,
+            "Reconciling",
+            "ClusterUnavailable",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(message.contains("BadCertificate"), "{message}");
+
+    // The key never leaves the request: not in status, events or the operator's log.
+    let key = std::fs::read_to_string(good.join("key.pem")).unwrap();
+    let key_line = key.lines().nth(1).unwrap();
+    let everything = format!(
+        "{:?}{:?}{}",
+        status,
+        env.events("ClusterUnavailable").await,
+        env.operator_log()
+    );
+    assert!(!everything.contains(key_line), "key material leaked");
+    drop(lab);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
+async fn two_swarms_one_operator_and_a_cluster_that_comes_back() {
+    let lab = Lab::up(23, 1, None);
+    let mut env = TestEnv::new("twoswarms").await;
+    env.start_operator();
+    let (main, other) = (format!("{}-main", env.prefix), format!("{}-lab", env.prefix));
+    env.kubectl_apply(
+        &cluster_manifest(&env, &main, &["unix:///var/run/docker.sock".into()], None),
+        false,
+    )
+    .unwrap();
+    env.kubectl_apply(&cluster_manifest(&env, &other, &[lab.endpoint(1)], None), false)
+        .unwrap();
+    let lab_docker = lab.docker(1).await;
+
+    let on_main = format!("{}-a", env.prefix);
+    let on_lab = format!("{}-b", env.prefix);
+    let unset = format!("{}-c", env.prefix);
+    env.kubectl_apply(&service_manifest(&on_main, Some(&main), ""), false)
+        .unwrap();
+    env.kubectl_apply(&service_manifest(&on_lab, Some(&other), ""), false)
+        .unwrap();
+    env.kubectl_apply(&service_manifest(&unset, None, ""), false)
+        .unwrap();
+    for name in [&on_main, &on_lab, &unset] {
+        env.wait_ready(name, Duration::from_secs(120)).await;
+    }
+    assert!(env.swarm_service(&on_main).await.is_some());
+    assert!(services_named(&lab_docker, &on_main).await.is_empty());
+    assert_eq!(services_named(&lab_docker, &on_lab).await.len(), 1);
+    assert!(env.swarm_service(&on_lab).await.is_none());
+    // No clusterRef and no SwarmCluster `default`: the engine of the operator's flags.
+    assert!(env.swarm_service(&unset).await.is_some());
+    assert!(services_named(&lab_docker, &unset).await.is_empty());
+
+    // A network of one swarm cannot be attached to a service of the other.
+    env.kubectl_apply(
+        &format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: {}-net}}\nspec: {{clusterRef: {{name: {main}}}}}\n",
+            env.prefix
+        ),
+        false,
+    )
+    .unwrap();
+    let crossed = format!("{}-crossed", env.prefix);
+    env.kubectl_apply(
+        &service_manifest(
+            &crossed,
+            Some(&other),
+            &format!(", networks: [{{name: {}-net}}]", env.prefix),
+        ),
+        false,
+    )
+    .unwrap();
+    let message = env
+        .wait_condition(&crossed, "Stalled", "InvalidSpec", Duration::from_secs(60))
+        .await;
+    assert!(
+        message.contains("spec.networks") && message.contains(&format!("lives on SwarmCluster {main}")),
+        "{message}"
+    );
+
+    // The lab's only manager stops: its resources say so, and catch up by themselves.
+    lab.stop(1);
+    let late = format!("{}-late", env.prefix);
+    env.kubectl_apply(&service_manifest(&late, Some(&other), ""), false)
+        .unwrap();
+    let message = env
+        .wait_condition(
+            &late,
+            "Reconciling",
+            "ClusterUnavailable",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(message.contains(&lab.endpoint(1)), "{message}");
+    let status = wait_cluster(&env, &other, "Ready False", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(cond(&status, "Ready").unwrap().1, "ClusterUnavailable");
+    lab.start(1);
+    let svc = env.wait_ready(&late, Duration::from_secs(120)).await;
+    assert!(condition(&svc, "Ready").is_some());
+    assert_eq!(services_named(&lab_docker, &late).await.len(), 1);
+
+    let missing = format!("{}-nowhere", env.prefix);
+    env.kubectl_apply(&service_manifest(&missing, Some("no-such-cluster"), ""), false)
+        .unwrap();
+    let message = env
+        .wait_condition(
+            &missing,
+            "Reconciling",
+            "ClusterUnavailable",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(message.contains("no SwarmCluster of that name"), "{message}");
+}
