@@ -187,6 +187,16 @@ macro_rules! on_cluster {
     )*};
 }
 
+/// A SwarmCluster is on itself: its events are its nodes'.
+impl OnCluster for SwarmCluster {
+    fn cluster_ref(&self) -> Option<&ClusterRef> {
+        None
+    }
+    fn cluster_name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+}
+
 on_cluster!(
     crate::SwarmService,
     crate::SwarmNetwork,

@@ -43,6 +43,8 @@ pub struct Context {
     pub client: Client,
     /// The SwarmClusters' connections; resources get their engine through `engine_for`.
     pub clusters: Clusters,
+    /// Every cluster's swarm events, for the controllers' triggers.
+    pub events: crate::cluster::Hub,
     pub recorder: Recorder,
     pub settings: Settings,
     failures: Mutex<HashMap<String, u32>>,
@@ -60,6 +62,7 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             clusters,
+            events: crate::cluster::hub(),
             settings,
             failures: Mutex::default(),
         }
@@ -124,6 +127,34 @@ where
         Some(ns) => kube::Api::namespaced(client, ns),
         None => kube::Api::all(client),
     }
+}
+
+/// Runs one reconcile pass of `obj`, observed: counted and timed by kind and outcome, and inside a
+/// span that names the resource, its Swarm object and cluster, so every log line of the pass
+/// carries them.
+pub async fn observed<K, F>(
+    obj: &K,
+    swarm_object: &str,
+    pass: F,
+) -> Result<kube::runtime::controller::Action, crate::Error>
+where
+    K: Resource<DynamicType = ()> + OnCluster,
+    F: Future<Output = Result<kube::runtime::controller::Action, crate::Error>>,
+{
+    use tracing::Instrument;
+    let kind = K::kind(&());
+    let metrics = crate::metrics::metrics();
+    let _running = metrics.in_flight(&kind);
+    let start = std::time::Instant::now();
+    let name = obj.meta().name.as_deref().unwrap_or_default();
+    let resource = match obj.meta().namespace.as_deref() {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    };
+    let span = tracing::info_span!("reconcile", %resource, swarm_object, cluster = obj.cluster_name());
+    let result = pass.instrument(span).await;
+    metrics.reconciled(&kind, start, result.is_ok());
+    result
 }
 
 /// Longest wait before a resource whose cluster was unavailable looks again.

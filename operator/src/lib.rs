@@ -12,6 +12,7 @@ pub mod context;
 pub mod data;
 pub mod error;
 pub mod labels;
+pub mod leader;
 pub mod metrics;
 pub mod network;
 pub mod service;

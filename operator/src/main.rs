@@ -6,7 +6,9 @@ use clap::Parser;
 use swarm_operator::{
     Context, Settings,
     cluster::{self, Clusters},
-    data, network, service,
+    data,
+    leader::LeaderElection,
+    network, service,
 };
 use swarm_operator_crds::{SwarmConfig, SwarmSecret};
 use tracing::{error, info};
@@ -31,9 +33,24 @@ struct Args {
     /// Reconciles running at once.
     #[arg(long, env = "SWARM_OPERATOR_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
+    /// Engine API calls per second, at most, over all clusters (0: no bound).
+    #[arg(long, env = "SWARM_OPERATOR_ENGINE_QPS", default_value_t = 200)]
+    engine_qps: u32,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "SWARM_OPERATOR_METRICS_ADDR", default_value = "127.0.0.1:8080")]
     metrics_addr: std::net::SocketAddr,
+    /// Take part in leader election on a Lease, so that of several replicas only one acts.
+    #[arg(long, env = "SWARM_OPERATOR_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease (the operator's own, from the downward API).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    leader_election_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "swarm-operator")]
+    leader_election_id: String,
+    /// Seconds a leader's lease lasts without renewal; a standby takes over after that.
+    #[arg(long, default_value_t = 15)]
+    lease_duration_seconds: u64,
     /// Log format: text or json.
     #[arg(long, env = "SWARM_OPERATOR_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -53,6 +70,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    swarm_operator::swarm::limit::set_calls_per_second(args.engine_qps);
     let client = kube::Client::try_default().await?;
     let (clusters_controller, store, ready) =
         cluster::controller(client.clone(), args.cluster_selector.as_deref());
@@ -62,7 +80,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         resync_interval: Duration::from_secs(args.resync_seconds),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(client, clusters, settings));
+    let ctx = Arc::new(Context::new(client.clone(), clusters, settings));
     let addr = args.metrics_addr;
     tokio::spawn(async move {
         if let Err(e) = swarm_operator::metrics::serve(addr).await {
@@ -70,6 +88,25 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     swarm_operator::metrics::set_ready();
+    let election = args.leader_elect.then(|| {
+        // A pod keeps its name across container restarts, and takes its own lease back at once.
+        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "swarm-operator".into());
+            format!("{host}-{}", std::process::id())
+        });
+        LeaderElection::new(
+            client,
+            &args.leader_election_namespace,
+            &args.leader_election_id,
+            &identity,
+            Duration::from_secs(args.lease_duration_seconds),
+        )
+    });
+    match &election {
+        Some(election) => election.acquire().await,
+        None => swarm_operator::metrics::metrics().set_leader(true),
+    }
+    tokio::spawn(cluster::follow_all(ctx.clone()));
     let namespace = args.namespace.as_deref();
     // Resources wait until the SwarmClusters are known, so none goes to the fallback engine by
     // mistake while a SwarmCluster `default` is still loading.
@@ -82,10 +119,21 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             data::run::<SwarmConfig>(ctx.clone(), namespace, args.concurrency),
         )
     };
-    tokio::join!(
-        cluster::run(clusters_controller, ctx.clone(), args.concurrency),
-        resources
-    );
+    let work = async {
+        tokio::join!(
+            cluster::run(clusters_controller, ctx.clone(), args.concurrency),
+            resources
+        )
+    };
+    match &election {
+        Some(election) => tokio::select! {
+            _ = work => election.release().await,
+            lost = election.hold() => return Err(lost.into()),
+        },
+        None => {
+            work.await;
+        }
+    }
     info!("shut down");
     Ok(())
 }

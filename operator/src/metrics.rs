@@ -16,7 +16,7 @@ use hyper::{Request, Response, body::Bytes, service::service_fn};
 use hyper_util::rt::TokioIo;
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use tracing::{info, warn};
@@ -40,6 +40,14 @@ pub struct EngineCallLabels {
     pub result: &'static str,
 }
 
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ReconcileLabels, Counter>,
@@ -48,6 +56,15 @@ pub struct Metrics {
     pub status_writes: Family<KindLabels, Counter>,
     pub drift_corrections: Family<KindLabels, Counter>,
     pub endpoint_switches: Family<ClusterLabels, Counter>,
+    pub engine_events: Family<ResultLabels, Counter>,
+    pub leader: Gauge,
+    pub engine_throttled_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub reconciles_in_flight: Family<KindLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,8 +126,36 @@ impl Metrics {
             "Times a cluster's connection took a manager endpoint other than the one it had",
             endpoint_switches.clone(),
         );
+        let engine_events = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "engine_events",
+            "Swarm events received from the managers' event streams",
+            engine_events.clone(),
+        );
+        let engine_throttled_seconds = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "engine_throttled_seconds",
+            "Time Engine API calls waited for the --engine-qps bound",
+            engine_throttled_seconds.clone(),
+        );
+        let reconciles_in_flight = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "reconciles_in_flight",
+            "Reconcile passes running now, by kind (at most --concurrency each)",
+            reconciles_in_flight.clone(),
+        );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease (or runs without leader election)",
+            leader.clone(),
+        );
         Metrics {
             registry,
+            engine_throttled_seconds,
+            reconciles_in_flight,
+            leader,
+            engine_events,
             endpoint_switches,
             reconciles,
             reconcile_seconds,
@@ -160,6 +205,31 @@ impl Metrics {
                 kind: kind.to_string(),
             })
             .inc();
+    }
+
+    pub fn engine_throttled(&self, waited: std::time::Duration) {
+        self.engine_throttled_seconds.inc_by(waited.as_secs_f64());
+    }
+
+    /// Counts a pass of `kind` as running until the guard drops.
+    pub fn in_flight(&self, kind: &str) -> InFlight {
+        let gauge = self
+            .reconciles_in_flight
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .clone();
+        gauge.inc();
+        InFlight(gauge)
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
+    pub fn engine_event(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.engine_events.get_or_create(&ResultLabels { result }).inc();
     }
 
     pub fn failover(&self, cluster: &str) {

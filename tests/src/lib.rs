@@ -41,7 +41,10 @@ pub struct TestEnv {
     /// Unique per test; prefix Swarm object names with it, the swarm is shared.
     pub prefix: String,
     operator: Option<Child>,
+    /// Further replicas of the operator (see `start_standby`).
+    standbys: Vec<Child>,
     operator_starts: u32,
+    operator_log: PathBuf,
     /// Port of the operator's /metrics, /healthz and /readyz.
     pub metrics_port: u16,
 }
@@ -75,19 +78,16 @@ impl TestEnv {
             .await
             .unwrap();
         let prefix = format!("{}-{suffix}", &test[..test.len().min(12)]);
-        // A free port for this test's operator to serve its metrics on.
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let metrics_port = free_port();
         TestEnv {
             client,
             docker,
             namespace,
             prefix,
             operator: None,
+            standbys: Vec::new(),
             operator_starts: 0,
+            operator_log: PathBuf::new(),
             metrics_port,
         }
     }
@@ -104,37 +104,63 @@ impl TestEnv {
     /// Starts the operator with extra flags.
     pub fn start_operator_with(&mut self, flags: &[&str]) {
         assert!(self.operator.is_none(), "operator already running");
+        let identity = format!("{}-a", self.namespace);
+        self.operator = Some(self.spawn_operator(&identity, self.metrics_port, flags));
+        self.operator_log = self.log_file();
+    }
+
+    /// What this test's (first) operator has logged in its current run.
+    pub fn operator_log(&self) -> String {
+        std::fs::read_to_string(&self.operator_log).unwrap_or_default()
+    }
+
+    fn log_file(&self) -> PathBuf {
+        let file = format!("{}-{}.log", self.namespace, self.operator_starts);
+        workspace().join("target/e2e-logs").join(file)
+    }
+
+    /// Starts a second replica (another pod, to leader election) with `flags`; returns the port of
+    /// its metrics. It runs until the test ends.
+    pub fn start_standby(&mut self, flags: &[&str]) -> u16 {
+        let port = free_port();
+        let identity = format!("{}-b", self.namespace);
+        let child = self.spawn_operator(&identity, port, flags);
+        self.standbys.push(child);
+        port
+    }
+
+    fn spawn_operator(&mut self, identity: &str, metrics_port: u16, flags: &[&str]) -> Child {
         let bin = std::env::var("SWARM_OPERATOR_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace().join("target/debug/swarm-operator"));
         let logs = workspace().join("target/e2e-logs");
         std::fs::create_dir_all(&logs).unwrap();
         self.operator_starts += 1;
-        let log =
-            std::fs::File::create(logs.join(format!("{}-{}.log", self.namespace, self.operator_starts)))
-                .unwrap();
-        let child = Command::new(&bin)
+        let log = std::fs::File::create(self.log_file()).unwrap();
+        Command::new(&bin)
             .args([
                 "--namespace",
                 &self.namespace,
                 "--metrics-addr",
-                &format!("127.0.0.1:{}", self.metrics_port),
+                &format!("127.0.0.1:{metrics_port}"),
                 "--cluster-selector",
                 &format!("{CLUSTER_LABEL}={}", self.namespace),
+                // Each test's operator leads on its own Lease.
+                "--leader-election-namespace",
+                &self.namespace,
             ])
             .args(flags)
             .env("RUST_LOG", "info,swarm_operator=debug,kube=warn")
+            .env("POD_NAME", identity)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build first)", bin.display()));
-        self.operator = Some(child);
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (cargo build first)", bin.display()))
     }
 
-    /// What this test's operator has logged so far (its current run).
-    pub fn operator_log(&self) -> String {
-        let file = format!("{}-{}.log", self.namespace, self.operator_starts);
-        std::fs::read_to_string(workspace().join("target/e2e-logs").join(file)).unwrap_or_default()
+    /// Process ID of this test's (first) operator.
+    pub fn operator_pid(&self) -> Option<u32> {
+        self.operator.as_ref().map(Child::id)
     }
 
     /// Kills the operator at once (SIGKILL), as a crash or an evicted pod would.
@@ -321,6 +347,15 @@ impl TestEnv {
     }
 }
 
+/// A free port for an operator to serve its metrics on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A test image built by scripts/images.sh.
 pub fn test_image(tag: &str) -> String {
     format!("swarm-operator-test/whoami:{tag}")
@@ -329,6 +364,10 @@ pub fn test_image(tag: &str) -> String {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.kill_operator();
+        for mut standby in self.standbys.drain(..) {
+            let _ = standby.kill();
+            let _ = standby.wait();
+        }
         let _ = Command::new(kubectl_bin())
             .args(["delete", "swarmclusters", "--wait=false", "-l"])
             .arg(format!("{CLUSTER_LABEL}={}", self.namespace))

@@ -340,3 +340,76 @@ async fn two_swarms_one_operator_and_a_cluster_that_comes_back() {
         .await;
     assert!(message.contains("no SwarmCluster of that name"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
+async fn a_broken_event_stream_reconnects_and_catches_what_changed_meanwhile() {
+    let lab = Lab::up(24, 1, None);
+    let mut env = TestEnv::new("reconnect").await;
+    // No resync to fall back on: the reconnect must bring the change in.
+    env.start_operator_with(&["--resync-seconds", "3600"]);
+    let cluster = format!("{}-lab", env.prefix);
+    env.kubectl_apply(&cluster_manifest(&env, &cluster, &[lab.endpoint(1)], None), false)
+        .unwrap();
+    let name = format!("{}-web", env.prefix);
+    env.kubectl_apply(
+        &service_manifest(&name, Some(&cluster), ", env: [{name: MODE, value: managed}]"),
+        false,
+    )
+    .unwrap();
+    env.wait_ready(&name, Duration::from_secs(120)).await;
+
+    let following = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("following swarm events") && l.contains(&cluster))
+            .count()
+    };
+    env.wait_for("the lab's event stream", Duration::from_secs(30), || async {
+        if following(&env.operator_log()) >= 1 {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await;
+
+    // The manager restarts: the operator's event stream breaks. A change is made the moment it is
+    // back, before the operator's reconnect backoff has run out.
+    lab.stop(1);
+    lab.start(1);
+    let out = std::process::Command::new("docker")
+        .args([
+            "-H",
+            &lab.endpoint(1),
+            "service",
+            "update",
+            "--detach",
+            "--env-add",
+            "MODE=drifted",
+            &name,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lab_docker = lab.docker(1).await;
+    env.wait_for("the change to be reverted", Duration::from_secs(90), || async {
+        let found = services_named(&lab_docker, &name).await;
+        let envs = found
+            .first()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.clone());
+        if envs == Some(vec!["MODE=managed".to_string()]) {
+            Ok(())
+        } else {
+            Err(format!("{envs:?}"))
+        }
+    })
+    .await;
+    let log = env.operator_log();
+    assert!(
+        following(&log) >= 2 && log.contains("swarm event stream broke"),
+        "the lab's stream broke and was reopened"
+    );
+}

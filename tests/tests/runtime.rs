@@ -80,3 +80,107 @@ async fn metrics_move_and_an_idle_operator_writes_nothing() {
     assert_eq!(writes, 0.0, "Engine writes at rest");
     assert_eq!(status_writes, 0.0, "status writes at rest");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn an_out_of_band_change_is_reverted_from_the_event_stream_without_a_resync() {
+    let mut env = TestEnv::new("events").await;
+    // An hour between resyncs: only the Engine's event stream can bring the change in.
+    env.start_operator_with(&["--resync-seconds", "3600"]);
+    let name = format!("{}-web", env.prefix);
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 1, env: [{{name: MODE, value: managed}}]}}",
+        test_image("1")
+    ))
+    .await;
+    env.wait_ready(&name, Duration::from_secs(120)).await;
+    let port = env.metrics_port;
+    let before = http_get(port, "/metrics").await.unwrap();
+
+    let changed = std::time::Instant::now();
+    env.docker_cli(&[
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "MODE=drifted",
+        &name,
+    ]);
+    env.wait_for(
+        "the operator to revert the change",
+        Duration::from_secs(60),
+        || async {
+            let spec = env.swarm_service_json(&name);
+            let envs = spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Env"].clone();
+            if envs == serde_json::json!(["MODE=managed"]) {
+                Ok(())
+            } else {
+                Err(format!("{envs}"))
+            }
+        },
+    )
+    .await;
+    println!(
+        "out-of-band change reverted {:?} after it was made",
+        changed.elapsed()
+    );
+    let after = http_get(port, "/metrics").await.unwrap();
+    let corrected = sample(&after, "swarm_operator_drift_corrections_total", &[])
+        - sample(&before, "swarm_operator_drift_corrections_total", &[]);
+    assert_eq!(corrected, 1.0, "{after}");
+    assert!(sample(&after, "swarm_operator_engine_events_total", &[r#"result="ok""#]) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn two_replicas_only_the_leader_writes_and_the_standby_takes_over() {
+    let mut env = TestEnv::new("leader").await;
+    let lease = ["--lease-duration-seconds", "6", "--resync-seconds", "30"];
+    env.start_operator_with(&lease);
+    let leader = env.metrics_port;
+    let leading = |text: &str| sample(text, "swarm_operator_leader", &[]);
+    env.wait_for("the first replica to lead", Duration::from_secs(30), || async {
+        let m = http_get(leader, "/metrics").await?;
+        if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
+    })
+    .await;
+    let standby = env.start_standby(&lease);
+    env.wait_for("the standby to answer", Duration::from_secs(30), || async {
+        http_get(standby, "/healthz").await
+    })
+    .await;
+
+    let manifest = |name: &str| {
+        format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 1}}",
+            test_image("1")
+        )
+    };
+    let first = format!("{}-first", env.prefix);
+    env.apply(&manifest(&first)).await;
+    env.wait_ready(&first, Duration::from_secs(120)).await;
+    let m = http_get(standby, "/metrics").await.unwrap();
+    assert_eq!(leading(&m), 0.0, "the standby does not lead");
+    let writes = |m: &str| {
+        sample(m, "swarm_operator_engine_api_calls_total", &[r#"access="write""#])
+            + sample(m, "swarm_operator_status_writes_total", &[])
+            + sample(m, "swarm_operator_reconciles_total", &[])
+    };
+    assert_eq!(writes(&m), 0.0, "the standby neither reconciles nor writes: {m}");
+
+    // The leader dies with work pending: the standby takes the lease once it expires and does it.
+    env.kill_operator();
+    let killed = std::time::Instant::now();
+    let second = format!("{}-second", env.prefix);
+    env.apply(&manifest(&second)).await;
+    env.wait_ready(&second, Duration::from_secs(120)).await;
+    println!(
+        "standby finished the pending work {:?} after the leader died (lease 6 s)",
+        killed.elapsed()
+    );
+    let m = http_get(standby, "/metrics").await.unwrap();
+    assert_eq!(leading(&m), 1.0);
+    assert!(writes(&m) > 0.0);
+    assert!(env.swarm_service(&second).await.is_some());
+    env.wait_ready(&first, Duration::from_secs(30)).await;
+}

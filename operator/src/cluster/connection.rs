@@ -5,7 +5,7 @@
 //! the reconcile whose call failed retries, and its first step looks the object up by name.
 
 use std::{
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -13,7 +13,7 @@ use tracing::{info, warn};
 
 use crate::{
     error::cause_chain,
-    swarm::{Engine, TlsFiles},
+    swarm::{Engine, Snapshot, TlsFiles},
 };
 
 /// Longest a probe of one endpoint may take (connect, version, info, node list).
@@ -35,6 +35,8 @@ pub struct Connection {
     endpoints: Vec<String>,
     tls: Option<TlsFiles>,
     active: Mutex<Option<Engine>>,
+    /// Services, tasks and nodes listed once for all reconciles (see swarm/snapshot.rs).
+    snapshot: Arc<Snapshot>,
     /// Held while probing; remembers when and why the last probe of every endpoint failed.
     selecting: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
@@ -46,6 +48,7 @@ impl Connection {
             endpoints,
             tls,
             active: Mutex::default(),
+            snapshot: Arc::default(),
             selecting: tokio::sync::Mutex::default(),
         }
     }
@@ -53,6 +56,18 @@ impl Connection {
     /// Whether this connection was made from exactly these endpoints and TLS files.
     pub fn matches(&self, endpoints: &[String], tls: Option<&TlsFiles>) -> bool {
         self.endpoints == endpoints && self.tls.as_ref() == tls
+    }
+
+    /// A swarm event said `kind` object `name` changed: reads of it bypass the shared listing.
+    pub fn changed(&self, kind: &str, name: &str) {
+        if kind == "service" {
+            self.snapshot.changed(name);
+        }
+    }
+
+    /// Events may have been missed: the shared listing is made anew on the next read.
+    pub async fn forget_listing(&self) {
+        self.snapshot.reset().await;
     }
 
     /// The endpoint in use, if one was found working.
@@ -100,6 +115,7 @@ impl Connection {
                             crate::metrics::metrics().failover(&self.name);
                         }
                     }
+                    let engine = engine.with_snapshot(self.snapshot.clone());
                     *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(engine.clone());
                     *last_failure = None;
                     return Ok(engine);

@@ -1,35 +1,101 @@
-//! Follows each SwarmCluster's node events (`docker events --filter type=node`) on its active
-//! manager, so a node going down or a manager losing reachability shows in status at once, not at
-//! the next resync. A broken stream is reopened with backoff, through whichever manager the
-//! connection moves to, and the cluster is looked at once on every (re)connect because events
-//! are not replayed.
+//! Follows each cluster's swarm events (`docker events --filter scope=swarm`: services, networks,
+//! secrets, configs, nodes) on its active manager and hands them to the controllers, which wake the
+//! resources they concern at once: an out-of-band change is reverted in seconds, not at the next
+//! resync. A broken stream is reopened with backoff, through whichever manager the connection moves
+//! to; events are not replayed, so every (re)connect also asks for one resync of the whole cluster.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt};
-use kube::runtime::reflector::ObjectRef;
-use swarm_operator_crds::SwarmCluster;
-use tokio::{sync::mpsc, task::JoinHandle};
-use tracing::debug;
+use kube::{
+    Resource,
+    runtime::reflector::{ObjectRef, Store},
+};
+use tokio::{
+    sync::broadcast::{self, error::RecvError},
+    task::JoinHandle,
+};
+use tracing::{debug, info};
 
 use crate::context::Context;
 
 /// How often the set of followed clusters is matched to the SwarmClusters that exist.
-const MATCH_EVERY: Duration = Duration::from_secs(5);
+const MATCH_EVERY: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// A SwarmCluster to look at, each time one of its nodes changes.
-pub fn node_changes(ctx: Arc<Context>) -> impl Stream<Item = ObjectRef<SwarmCluster>> + Send {
-    let (tx, rx) = mpsc::channel(256);
-    tokio::spawn(follow_all(ctx, tx));
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+/// What the swarm said happened, in the words of the Engine's event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwarmEvent {
+    /// A service, network, secret, config or node (`kind` as the Engine says) named `name` changed.
+    Changed {
+        cluster: String,
+        kind: String,
+        name: String,
+    },
+    /// The stream of `cluster` (re)opened; what happened while it was closed is unknown.
+    Resync { cluster: String },
 }
 
-async fn follow_all(ctx: Arc<Context>, tx: mpsc::Sender<ObjectRef<SwarmCluster>>) {
+impl SwarmEvent {
+    pub fn cluster(&self) -> &str {
+        match self {
+            SwarmEvent::Changed { cluster, .. } | SwarmEvent::Resync { cluster } => cluster,
+        }
+    }
+}
+
+/// The events of every cluster, for any number of controllers.
+pub type Hub = broadcast::Sender<SwarmEvent>;
+
+pub fn hub() -> Hub {
+    broadcast::channel(4096).0
+}
+
+/// The resources of `store` that `event` concerns, as a controller trigger. `concerns` says
+/// whether a resource is the owner of what changed; a resync or a lagging receiver wakes every
+/// resource of the cluster (or of all clusters).
+pub fn triggers<K>(
+    hub: &Hub,
+    store: Store<K>,
+    concerns: impl Fn(&SwarmEvent, &K) -> bool + Send + 'static,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + swarm_operator_crds::OnCluster + Clone + Send + Sync + 'static,
+{
+    let rx = hub.subscribe();
+    futures::stream::unfold((rx, store, concerns), |(mut rx, store, concerns)| async move {
+        let woken: Vec<ObjectRef<K>> = loop {
+            let objects = store.state();
+            let matching: Vec<ObjectRef<K>> = match rx.recv().await {
+                Ok(event) => objects
+                    .iter()
+                    .filter(|o| o.cluster_name() == event.cluster())
+                    .filter(|o| matches!(event, SwarmEvent::Resync { .. }) || concerns(&event, o))
+                    .map(|o| ObjectRef::from_obj(o.as_ref()))
+                    .collect(),
+                Err(RecvError::Lagged(missed)) => {
+                    debug!(missed, "swarm events came faster than handled; resync of all");
+                    objects.iter().map(|o| ObjectRef::from_obj(o.as_ref())).collect()
+                }
+                Err(RecvError::Closed) => return None,
+            };
+            if !matching.is_empty() {
+                break matching;
+            }
+        };
+        Some((futures::stream::iter(woken), (rx, store, concerns)))
+    })
+    .flatten()
+}
+
+/// Follows the events of every cluster this operator serves, and of `default` (which may be the
+/// engine of the operator's flags), until the hub has no receiver left.
+pub async fn follow_all(ctx: Arc<Context>) {
     ctx.clusters.wait_until_ready().await;
     let mut followers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    while !tx.is_closed() {
-        let names = ctx.clusters.names();
+    while ctx.events.receiver_count() > 0 {
+        let mut names = ctx.clusters.names();
+        names.push(swarm_operator_crds::cluster::DEFAULT_CLUSTER.to_string());
         followers.retain(|name, task| {
             let keep = names.contains(name);
             if !keep {
@@ -40,36 +106,44 @@ async fn follow_all(ctx: Arc<Context>, tx: mpsc::Sender<ObjectRef<SwarmCluster>>
         for name in names {
             followers
                 .entry(name.clone())
-                .or_insert_with(|| tokio::spawn(follow(ctx.clone(), name, tx.clone())));
+                .or_insert_with(|| tokio::spawn(follow(ctx.clone(), name)));
         }
         tokio::time::sleep(MATCH_EVERY).await;
     }
 }
 
-async fn follow(ctx: Arc<Context>, name: String, tx: mpsc::Sender<ObjectRef<SwarmCluster>>) {
+async fn follow(ctx: Arc<Context>, cluster: String) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let engine = match ctx.clusters.connection(&name).await {
-            Ok(connection) => connection.engine().await.ok(),
-            Err(_) => None,
+        let connection = ctx.clusters.connection(&cluster).await.ok();
+        let engine = match &connection {
+            Some(connection) => connection.engine().await.ok(),
+            None => None,
         };
-        if let Some(engine) = engine {
-            let mut events = Box::pin(engine.node_events());
-            // Whatever happened while no stream was open is seen by this one look.
-            if tx.send(ObjectRef::new(&name)).await.is_err() {
-                return;
-            }
-            debug!(cluster = %name, endpoint = engine.host(), "following node events");
+        if let (Some(connection), Some(engine)) = (connection, engine) {
+            let mut events = Box::pin(engine.swarm_events());
+            info!(%cluster, endpoint = engine.host(), "following swarm events");
+            connection.forget_listing().await;
+            let _ = ctx.events.send(SwarmEvent::Resync {
+                cluster: cluster.clone(),
+            });
             while let Some(event) = events.next().await {
-                if event.is_err() {
-                    break;
-                }
+                let (kind, name) = match event {
+                    Ok(event) => event,
+                    Err(e) => {
+                        info!(%cluster, error = %crate::error::cause_chain(&e), "swarm event stream broke");
+                        break;
+                    }
+                };
                 backoff = Duration::from_millis(500);
-                if tx.send(ObjectRef::new(&name)).await.is_err() {
-                    return;
-                }
+                connection.changed(&kind, &name);
+                let _ = ctx.events.send(SwarmEvent::Changed {
+                    cluster: cluster.clone(),
+                    kind,
+                    name,
+                });
             }
-            debug!(cluster = %name, "node event stream ended");
+            info!(%cluster, "swarm event stream ended; reopening");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -15,5 +15,6 @@ mod reconcile;
 mod registry;
 
 pub use connection::{Connection, Unavailable};
+pub use events::{Hub, SwarmEvent, follow_all, hub, triggers};
 pub use reconcile::{controller, run};
 pub use registry::Clusters;

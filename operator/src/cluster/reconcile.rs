@@ -65,9 +65,14 @@ pub fn controller(
 }
 
 pub async fn run(controller: Controller<SwarmCluster>, ctx: Arc<Context>, concurrency: u16) {
+    let store = controller.store();
     controller
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .reconcile_on(super::events::node_changes(ctx.clone()))
+        .reconcile_on(super::events::triggers(
+            &ctx.events,
+            store,
+            |event, _| matches!(event, super::SwarmEvent::Changed { kind, .. } if kind == "node"),
+        ))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -79,13 +84,19 @@ pub async fn run(controller: Controller<SwarmCluster>, ctx: Arc<Context>, concur
 }
 
 async fn reconcile(cluster: Arc<SwarmCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = std::time::Instant::now();
+    let swarm = cluster
+        .status
+        .as_ref()
+        .and_then(|s| s.swarm_id.clone())
+        .unwrap_or_default();
+    crate::context::observed(cluster.as_ref(), &swarm, reconcile_pass(cluster.clone(), ctx)).await
+}
+
+async fn reconcile_pass(cluster: Arc<SwarmCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let observed = observe(&cluster, &ctx).await;
     announce(&cluster, &ctx, &observed).await;
     let api: Api<SwarmCluster> = Api::all(ctx.client.clone());
-    let result = write_status(&cluster, &api, &observed).await;
-    crate::metrics::metrics().reconciled("SwarmCluster", start, result.is_ok());
-    result?;
+    write_status(&cluster, &api, &observed).await?;
     // Swarm sends a node event when a node goes down but none when it is back, nor when a
     // manager's reachability changes: a degraded swarm is looked at more often.
     let resync = resync_interval(&cluster);

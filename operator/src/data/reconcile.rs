@@ -65,7 +65,14 @@ pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, co
             })
         }
     };
+    // Swarm names of versions are `<name>-<hash>`.
+    let kind = kind_word(K::KIND);
+    let swarm_changes = crate::cluster::triggers(&ctx.events, controller.store(), move |event, obj: &K| {
+        matches!(event, crate::cluster::SwarmEvent::Changed { kind: k, name, .. }
+            if k == kind && name.strip_prefix(&obj.name_any()).is_some_and(|rest| rest.starts_with('-')))
+    });
     controller
+        .reconcile_on(swarm_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
@@ -78,10 +85,11 @@ pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, co
 }
 
 async fn reconcile<K: DataResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = std::time::Instant::now();
-    let result = reconcile_pass(obj, ctx).await;
-    crate::metrics::metrics().reconciled(&K::kind(&()), start, result.is_ok());
-    result
+    let name = obj
+        .versioned_status()
+        .and_then(|s| s.swarm_name.clone())
+        .unwrap_or_else(|| obj.name_any());
+    crate::context::observed(obj.as_ref(), &name, reconcile_pass(obj.clone(), ctx)).await
 }
 
 async fn reconcile_pass<K: DataResource>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -31,7 +31,14 @@ use crate::{
 
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let api = scoped_api::<SwarmNetwork>(ctx.client.clone(), namespace);
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let swarm_changes = crate::cluster::triggers(
+        &ctx.events,
+        controller.store(),
+        |event, net: &SwarmNetwork| matches!(event, crate::cluster::SwarmEvent::Changed { kind, name, .. } if kind == "network" && *name == net.network_name()),
+    );
+    controller
+        .reconcile_on(swarm_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -44,10 +51,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
 }
 
 async fn reconcile(net: Arc<SwarmNetwork>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = std::time::Instant::now();
-    let result = reconcile_pass(net, ctx).await;
-    crate::metrics::metrics().reconciled("SwarmNetwork", start, result.is_ok());
-    result
+    let name = net.network_name();
+    crate::context::observed(net.as_ref(), &name, reconcile_pass(net.clone(), ctx)).await
 }
 
 async fn reconcile_pass(net: Arc<SwarmNetwork>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -27,6 +27,7 @@ use swarm_operator_crds::{
 use tracing::{debug, info, warn};
 
 use super::{build, diff, registry_auth, report, tasks};
+use crate::cluster::SwarmEvent;
 use crate::{
     conditions::{self, Summary},
     context::{Context, FINALIZER, error_policy, scoped_api},
@@ -51,6 +52,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             .collect::<Vec<_>>()
     };
     let (by_secret, by_config) = (users.clone(), users.clone());
+    let swarm_changes = crate::cluster::triggers(
+        &ctx.events,
+        controller.store(),
+        |event, svc: &SwarmService| matches!(event, SwarmEvent::Changed { kind, name, .. } if kind == "service" && *name == svc.service_name()),
+    );
     let secrets_api = scoped_api::<SwarmSecret>(ctx.client.clone(), namespace);
     let configs_api = scoped_api::<SwarmConfig>(ctx.client.clone(), namespace);
     let controller = controller
@@ -77,6 +83,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                     .any(|n| n.external != Some(true) && n.name == name)
             })
         })
+        .reconcile_on(swarm_changes)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
@@ -90,10 +97,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
 }
 
 pub async fn reconcile(svc: Arc<SwarmService>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let start = std::time::Instant::now();
-    let result = reconcile_pass(svc, ctx).await;
-    crate::metrics::metrics().reconciled("SwarmService", start, result.is_ok());
-    result
+    let name = svc.service_name();
+    crate::context::observed(svc.as_ref(), &name, reconcile_pass(svc.clone(), ctx)).await
 }
 
 async fn reconcile_pass(svc: Arc<SwarmService>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -2,7 +2,9 @@
 //! the reconcilers make, and retries on "update out of sequence". Calls are by object ID once known;
 //! names are resolved by exact match because the Engine also accepts ID prefixes as names.
 
+pub mod limit;
 mod raw;
+mod snapshot;
 mod tls;
 
 use std::{
@@ -25,6 +27,8 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use raw::{RawClient, RawError, repair_keys};
+use snapshot::Listing;
+pub use snapshot::Snapshot;
 pub use tls::TlsFiles;
 
 use crate::metrics::metrics;
@@ -159,6 +163,8 @@ pub struct Engine {
     /// Cleared when a call finds the endpoint gone, no manager, or without quorum: the cluster's
     /// connection then moves to another endpoint.
     healthy: Arc<AtomicBool>,
+    /// The cluster's shared listing of services, tasks and nodes, when it has one.
+    snapshot: Option<Arc<Snapshot>>,
 }
 
 const UPDATE_RETRIES: usize = 5;
@@ -206,7 +212,42 @@ impl Engine {
             raw,
             host,
             healthy: Arc::new(AtomicBool::new(true)),
+            snapshot: None,
         })
+    }
+
+    /// Reads of services, tasks and nodes go through `snapshot`, shared by the cluster.
+    pub fn with_snapshot(mut self, snapshot: Arc<Snapshot>) -> Self {
+        self.snapshot = Some(snapshot);
+        self
+    }
+
+    /// The cluster's shared listing and whether it saw service `name` (or ID) as it is now.
+    async fn listed(&self, name: &str) -> Result<Option<Arc<Listing>>, EngineError> {
+        let Some(snapshot) = &self.snapshot else {
+            return Ok(None);
+        };
+        let listing = snapshot
+            .listing(|| async {
+                let owner = crate::labels::OWNER_UID;
+                let services = self.list_services("label", owner).await?;
+                let tasks: Vec<Task> = self.read("list tasks", "", "/tasks").await?;
+                let nodes = hostnames(self.nodes().await?);
+                Ok::<_, EngineError>(Listing::new(services, tasks, nodes))
+            })
+            .await?;
+        let by_id = listing
+            .service_by_id(name)
+            .and_then(|s| s.spec.as_ref()?.name.clone());
+        let name = by_id.as_deref().unwrap_or(name);
+        Ok(snapshot.is_current(&listing, name).then_some(listing))
+    }
+
+    /// Our own write to service `name`/`id`: later reads of it bypass the shared listing.
+    fn wrote(&self, keys: &[&str]) {
+        if let Some(snapshot) = &self.snapshot {
+            keys.iter().for_each(|k| snapshot.changed(k));
+        }
     }
 
     pub fn host(&self) -> &str {
@@ -260,24 +301,43 @@ impl Engine {
         self.read("list nodes", "", "/nodes").await
     }
 
-    /// Node events as they happen (`docker events --filter type=node`); an error ends the
-    /// stream and, when the endpoint is gone, marks it unhealthy.
-    pub fn node_events(&self) -> impl futures::Stream<Item = Result<(), EngineError>> + Send + '_ {
+    /// Swarm events as they happen (`docker events --filter scope=swarm` for services, networks,
+    /// secrets, configs and nodes), as (type, name). An error ends the stream and, when the endpoint
+    /// is gone, marks it unhealthy.
+    pub fn swarm_events(
+        &self,
+    ) -> impl futures::Stream<Item = Result<(String, String), EngineError>> + Send + '_ {
         use futures::StreamExt;
-        let filters = HashMap::from([("type".to_string(), vec!["node".to_string()])]);
+        let types = ["service", "network", "secret", "config", "node"];
+        let filters = HashMap::from([
+            ("type".to_string(), types.map(String::from).to_vec()),
+            ("scope".to_string(), vec!["swarm".to_string()]),
+        ]);
         let options = bollard::query_parameters::EventsOptions {
             filters: Some(filters),
             ..Default::default()
         };
         self.docker.events(Some(options)).map(move |event| {
-            event
-                .map(|_| ())
-                .map_err(|e| self.noted(EngineError::call("events", "node", e)))
+            metrics().engine_event(event.is_ok());
+            let event = event.map_err(|e| self.noted(EngineError::call("events", "swarm", e)))?;
+            let kind = event.typ.map(|t| t.to_string()).unwrap_or_default();
+            let name = event
+                .actor
+                .and_then(|a| a.attributes)
+                .and_then(|mut a| a.remove("name"))
+                .unwrap_or_default();
+            Ok((kind, name))
         })
     }
 
     /// The service named exactly `name`, if any.
     pub async fn find_service(&self, name: &str) -> Result<Option<Service>, EngineError> {
+        if let Some(listing) = self.listed(name).await?
+            && let Some(service) = listing.services.get(name)
+        {
+            return Ok(Some(service.clone()));
+        }
+        // Not a managed service we have seen: ask by name (new, or someone else's).
         let services = self.list_services("name", name).await?;
         Ok(services
             .into_iter()
@@ -309,6 +369,7 @@ impl Engine {
             status,
             message,
         };
+        limit::acquire().await;
         let version = self.docker.client_version();
         let got = self
             .raw
@@ -333,7 +394,9 @@ impl Engine {
         credentials: Option<DockerCredentials>,
     ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
+        limit::acquire().await;
         let created = self.docker.create_service(spec, credentials).await;
+        self.wrote(&[&name]);
         let created = self.record("create service", &name, true, created)?;
         log_warnings(&name, created.warnings.as_deref());
         Ok(created.id.unwrap_or_default())
@@ -354,10 +417,12 @@ impl Engine {
                 version: version as i32,
                 ..Default::default()
             };
+            limit::acquire().await;
             let updated = self
                 .docker
                 .update_service(id, spec.clone(), options, credentials.clone())
                 .await;
+            self.wrote(&[id, spec.name.as_deref().unwrap_or_default()]);
             match self.record("update service", id, true, updated) {
                 Ok(response) => {
                     log_warnings(id, response.warnings.as_deref());
@@ -373,7 +438,7 @@ impl Engine {
                         attempt, "update out of sequence, retrying with a fresh version"
                     );
                     version = self
-                        .inspect_service(id)
+                        .inspect_service_directly(id)
                         .await?
                         .version
                         .and_then(|v| v.index)
@@ -384,6 +449,15 @@ impl Engine {
     }
 
     pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
+        if let Some(listing) = self.listed(id).await?
+            && let Some(service) = listing.service_by_id(id)
+        {
+            return Ok(service.clone());
+        }
+        self.inspect_service_directly(id).await
+    }
+
+    async fn inspect_service_directly(&self, id: &str) -> Result<Service, EngineError> {
         self.read(
             "inspect service",
             id,
@@ -394,7 +468,9 @@ impl Engine {
 
     /// Removes the service; one that is already gone counts as removed.
     pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
+        limit::acquire().await;
         let removed = self.docker.delete_service(id).await;
+        self.wrote(&[id]);
         gone_is_fine(self.record("remove service", id, true, removed))
     }
 
@@ -406,6 +482,7 @@ impl Engine {
     /// The swarm-scoped network named exactly `name`, if any.
     pub async fn find_network(&self, name: &str) -> Result<Option<bollard::models::Network>, EngineError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        limit::acquire().await;
         let listed = self
             .docker
             .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
@@ -424,12 +501,14 @@ impl Engine {
         request: bollard::models::NetworkCreateRequest,
     ) -> Result<String, EngineError> {
         let name = request.name.clone();
+        limit::acquire().await;
         let created = self.docker.create_network(request).await;
         Ok(self.record("create network", &name, true, created)?.id)
     }
 
     /// Removes the network; one already gone counts as removed.
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
+        limit::acquire().await;
         let removed = self.docker.remove_network(id).await;
         gone_is_fine(self.record("remove network", id, true, removed))
     }
@@ -456,6 +535,7 @@ impl Engine {
         let found: Vec<(Option<String>, Option<String>)> = match kind {
             DataKind::Secret => {
                 let options = bollard::query_parameters::ListSecretsOptions { filters };
+                limit::acquire().await;
                 let listed = self.docker.list_secrets(Some(options)).await;
                 self.record("list secrets", label, false, listed)?
                     .into_iter()
@@ -464,6 +544,7 @@ impl Engine {
             }
             DataKind::Config => {
                 let options = bollard::query_parameters::ListConfigsOptions { filters };
+                limit::acquire().await;
                 let listed = self.docker.list_configs(Some(options)).await;
                 self.record("list configs", label, false, listed)?
                     .into_iter()
@@ -495,6 +576,7 @@ impl Engine {
                     data: Some(encoded),
                     ..Default::default()
                 };
+                limit::acquire().await;
                 let created = self.docker.create_secret(spec).await;
                 Ok(self.record("create secret", name, true, created)?.id)
             }
@@ -505,6 +587,7 @@ impl Engine {
                     data: Some(encoded),
                     ..Default::default()
                 };
+                limit::acquire().await;
                 let created = self.docker.create_config(spec).await;
                 Ok(self.record("create config", name, true, created)?.id)
             }
@@ -515,10 +598,12 @@ impl Engine {
     pub async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
         let removed = match kind {
             DataKind::Secret => {
+                limit::acquire().await;
                 let removed = self.docker.delete_secret(id).await;
                 self.record("remove secret", id, true, removed)
             }
             DataKind::Config => {
+                limit::acquire().await;
                 let removed = self.docker.delete_config(id).await;
                 self.record("remove config", id, true, removed)
             }
@@ -558,21 +643,31 @@ impl Engine {
 
     /// Hostname of every node by node ID, for `docker service ps`-style task lists.
     pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
-        Ok(self
-            .nodes()
-            .await?
-            .into_iter()
-            .filter_map(|n| Some((n.id?, n.description?.hostname?)))
-            .collect())
+        match self.listed("").await? {
+            Some(listing) => Ok(listing.nodes.clone()),
+            None => Ok(hostnames(self.nodes().await?)),
+        }
     }
 
     /// Every task of the service, current and past (Swarm keeps a few per slot).
     pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
+        if let Some(listing) = self.listed(service_id).await?
+            && listing.service_by_id(service_id).is_some()
+        {
+            return Ok(listing.tasks.get(service_id).cloned().unwrap_or_default());
+        }
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
         let query = percent_encode(&serde_json::json!(filters).to_string());
         self.read("list tasks", service_id, &format!("/tasks?filters={query}"))
             .await
     }
+}
+
+fn hostnames(nodes: Vec<bollard::models::Node>) -> HashMap<String, String> {
+    nodes
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.description?.hostname?)))
+        .collect()
 }
 
 /// What `docker info` reports of the node's swarm membership.
