@@ -160,6 +160,31 @@ where
 /// Longest wait before a resource whose cluster was unavailable looks again.
 const CLUSTER_RETRY: Duration = Duration::from_secs(5);
 
+/// A controller over `api` that wakes on what users change (spec, labels, annotations, finalizers,
+/// deletion, which bumps the generation) and not on the status it writes itself: a status write
+/// would otherwise cost one more pass of every object.
+pub fn user_changes_controller<K>(api: kube::Api<K>) -> kube::runtime::Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let changes = predicates::generation
+        .combine(predicates::finalizers)
+        .combine(predicates::labels)
+        .combine(predicates::annotations);
+    let stream = reflector(writer, watcher(api, watcher::Config::default().any_semantic()))
+        .applied_objects()
+        .predicate_filter(changes, Default::default());
+    kube::runtime::Controller::for_stream(stream, reader)
+}
+
 /// Finalizer every kind puts on its resources, so the Swarm object goes (or is released) first.
 pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 

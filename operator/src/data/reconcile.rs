@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::{
     Api, ResourceExt,
     runtime::{
-        controller::{Action, Config as ControllerConfig, Controller},
+        controller::{Action, Config as ControllerConfig},
         events::EventType,
         finalizer::{Event as Finalizer, finalizer},
         reflector::ObjectRef,
@@ -38,10 +38,7 @@ const REASON_SOURCE_MISSING: &str = "SourceMissing";
 /// Runs the controller of `K` until a shutdown signal; it also watches the Secrets or ConfigMaps
 /// the resources read, so a change to a source starts a new version at once.
 pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
-    let controller = Controller::new(
-        scoped_api::<K>(ctx.client.clone(), namespace),
-        watcher::Config::default().any_semantic(),
-    );
+    let controller = crate::context::user_changes_controller(scoped_api::<K>(ctx.client.clone(), namespace));
     let store = controller.store();
     let sources = move |ns: Option<String>, name: String| {
         store

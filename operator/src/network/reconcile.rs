@@ -7,11 +7,10 @@ use futures::StreamExt;
 use kube::{
     Api, ResourceExt,
     runtime::{
-        controller::{Action, Config as ControllerConfig, Controller},
+        controller::{Action, Config as ControllerConfig},
         events::EventType,
         finalizer::{Event as Finalizer, finalizer},
         reflector::ObjectRef,
-        watcher,
     },
 };
 use swarm_operator_crds::{
@@ -31,7 +30,7 @@ use crate::{
 
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let api = scoped_api::<SwarmNetwork>(ctx.client.clone(), namespace);
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let controller = crate::context::user_changes_controller(api);
     let swarm_changes = crate::cluster::triggers(
         &ctx.events,
         controller.store(),

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     runtime::{
-        controller::{Action, Config as ControllerConfig, Controller},
+        controller::{Action, Config as ControllerConfig},
         events::EventType,
         finalizer::{Event as Finalizer, finalizer},
         reflector::ObjectRef,
@@ -40,7 +40,7 @@ use crate::{
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let api = scoped_api::<SwarmService>(ctx.client.clone(), namespace);
     let networks = scoped_api::<SwarmNetwork>(ctx.client.clone(), namespace);
-    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let controller = crate::context::user_changes_controller(api);
     let services = controller.store();
     // Services in `ns` for which `refers` holds: woken when the object they refer to changes.
     let users = move |ns: Option<String>, refers: &dyn Fn(&SwarmService) -> bool| {
