@@ -179,7 +179,11 @@ where
         .combine(predicates::finalizers)
         .combine(predicates::labels)
         .combine(predicates::annotations);
-    let stream = reflector(writer, watcher(api, watcher::Config::default().any_semantic()))
+    // managedFields are the larger part of a small object and nothing here reads them.
+    let watch = watcher(api, watcher::Config::default().any_semantic()).modify(|obj| {
+        obj.meta_mut().managed_fields = None;
+    });
+    let stream = reflector(writer, watch)
         .applied_objects()
         .predicate_filter(changes, Default::default());
     kube::runtime::Controller::for_stream(stream, reader)

@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, env = "SWARM_OPERATOR_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
     /// Engine API calls per second, at most, over all clusters (0: no bound).
-    #[arg(long, env = "SWARM_OPERATOR_ENGINE_QPS", default_value_t = 200)]
+    #[arg(long, env = "SWARM_OPERATOR_ENGINE_QPS", default_value_t = 1000)]
     engine_qps: u32,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "SWARM_OPERATOR_METRICS_ADDR", default_value = "127.0.0.1:8080")]
@@ -103,7 +103,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         )
     });
     match &election {
-        Some(election) => election.acquire().await,
+        // A standby asked to stop has nothing to finish.
+        Some(election) => tokio::select! {
+            _ = election.acquire() => {}
+            _ = shutdown_signal() => {
+                info!("shut down while standing by");
+                return Ok(());
+            }
+        },
         None => swarm_operator::metrics::metrics().set_leader(true),
     }
     tokio::spawn(cluster::follow_all(ctx.clone()));
@@ -136,6 +143,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     info!("shut down");
     Ok(())
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }
 
 fn init_logging(format: &str) {

@@ -379,12 +379,9 @@ impl Engine {
             )
             .await;
         metrics().engine_call(operation, false, got.is_ok());
-        let mut value = got.map_err(|RawError { status, message }| self.noted(err(status, message)))?;
-        match &mut value {
-            Value::Array(items) => items.iter_mut().for_each(repair_keys),
-            other => repair_keys(other),
-        }
-        serde_json::from_value(value).map_err(|e| err(Some(200), format!("unexpected answer: {e}")))
+        let mut body = got.map_err(|RawError { status, message }| self.noted(err(status, message)))?;
+        repair_keys(&mut body);
+        serde_json::from_slice(&body).map_err(|e| err(Some(200), format!("unexpected answer: {e}")))
     }
 
     /// Creates the service and returns its ID.

@@ -76,7 +76,7 @@ impl RawClient {
     }
 
     /// GET `/v{version}{path}` and parse the JSON body.
-    pub async fn get(&self, version: &str, path: &str) -> Result<Value, RawError> {
+    pub async fn get(&self, version: &str, path: &str) -> Result<Vec<u8>, RawError> {
         let full = format!("/v{version}{path}");
         let request = async {
             match self {
@@ -104,7 +104,7 @@ fn uri(base: &str, path: &str) -> Result<hyper::Uri, RawError> {
     format!("{base}{path}").parse().map_err(|e| transport(&e))
 }
 
-async fn send<C>(client: &Client<C, Empty<Bytes>>, uri: hyper::Uri) -> Result<Value, RawError>
+async fn send<C>(client: &Client<C, Empty<Bytes>>, uri: hyper::Uri) -> Result<Vec<u8>, RawError>
 where
     C: Connect + Clone + Send + Sync + 'static,
 {
@@ -130,25 +130,20 @@ where
             message,
         });
     }
-    // The body arrived whole with a 2xx: a parse failure is the answer's fault, not the transport's.
-    serde_json::from_slice(&body).map_err(|e| RawError {
-        status: Some(status.as_u16()),
-        message: format!("unexpected answer: {e}"),
-    })
+    Ok(body.to_vec())
 }
 
-/// Renames the keys Engine 20.10 spells differently from bollard's models, in a service or task.
-pub fn repair_keys(v: &mut Value) {
-    for pointer in [
-        "/Spec/TaskTemplate/ContainerSpec",
-        "/PreviousSpec/TaskTemplate/ContainerSpec",
-        "/Spec/ContainerSpec",
-    ] {
-        if let Some(Value::Object(spec)) = v.pointer_mut(pointer)
-            && let Some(hc) = spec.remove("Healthcheck")
-        {
-            spec.insert("HealthCheck".into(), hc);
-        }
+/// Renames the key Engine 20.10 spells differently from bollard's models (`Healthcheck` for
+/// `HealthCheck`, in every ContainerSpec) in the raw body, in place: the body is then parsed
+/// straight into typed structs, without a JSON tree of a whole listing in memory. Only a
+/// ContainerSpec has that key with an object value; labels and env hold strings only.
+pub fn repair_keys(body: &mut [u8]) {
+    const ENGINE: &[u8] = b"\"Healthcheck\":{";
+    let mut at = 0;
+    while let Some(found) = body[at..].windows(ENGINE.len()).position(|w| w == ENGINE) {
+        let start = at + found;
+        body[start + 7] = b'C';
+        at = start + ENGINE.len();
     }
 }
 
@@ -157,27 +152,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn repaired(v: serde_json::Value) -> Vec<u8> {
+        let mut body = serde_json::to_vec(&v).unwrap();
+        repair_keys(&mut body);
+        body
+    }
+
     #[test]
     fn healthcheck_survives_the_trip_into_bollard_types() {
-        let mut service = json!({"ID": "x", "Spec": {"TaskTemplate": {"ContainerSpec": {
+        let service = json!({"ID": "x", "Spec": {"Labels": {"note": "\"Healthcheck\":{"}, "TaskTemplate": {"ContainerSpec": {
             "Image": "img", "Healthcheck": {"Test": ["CMD", "true"], "Interval": 2_000_000_000i64}}}}});
         let lossy: bollard::models::Service = serde_json::from_value(service.clone()).unwrap();
-        assert!(
-            lossy
-                .spec
-                .unwrap()
-                .task_template
-                .unwrap()
-                .container_spec
-                .unwrap()
-                .health_check
-                .is_none()
-        );
-        repair_keys(&mut service);
-        let kept: bollard::models::Service = serde_json::from_value(service).unwrap();
-        let hc = kept
-            .spec
-            .unwrap()
+        let spec = lossy.spec.unwrap().task_template.unwrap().container_spec.unwrap();
+        assert!(spec.health_check.is_none());
+        let kept: bollard::models::Service = serde_json::from_slice(&repaired(service)).unwrap();
+        let spec = kept.spec.unwrap();
+        let hc = spec
             .task_template
             .unwrap()
             .container_spec
@@ -185,12 +175,20 @@ mod tests {
             .health_check
             .unwrap();
         assert_eq!(hc.interval, Some(2_000_000_000));
+        assert_eq!(
+            spec.labels.unwrap()["note"],
+            "\"Healthcheck\":{",
+            "string values stay as they are"
+        );
     }
 
     #[test]
-    fn task_spec_keys_are_repaired_too() {
-        let mut task = json!({"Spec": {"ContainerSpec": {"Healthcheck": {"Test": ["NONE"]}}}});
-        repair_keys(&mut task);
-        assert_eq!(task["Spec"]["ContainerSpec"]["HealthCheck"]["Test"][0], "NONE");
+    fn every_container_spec_of_a_listing_is_repaired() {
+        let tasks = json!([{"Spec": {"ContainerSpec": {"Healthcheck": {"Test": ["NONE"]}}}},
+                           {"Spec": {"ContainerSpec": {"Healthcheck": {"Test": ["CMD", "x"]}}}}]);
+        let parsed: Vec<bollard::models::Task> = serde_json::from_slice(&repaired(tasks)).unwrap();
+        for task in parsed {
+            assert!(task.spec.unwrap().container_spec.unwrap().health_check.is_some());
+        }
     }
 }

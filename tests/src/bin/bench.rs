@@ -2,7 +2,7 @@
 //! on the local swarm and API server. Prints a table and writes target/bench/results.json. Figures,
 //! not assertions: targets are compared in the printout.
 //!
-//!   bench [--sizes 100,1000] [--drift 50] [--rest 120] [--rss 1000,5000]
+//!   bench [--sizes 100,1000] [--drift 50] [--rest 120] [--rss 1000,5000] [--engine-qps 1000]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -25,6 +25,8 @@ use swarm_operator_crds::SwarmService;
 use swarm_operator_e2e::{OWNER_NAMESPACE, TestEnv, http_get, test_image};
 
 struct Args {
+    /// Passed to the operator's --engine-qps.
+    engine_qps: String,
     sizes: Vec<usize>,
     drift: usize,
     rest: u64,
@@ -33,6 +35,7 @@ struct Args {
 
 fn args() -> Args {
     let mut a = Args {
+        engine_qps: "1000".into(),
         sizes: vec![100, 1000],
         drift: 50,
         rest: 120,
@@ -46,7 +49,10 @@ fn args() -> Args {
             ("--drift", Some(v)) => a.drift = v.parse().unwrap(),
             ("--rest", Some(v)) => a.rest = v.parse().unwrap(),
             ("--rss", Some(v)) => a.rss = list(v),
-            _ => panic!("usage: bench [--sizes 100,1000] [--drift 50] [--rest 120] [--rss 1000,5000]"),
+            ("--engine-qps", Some(v)) => a.engine_qps = v.clone(),
+            _ => panic!(
+                "usage: bench [--sizes 100,1000] [--drift 50] [--rest 120] [--rss 1000,5000] [--engine-qps N]"
+            ),
         }
     }
     a
@@ -238,7 +244,8 @@ fn peak_rss_mib(pid: u32) -> f64 {
 async fn main() {
     let args = args();
     let mut env = TestEnv::new("bench").await;
-    env.start_operator_with(&["--resync-seconds", "60"]);
+    env.start_operator_with(&["--resync-seconds", "60", "--engine-qps", &args.engine_qps]);
+    println!("operator: --engine-qps {} --resync-seconds 60", args.engine_qps);
     let port = env.metrics_port;
     while http_get(port, "/readyz").await.is_err() {
         tokio::time::sleep(Duration::from_millis(200)).await;
