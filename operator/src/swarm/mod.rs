@@ -198,7 +198,19 @@ impl Engine {
             host: host.clone(),
             message: "unsupported endpoint: use unix:///path or tcp://host:port".into(),
         })?;
-        let docker = docker.negotiate_version().await.map_err(connect_err)?;
+        let docker = match docker.negotiate_version().await {
+            Ok(docker) => docker,
+            Err(source) => {
+                // The HTTP client's words for a refused client certificate are vague; ask TLS.
+                let addr = host.trim_start_matches("tcp://").trim_end_matches('/');
+                if let Some(files) = tls.filter(|_| host.starts_with("tcp://"))
+                    && let Some(message) = files.diagnose(addr).await
+                {
+                    return Err(EngineError::Tls { host, message });
+                }
+                return Err(connect_err(source));
+            }
+        };
         let version = docker.client_version();
         if (version.major_version, version.minor_version) < MIN_API_VERSION {
             return Err(EngineError::TooOld {

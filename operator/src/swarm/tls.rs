@@ -37,6 +37,50 @@ impl TlsFiles {
 
     /// A connector that verifies the manager against `ca.pem` and presents `cert.pem`/`key.pem`.
     pub fn connector(&self) -> Result<HttpsConnector<HttpConnector>, String> {
+        let config = self.client_config()?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        Ok(HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http))
+    }
+
+    /// Why TLS to `addr` (host:port) fails, in the words of the handshake and a first request. In
+    /// TLS 1.3 a manager refuses our certificate only after the handshake, and the HTTP client
+    /// then reports a closed connection; reading from the TLS stream gets the manager's alert
+    /// (`BadCertificate`, `UnknownCA`, ...). None when nothing fails here.
+    pub async fn diagnose(&self, addr: &str) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = self.client_config().ok()?;
+        let host = addr
+            .rsplit_once(':')?
+            .0
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_string()).ok()?;
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
+            let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+            let mut tls = match connector.connect(name, tcp).await {
+                Ok(tls) => tls,
+                Err(e) => return Some(e.to_string()),
+            };
+            if let Err(e) = tls.write_all(b"GET /_ping HTTP/1.0\r\n\r\n").await {
+                return Some(e.to_string());
+            }
+            let mut buf = [0u8; 64];
+            tls.read(&mut buf).await.err().map(|e| e.to_string())
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), attempt)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn client_config(&self) -> Result<ClientConfig, String> {
         let mut roots = RootCertStore::empty();
         let cas = CertificateDer::pem_slice_iter(&self.ca)
             .collect::<Result<Vec<_>, _>>()
@@ -62,13 +106,6 @@ impl TlsFiles {
             .with_root_certificates(roots)
             .with_client_auth_cert(chain, key)
             .map_err(|e| format!("cert.pem/key.pem: {e}"))?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
-        Ok(HttpsConnectorBuilder::new()
-            .with_tls_config(config)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http))
+        Ok(config)
     }
 }
