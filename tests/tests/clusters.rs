@@ -377,20 +377,16 @@ async fn a_broken_event_stream_reconnects_and_catches_what_changed_meanwhile() {
     // back, before the operator's reconnect backoff has run out.
     lab.stop(1);
     lab.start(1);
-    let out = std::process::Command::new("docker")
-        .args([
-            "-H",
-            &lab.endpoint(1),
-            "service",
-            "update",
-            "--detach",
-            "--env-add",
-            "MODE=drifted",
-            &name,
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.docker_cli(&[
+        "-H",
+        &lab.endpoint(1),
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "MODE=drifted",
+        &name,
+    ]);
     let lab_docker = lab.docker(1).await;
     env.wait_for("the change to be reverted", Duration::from_secs(90), || async {
         let found = services_named(&lab_docker, &name).await;

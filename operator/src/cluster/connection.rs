@@ -70,11 +70,6 @@ impl Connection {
         self.snapshot.reset().await;
     }
 
-    /// The endpoint in use, if one was found working.
-    pub fn active_endpoint(&self) -> Option<String> {
-        self.current().map(|e| e.host().to_string())
-    }
-
     fn current(&self) -> Option<Engine> {
         let active = self.active.lock().unwrap_or_else(|p| p.into_inner());
         active.as_ref().filter(|e| e.is_healthy()).cloned()

@@ -275,14 +275,17 @@ impl Engine {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    /// Counts the call in the metrics and notes an endpoint failure; every Engine call ends here.
-    fn record<T>(
+    /// Makes one bollard call within the --engine-qps bound, counts it in the metrics and notes an
+    /// endpoint failure; every Engine call but the raw reads (`read`) goes through here.
+    async fn call<T>(
         &self,
         operation: &'static str,
         object: &str,
         write: bool,
-        result: Result<T, bollard::errors::Error>,
+        call: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, EngineError> {
+        limit::acquire().await;
+        let result = call.await;
         metrics().engine_call(operation, write, result.is_ok());
         result.map_err(|e| self.noted(EngineError::call(operation, object, e)))
     }
@@ -403,10 +406,15 @@ impl Engine {
         credentials: Option<DockerCredentials>,
     ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
-        limit::acquire().await;
-        let created = self.docker.create_service(spec, credentials).await;
         self.wrote(&[&name]);
-        let created = self.record("create service", &name, true, created)?;
+        let created = self
+            .call(
+                "create service",
+                &name,
+                true,
+                self.docker.create_service(spec, credentials),
+            )
+            .await?;
         log_warnings(&name, created.warnings.as_deref());
         Ok(created.id.unwrap_or_default())
     }
@@ -426,13 +434,11 @@ impl Engine {
                 version: version as i32,
                 ..Default::default()
             };
-            limit::acquire().await;
-            let updated = self
-                .docker
-                .update_service(id, spec.clone(), options, credentials.clone())
-                .await;
             self.wrote(&[id, spec.name.as_deref().unwrap_or_default()]);
-            match self.record("update service", id, true, updated) {
+            let update = self
+                .docker
+                .update_service(id, spec.clone(), options, credentials.clone());
+            match self.call("update service", id, true, update).await {
                 Ok(response) => {
                     log_warnings(id, response.warnings.as_deref());
                     return Ok(());
@@ -477,10 +483,11 @@ impl Engine {
 
     /// Removes the service; one that is already gone counts as removed.
     pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
-        limit::acquire().await;
-        let removed = self.docker.delete_service(id).await;
         self.wrote(&[id]);
-        gone_is_fine(self.record("remove service", id, true, removed))
+        gone_is_fine(
+            self.call("remove service", id, true, self.docker.delete_service(id))
+                .await,
+        )
     }
 
     /// ID of the swarm-scoped network named exactly `name` (the name filter also matches prefixes).
@@ -491,14 +498,12 @@ impl Engine {
     /// The swarm-scoped network named exactly `name`, if any.
     pub async fn find_network(&self, name: &str) -> Result<Option<bollard::models::Network>, EngineError> {
         let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
-        limit::acquire().await;
-        let listed = self
+        let list = self
             .docker
             .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
                 filters: Some(filters),
-            }))
-            .await;
-        let networks = self.record("list networks", name, false, listed)?;
+            }));
+        let networks = self.call("list networks", name, false, list).await?;
         Ok(networks
             .into_iter()
             .find(|n| n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm")))
@@ -510,16 +515,16 @@ impl Engine {
         request: bollard::models::NetworkCreateRequest,
     ) -> Result<String, EngineError> {
         let name = request.name.clone();
-        limit::acquire().await;
-        let created = self.docker.create_network(request).await;
-        Ok(self.record("create network", &name, true, created)?.id)
+        let create = self.docker.create_network(request);
+        Ok(self.call("create network", &name, true, create).await?.id)
     }
 
     /// Removes the network; one already gone counts as removed.
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
-        limit::acquire().await;
-        let removed = self.docker.remove_network(id).await;
-        gone_is_fine(self.record("remove network", id, true, removed))
+        gone_is_fine(
+            self.call("remove network", id, true, self.docker.remove_network(id))
+                .await,
+        )
     }
 
     /// Names of the services whose tasks join network `network_id`, sorted.
@@ -544,21 +549,29 @@ impl Engine {
         let found: Vec<(Option<String>, Option<String>)> = match kind {
             DataKind::Secret => {
                 let options = bollard::query_parameters::ListSecretsOptions { filters };
-                limit::acquire().await;
-                let listed = self.docker.list_secrets(Some(options)).await;
-                self.record("list secrets", label, false, listed)?
-                    .into_iter()
-                    .map(|s| (s.id, s.spec.and_then(|s| s.name)))
-                    .collect()
+                self.call(
+                    "list secrets",
+                    label,
+                    false,
+                    self.docker.list_secrets(Some(options)),
+                )
+                .await?
+                .into_iter()
+                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                .collect()
             }
             DataKind::Config => {
                 let options = bollard::query_parameters::ListConfigsOptions { filters };
-                limit::acquire().await;
-                let listed = self.docker.list_configs(Some(options)).await;
-                self.record("list configs", label, false, listed)?
-                    .into_iter()
-                    .map(|s| (s.id, s.spec.and_then(|s| s.name)))
-                    .collect()
+                self.call(
+                    "list configs",
+                    label,
+                    false,
+                    self.docker.list_configs(Some(options)),
+                )
+                .await?
+                .into_iter()
+                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                .collect()
             }
         };
         Ok(found
@@ -585,9 +598,10 @@ impl Engine {
                     data: Some(encoded),
                     ..Default::default()
                 };
-                limit::acquire().await;
-                let created = self.docker.create_secret(spec).await;
-                Ok(self.record("create secret", name, true, created)?.id)
+                Ok(self
+                    .call("create secret", name, true, self.docker.create_secret(spec))
+                    .await?
+                    .id)
             }
             DataKind::Config => {
                 let spec = bollard::models::ConfigSpec {
@@ -596,9 +610,10 @@ impl Engine {
                     data: Some(encoded),
                     ..Default::default()
                 };
-                limit::acquire().await;
-                let created = self.docker.create_config(spec).await;
-                Ok(self.record("create config", name, true, created)?.id)
+                Ok(self
+                    .call("create config", name, true, self.docker.create_config(spec))
+                    .await?
+                    .id)
             }
         }
     }
@@ -607,14 +622,12 @@ impl Engine {
     pub async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
         let removed = match kind {
             DataKind::Secret => {
-                limit::acquire().await;
-                let removed = self.docker.delete_secret(id).await;
-                self.record("remove secret", id, true, removed)
+                self.call("remove secret", id, true, self.docker.delete_secret(id))
+                    .await
             }
             DataKind::Config => {
-                limit::acquire().await;
-                let removed = self.docker.delete_config(id).await;
-                self.record("remove config", id, true, removed)
+                self.call("remove config", id, true, self.docker.delete_config(id))
+                    .await
             }
         };
         gone_is_fine(removed)
