@@ -184,3 +184,22 @@ async fn two_replicas_only_the_leader_writes_and_the_standby_takes_over() {
     assert!(env.swarm_service(&second).await.is_some());
     env.wait_ready(&first, Duration::from_secs(30)).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn engine_calls_wait_for_the_configured_bound() {
+    let mut env = TestEnv::new("qps").await;
+    // Creating a service takes more Engine calls than two a second allow.
+    env.start_operator_with(&["--engine-qps", "2"]);
+    let name = format!("{}-web", env.prefix);
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
+        test_image("1")
+    ))
+    .await;
+    env.wait_ready(&name, Duration::from_secs(120)).await;
+    let m = http_get(env.metrics_port, "/metrics").await.unwrap();
+    let waited = sample(&m, "swarm_operator_engine_throttled_seconds_total", &[]);
+    assert!(waited > 0.0, "calls waited for the bound: {m}");
+    assert!(m.contains("swarm_operator_reconciles_in_flight"), "{m}");
+}
