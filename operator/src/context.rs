@@ -152,7 +152,7 @@ where
         None => format!("{kind} {name}"),
     };
     let span = tracing::info_span!("reconcile", %resource, swarm_object, cluster = obj.cluster_name());
-    let result = pass.instrument(span).await;
+    let result = crate::queue::pass(obj, pass.instrument(span)).await;
     metrics.reconciled(&kind, start, result.is_ok());
     result
 }
@@ -173,6 +173,7 @@ where
         + Sync
         + 'static,
 {
+    use futures::StreamExt;
     use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
     let (reader, writer) = reflector::store();
     let changes = predicates::generation
@@ -185,7 +186,12 @@ where
     });
     let stream = reflector(writer, watch)
         .applied_objects()
-        .predicate_filter(changes, Default::default());
+        .predicate_filter(changes, Default::default())
+        .inspect(|obj| {
+            if let Ok(obj) = obj {
+                crate::queue::seen(obj);
+            }
+        });
     kube::runtime::Controller::for_stream(stream, reader)
 }
 
@@ -209,15 +215,15 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(
     }
     if err.is_waiting() {
         tracing::debug!(%object, "{err}");
-        return Action::requeue(ctx.settings.progress_interval);
+        return crate::queue::retry(obj.as_ref(), ctx.settings.progress_interval);
     }
     if err.is_cluster_unavailable() {
         // Back soon after the cluster is: the backoff grows, but never past a few seconds.
         let delay = ctx.backoff(&object).min(CLUSTER_RETRY);
         tracing::debug!(%object, error = %cause, retry_in = ?delay, "cluster unavailable");
-        return Action::requeue(delay);
+        return crate::queue::retry(obj.as_ref(), delay);
     }
     let delay = ctx.backoff(&object);
     warn!(%object, error = %cause, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    crate::queue::retry(obj.as_ref(), delay)
 }

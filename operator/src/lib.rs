@@ -15,6 +15,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod network;
+pub mod queue;
 pub mod service;
 pub mod status;
 pub mod swarm;

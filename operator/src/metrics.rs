@@ -60,6 +60,8 @@ pub struct Metrics {
     pub leader: Gauge,
     pub engine_throttled_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub reconciles_in_flight: Family<KindLabels, Gauge>,
+    pub reconcile_queue_depth: Family<KindLabels, Gauge>,
+    pub reconcile_queue_scheduled: Family<KindLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -144,6 +146,18 @@ impl Metrics {
             "Reconcile passes running now, by kind (at most --concurrency each)",
             reconciles_in_flight.clone(),
         );
+        let reconcile_queue_depth = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "reconcile_queue_depth",
+            "Reconcile requests due and not yet started, by kind: waiting for a free --concurrency slot or for the object's running pass",
+            reconcile_queue_depth.clone(),
+        );
+        let reconcile_queue_scheduled = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "reconcile_queue_scheduled",
+            "Reconcile requests due later, by kind: resync, progress checks and backoff",
+            reconcile_queue_scheduled.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -154,6 +168,8 @@ impl Metrics {
             registry,
             engine_throttled_seconds,
             reconciles_in_flight,
+            reconcile_queue_depth,
+            reconcile_queue_scheduled,
             leader,
             engine_events,
             endpoint_switches,
@@ -241,6 +257,13 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
+        for (kind, due, later) in crate::queue::depths() {
+            let kind = KindLabels { kind };
+            self.reconcile_queue_depth.get_or_create(&kind).set(due as i64);
+            self.reconcile_queue_scheduled
+                .get_or_create(&kind)
+                .set(later as i64);
+        }
         let mut out = String::new();
         if encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -203,3 +203,80 @@ async fn engine_calls_wait_for_the_configured_bound() {
     assert!(waited > 0.0, "calls waited for the bound: {m}");
     assert!(m.contains("swarm_operator_reconciles_in_flight"), "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn queue_depth_shows_passes_waiting_for_a_slot_and_drains() {
+    let mut env = TestEnv::new("queue").await;
+    // One pass at a time, each slowed by the Engine call bound: the others must wait in the queue.
+    env.start_operator_with(&[
+        "--concurrency",
+        "1",
+        "--engine-qps",
+        "4",
+        "--resync-seconds",
+        "3600",
+    ]);
+    let port = env.metrics_port;
+    env.wait_for("/readyz", Duration::from_secs(30), || http_get(port, "/readyz"))
+        .await;
+    const N: usize = 6;
+    let names: Vec<String> = (0..N).map(|i| format!("{}-q{i}", env.prefix)).collect();
+    for name in &names {
+        env.apply(&format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
+            test_image("1")
+        ))
+        .await;
+    }
+    let depth = |m: &str| {
+        sample(
+            m,
+            "swarm_operator_reconcile_queue_depth",
+            &[r#"kind="SwarmService""#],
+        )
+    };
+    let scheduled = |m: &str| {
+        sample(
+            m,
+            "swarm_operator_reconcile_queue_scheduled",
+            &[r#"kind="SwarmService""#],
+        )
+    };
+    let mut deepest = 0.0f64;
+    let mut ready = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    while ready < N {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all Ready; deepest queue {deepest}"
+        );
+        let m = http_get(port, "/metrics").await.unwrap();
+        deepest = deepest.max(depth(&m));
+        ready = 0;
+        for name in &names {
+            let svc = env.services().get(name).await.unwrap();
+            if swarm_operator_e2e::condition(&svc, "Ready").is_some_and(|c| c.status == "True") {
+                ready += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("deepest SwarmService queue while {N} converged one at a time: {deepest}");
+    assert!(
+        deepest >= 2.0,
+        "passes waited for the single slot: deepest queue {deepest}"
+    );
+    assert!(deepest <= N as f64, "one entry per object at most: {deepest}");
+    // Converged: nothing is due, and each object holds exactly one scheduled resync.
+    env.wait_for("the queue to drain", Duration::from_secs(60), || async {
+        let m = http_get(port, "/metrics").await?;
+        let (d, s) = (depth(&m), scheduled(&m));
+        if d == 0.0 && s == N as f64 {
+            Ok(())
+        } else {
+            Err(format!("depth {d}, scheduled {s}"))
+        }
+    })
+    .await;
+}

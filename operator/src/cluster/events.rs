@@ -83,7 +83,10 @@ where
                 break matching;
             }
         };
-        Some((futures::stream::iter(woken), (rx, store, concerns)))
+        Some((
+            futures::stream::iter(crate::queue::asked(woken)),
+            (rx, store, concerns),
+        ))
     })
     .flatten()
 }

@@ -60,7 +60,12 @@ pub fn controller(
                 ready_tx.send_replace(true);
             }
         })
-        .applied_objects();
+        .applied_objects()
+        .inspect(|obj| {
+            if let Ok(obj) = obj {
+                crate::queue::seen(obj);
+            }
+        });
     (Controller::for_stream(stream, reader.clone()), reader, ready_rx)
 }
 
@@ -76,6 +81,7 @@ pub async fn run(controller: Controller<SwarmCluster>, ctx: Arc<Context>, concur
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
+            crate::queue::not_found::<SwarmCluster, _, _>(&result);
             if let Err(e) = result {
                 debug!(error = %cause_chain(&e), "cluster reconcile failed");
             }
@@ -102,7 +108,7 @@ async fn reconcile_pass(cluster: Arc<SwarmCluster>, ctx: Arc<Context>) -> Result
     let resync = resync_interval(&cluster);
     let degraded = !observed.summary.is_ready()
         || [REASON_BARE_MAJORITY, REASON_QUORUM_LOST].contains(&observed.risk.reason);
-    Ok(Action::requeue(if degraded {
+    Ok(crate::queue::requeue(if degraded {
         resync.min(DEGRADED_RESYNC)
     } else {
         resync

@@ -41,12 +41,13 @@ pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, co
     let controller = crate::context::user_changes_controller(scoped_api::<K>(ctx.client.clone(), namespace));
     let store = controller.store();
     let sources = move |ns: Option<String>, name: String| {
-        store
-            .state()
-            .into_iter()
-            .filter(|o| o.namespace() == ns && o.source_name() == Some(name.as_str()))
-            .map(|o| ObjectRef::from_obj(o.as_ref()))
-            .collect::<Vec<_>>()
+        crate::queue::asked(
+            store
+                .state()
+                .into_iter()
+                .filter(|o| o.namespace() == ns && o.source_name() == Some(name.as_str()))
+                .map(|o| ObjectRef::from_obj(o.as_ref())),
+        )
     };
     let controller = match K::KIND {
         DataKind::Secret => {
@@ -74,6 +75,7 @@ pub async fn run<K: DataResource>(ctx: Arc<Context>, namespace: Option<&str>, co
         .shutdown_on_signal()
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|result| async move {
+            crate::queue::not_found::<K, _, _>(&result);
             if let Err(e) = result {
                 debug!(error = %cause_chain(&e), "reconcile failed");
             }
@@ -148,7 +150,7 @@ async fn apply<K: DataResource>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<
         }
     }
     write_status(obj, api, &summary, current, versions).await?;
-    Ok(Action::requeue(requeue))
+    Ok(crate::queue::requeue(requeue))
 }
 
 type Converged = (Summary, Option<(String, String)>, Vec<DataVersion>, Duration);

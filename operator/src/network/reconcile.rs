@@ -42,6 +42,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
+            crate::queue::not_found::<SwarmNetwork, _, _>(&result);
             if let Err(e) = result {
                 debug!(error = %cause_chain(&e), "network reconcile failed");
             }
@@ -117,7 +118,7 @@ async fn apply(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> Re
         }
     }
     write_status(net, api, &observed).await?;
-    Ok(Action::requeue(ctx.settings.resync_interval))
+    Ok(crate::queue::requeue(ctx.settings.resync_interval))
 }
 
 async fn converge(net: &SwarmNetwork, ctx: &Context) -> Result<Observed, Error> {
@@ -242,5 +243,5 @@ async fn cleanup(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> 
         format!("Removed Swarm network {name} ({id})"),
     )
     .await;
-    Ok(Action::requeue(Duration::from_secs(1)))
+    Ok(crate::queue::requeue(Duration::from_secs(1)))
 }

@@ -44,12 +44,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let services = controller.store();
     // Services in `ns` for which `refers` holds: woken when the object they refer to changes.
     let users = move |ns: Option<String>, refers: &dyn Fn(&SwarmService) -> bool| {
-        services
-            .state()
-            .into_iter()
-            .filter(|svc| svc.namespace() == ns && refers(svc))
-            .map(|svc| ObjectRef::from_obj(svc.as_ref()))
-            .collect::<Vec<_>>()
+        crate::queue::asked(
+            services
+                .state()
+                .into_iter()
+                .filter(|svc| svc.namespace() == ns && refers(svc))
+                .map(|svc| ObjectRef::from_obj(svc.as_ref())),
+        )
     };
     let (by_secret, by_config) = (users.clone(), users.clone());
     let swarm_changes = crate::cluster::triggers(
@@ -88,6 +89,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
+            crate::queue::not_found::<SwarmService, _, _>(&result);
             match result {
                 Ok((obj, action)) => debug!(object = %obj, ?action, "reconciled"),
                 Err(e) => debug!(error = %cause_chain(&e), "reconcile failed"),
@@ -142,7 +144,7 @@ async fn apply(svc: &SwarmService, ctx: &Context, api: &Api<SwarmService>) -> Re
         Ok(pass) => {
             announce_transition(svc, ctx, &pass.summary).await;
             write_status(svc, api, status_for(svc, &pass)).await?;
-            Ok(Action::requeue(pass.requeue))
+            Ok(crate::queue::requeue(pass.requeue))
         }
         Err(err) => {
             // Say it where the user looks, then let the error policy back off.

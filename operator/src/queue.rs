@@ -1,0 +1,228 @@
+//! Queue depth. kube-runtime's scheduler keeps the reconcile requests it holds to itself, so this
+//! module keeps a mirror of it per kind: every way a pass is asked for goes through here (the
+//! kind's own watch, the Swarm event triggers, the `.watches()` mappers, the requeue a pass or the
+//! error policy returns), and a pass that starts takes its object out.
+//!
+//! The mirror follows the scheduler's rules: one entry per object, due at the earliest time any
+//! request asked for; a request for an object whose pass is running waits for that pass to end and
+//! stays counted meanwhile. An entry whose object left the store before its pass started is dropped
+//! when the controller reports the object not found.
+//!
+//! `reconcile_queue_depth{kind}` counts the entries that are due: passes waiting for a free slot
+//! (`--concurrency`) or for the object's running pass. `reconcile_queue_scheduled{kind}` counts the
+//! ones due later (requeues: resync, progress checks, backoff).
+
+use std::{
+    cell::Cell,
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+    time::{Duration, Instant},
+};
+
+use kube::{
+    Resource,
+    runtime::{controller::Action, reflector::ObjectRef},
+};
+
+type Key = (Option<String>, String);
+
+/// The requests one kind's controller holds, as far as this process asked for them.
+#[derive(Default)]
+pub struct Queue {
+    due: Mutex<HashMap<Key, Instant>>,
+}
+
+impl Queue {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Instant>> {
+        self.due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A pass of the object is asked for `after` from now; the earliest request wins.
+    pub fn wanted(&self, namespace: Option<&str>, name: &str, after: Duration) {
+        let at = Instant::now() + after;
+        self.entries()
+            .entry((namespace.map(str::to_string), name.to_string()))
+            .and_modify(|due| *due = (*due).min(at))
+            .or_insert(at);
+    }
+
+    /// The object's pass started (or its object is gone): it has left the queue.
+    pub fn left(&self, namespace: Option<&str>, name: &str) {
+        self.entries()
+            .remove(&(namespace.map(str::to_string), name.to_string()));
+    }
+
+    /// (due now, due later).
+    pub fn depth(&self) -> (usize, usize) {
+        let now = Instant::now();
+        let entries = self.entries();
+        let due = entries.values().filter(|at| **at <= now).count();
+        (due, entries.len() - due)
+    }
+}
+
+static QUEUES: LazyLock<Mutex<HashMap<String, Arc<Queue>>>> = LazyLock::new(Mutex::default);
+
+/// The queue of kind `K`.
+pub fn of<K: Resource<DynamicType = ()>>() -> Arc<Queue> {
+    named(&K::kind(&()))
+}
+
+fn named(kind: &str) -> Arc<Queue> {
+    QUEUES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(kind.to_string())
+        .or_default()
+        .clone()
+}
+
+/// Every kind's (due now, due later), for the metrics.
+pub fn depths() -> Vec<(String, usize, usize)> {
+    let queues: Vec<(String, Arc<Queue>)> = QUEUES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(kind, q)| (kind.clone(), q.clone()))
+        .collect();
+    queues
+        .into_iter()
+        .map(|(kind, q)| {
+            let (due, later) = q.depth();
+            (kind, due, later)
+        })
+        .collect()
+}
+
+/// Counts trigger requests `refs` as queued now, and hands them on to the controller.
+pub fn asked<K: Resource<DynamicType = ()>>(
+    refs: impl IntoIterator<Item = ObjectRef<K>>,
+) -> Vec<ObjectRef<K>> {
+    let queue = of::<K>();
+    refs.into_iter()
+        .inspect(|r| queue.wanted(r.namespace.as_deref(), &r.name, Duration::ZERO))
+        .collect()
+}
+
+/// Counts `obj`, which the kind's own watch hands to the controller, as queued now.
+pub fn seen<K: Resource<DynamicType = ()>>(obj: &K) {
+    let meta = obj.meta();
+    of::<K>().wanted(
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+        Duration::ZERO,
+    );
+}
+
+/// Drops the entry of an object the controller could not find when its turn came.
+pub fn not_found<K: Resource<DynamicType = ()>, E, Q>(
+    result: &Result<impl Sized, kube::runtime::controller::Error<E, Q>>,
+) {
+    if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
+        of::<K>().left(obj.namespace.as_deref(), &obj.name);
+    }
+}
+
+tokio::task_local! {
+    /// The requeue the running pass asked for, so its end can count it.
+    static NEXT: Cell<Option<Duration>>;
+}
+
+/// `Action::requeue(after)`, remembered for the queue mirror: passes ask for requeues only
+/// through this.
+pub fn requeue(after: Duration) -> Action {
+    let _ = NEXT.try_with(|next| next.set(Some(after)));
+    Action::requeue(after)
+}
+
+/// Runs the pass of `obj`: takes it out of the queue when it starts and puts back the requeue it
+/// returns.
+pub async fn pass<K, F, E>(obj: &K, pass: F) -> Result<Action, E>
+where
+    K: Resource<DynamicType = ()>,
+    F: Future<Output = Result<Action, E>>,
+{
+    let meta = obj.meta();
+    let (namespace, name) = (
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    );
+    let queue = of::<K>();
+    queue.left(namespace, name);
+    let (result, next) = NEXT
+        .scope(Cell::new(None), async {
+            let result = pass.await;
+            (result, NEXT.with(Cell::get))
+        })
+        .await;
+    if let (Ok(action), Some(after)) = (&result, next)
+        && *action != Action::await_change()
+    {
+        queue.wanted(namespace, name, after);
+    }
+    result
+}
+
+/// Counts the requeue the error policy returns for `obj`.
+pub fn retry<K: Resource<DynamicType = ()>>(obj: &K, after: Duration) -> Action {
+    let meta = obj.meta();
+    of::<K>().wanted(
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+        after,
+    );
+    Action::requeue(after)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_entry_per_object_due_at_the_earliest_request() {
+        let q = Queue::default();
+        q.wanted(Some("ns"), "a", Duration::from_secs(60));
+        assert_eq!(q.depth(), (0, 1), "a requeue is scheduled, not due");
+        q.wanted(Some("ns"), "a", Duration::ZERO);
+        q.wanted(Some("ns"), "a", Duration::from_secs(60));
+        assert_eq!(
+            q.depth(),
+            (1, 0),
+            "a trigger makes it due; a later requeue does not delay it"
+        );
+        q.wanted(Some("other"), "a", Duration::ZERO);
+        q.wanted(None, "b", Duration::ZERO);
+        assert_eq!(q.depth(), (3, 0));
+        q.left(Some("ns"), "a");
+        q.left(Some("ns"), "a");
+        assert_eq!(q.depth(), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn a_pass_leaves_the_queue_and_puts_back_its_requeue() {
+        let obj = swarm_operator_crds::SwarmNetwork::new("queue-unit-test", Default::default());
+        seen(&obj);
+        assert_eq!(of::<swarm_operator_crds::SwarmNetwork>().depth(), (1, 0));
+        let out = pass(&obj, async {
+            assert_eq!(
+                of::<swarm_operator_crds::SwarmNetwork>().depth(),
+                (0, 0),
+                "left when it starts"
+            );
+            Ok::<_, ()>(requeue(Duration::from_secs(30)))
+        })
+        .await;
+        assert_eq!(out, Ok(Action::requeue(Duration::from_secs(30))));
+        assert_eq!(
+            of::<swarm_operator_crds::SwarmNetwork>().depth(),
+            (0, 1),
+            "its requeue is scheduled"
+        );
+        let _ = pass(&obj, async { Ok::<_, ()>(Action::await_change()) }).await;
+        assert_eq!(
+            of::<swarm_operator_crds::SwarmNetwork>().depth(),
+            (0, 0),
+            "await_change schedules nothing"
+        );
+    }
+}
