@@ -48,6 +48,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub settings: Settings,
     failures: Mutex<HashMap<String, u32>>,
+    /// IDs of Swarm services whose creation this process announced.
+    announced: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -65,6 +67,7 @@ impl Context {
             events: crate::cluster::hub(),
             settings,
             failures: Mutex::default(),
+            announced: Mutex::default(),
         }
     }
 
@@ -107,6 +110,14 @@ impl Context {
         // Up to +50% jitter so objects failing together do not retry in lockstep.
         let jitter = rand::rng().random_range(0.0..0.5);
         capped.mul_f64(1.0 + jitter).min(self.settings.max_backoff)
+    }
+
+    /// True the first time this process sees Swarm object `id` created (so its event is said once).
+    pub fn first_sight(&self, id: &str) -> bool {
+        self.announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string())
     }
 
     /// Forgets `obj`'s failures after a successful pass.

@@ -60,8 +60,8 @@ impl Connection {
 
     /// A swarm event said `kind` object `name` changed: reads of it bypass the shared listing.
     pub fn changed(&self, kind: &str, name: &str) {
-        if kind == "service" {
-            self.snapshot.changed(name);
+        if let Some(part) = crate::swarm::Part::of_event(kind) {
+            self.snapshot.changed(part, name);
         }
     }
 

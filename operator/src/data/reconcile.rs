@@ -27,7 +27,7 @@ use crate::{
     conditions::{self, Summary},
     context::{Context, FINALIZER, error_policy, scoped_api},
     error::{Error, cause_chain},
-    labels::{OWNER_UID, owner_labels},
+    labels::owner_labels,
     status::apply_status,
     swarm::DataKind,
 };
@@ -110,10 +110,6 @@ async fn reconcile_pass<K: DataResource>(obj: Arc<K>, ctx: Arc<Context>) -> Resu
     Ok(action)
 }
 
-fn owner_label<K: DataResource>(obj: &K) -> String {
-    format!("{OWNER_UID}={}", obj.uid().unwrap_or_default())
-}
-
 async fn apply<K: DataResource>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
     let (summary, current, versions, requeue) = match converge(obj, ctx).await {
         Ok(done) => done,
@@ -170,7 +166,7 @@ async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Converged, 
     };
     let name = format!("{}-{}", obj.name_any(), content_hash(&content));
     let engine = ctx.engine_for(obj).await?;
-    let owned = engine.list_data(K::KIND, &owner_label(obj)).await?;
+    let owned = engine.owned_data(K::KIND, &obj.uid().unwrap_or_default()).await?;
     let id = match owned.iter().find(|(_, n)| *n == name) {
         Some((id, _)) => id.clone(),
         None => {
@@ -187,7 +183,12 @@ async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Converged, 
     // Older versions stay while services use them (they roll over at their own pace) and go after.
     let mut versions = Vec::new();
     for (old_id, old_name) in owned.iter().filter(|(i, _)| *i != id) {
-        let users = engine.services_using_data(K::KIND, old_id).await?;
+        // The shared listing may be a second old: a version is removed only when no service uses
+        // it now.
+        let mut users = engine.services_using_data(K::KIND, old_id, false).await?;
+        if users.is_empty() {
+            users = engine.services_using_data(K::KIND, old_id, true).await?;
+        }
         if users.is_empty() {
             engine.remove_data(K::KIND, old_id).await?;
             info!(swarm_object = %old_name, "removed unused old version");
@@ -205,7 +206,7 @@ async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Converged, 
             });
         }
     }
-    let users = engine.services_using_data(K::KIND, &id).await?;
+    let users = engine.services_using_data(K::KIND, &id, false).await?;
     versions.insert(
         0,
         DataVersion {
@@ -274,8 +275,8 @@ async fn cleanup<K: DataResource>(obj: &K, ctx: &Context) -> Result<Action, Erro
     }
     let engine = ctx.engine_for(obj).await?;
     let mut in_use = Vec::new();
-    for (id, name) in engine.list_data(K::KIND, &owner_label(obj)).await? {
-        let users = engine.services_using_data(K::KIND, &id).await?;
+    for (id, name) in engine.owned_data(K::KIND, &obj.uid().unwrap_or_default()).await? {
+        let users = engine.services_using_data(K::KIND, &id, true).await?;
         if users.is_empty() {
             engine.remove_data(K::KIND, &id).await?;
         } else {

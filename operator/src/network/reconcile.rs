@@ -162,7 +162,7 @@ async fn converge(net: &SwarmNetwork, ctx: &Context) -> Result<Observed, Error> 
         }
     };
     let id = network.id.clone().unwrap_or_default();
-    let services = engine.services_on_network(&id).await?;
+    let services = engine.services_on_network(&id, false).await?;
     let message = match services.len() {
         0 => format!("network {name} ({id}) exists; no service uses it"),
         n => format!("network {name} ({id}) exists; used by {n} service(s)"),
@@ -211,7 +211,7 @@ async fn cleanup(net: &SwarmNetwork, ctx: &Context, api: &Api<SwarmNetwork>) -> 
         return Ok(Action::await_change());
     }
     let id = found.id.clone().unwrap_or_default();
-    let users = engine.services_on_network(&id).await?;
+    let users = engine.services_on_network(&id, true).await?;
     if !users.is_empty() {
         let message = format!(
             "deleting: waiting for services {} to stop using network {name}",

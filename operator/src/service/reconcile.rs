@@ -194,6 +194,7 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
                 .create_service(desired, resolved.credentials.clone())
                 .await?;
             info!(service = %name, id = %id, "created Swarm service");
+            ctx.first_sight(&id);
             let note = format!("Created Swarm service {name} ({id})");
             ctx.publish(svc, EventType::Normal, "Created", "Create", note)
                 .await;
@@ -201,7 +202,20 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
         }
         Some(existing) => {
             let labels = existing.spec.as_ref().and_then(|s| s.labels.as_ref());
+            let id = existing.id.clone().unwrap_or_default();
             match ownership(svc, labels) {
+                Ownership::Ours if svc.status.as_ref().and_then(|s| s.service_id.as_ref()).is_none() => {
+                    // Ours, yet never reported: a create went through but its answer was lost (a
+                    // manager stopped mid-call). Say it was created, once.
+                    if ctx.first_sight(&id) {
+                        info!(service = %name, %id, "found the Swarm service a lost create made");
+                        let note = format!(
+                            "Created Swarm service {name} ({id}); the manager's answer was lost, the service found by its owner label"
+                        );
+                        ctx.publish(svc, EventType::Normal, "Created", "Create", note)
+                            .await;
+                    }
+                }
                 Ownership::Ours => {}
                 Ownership::Unmanaged if svc.wants_adoption() => {
                     info!(service = %name, "adopting unmanaged Swarm service");
@@ -211,7 +225,6 @@ async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Pass, Error> {
                 }
                 other => return Ok(name_conflict(ctx, &name, other)),
             }
-            let id = existing.id.clone().unwrap_or_default();
             let mut changed = diff::spec_differences(&desired, &existing.spec.clone().unwrap_or_default());
             // Registry credentials are no part of the spec Swarm reports: a new generation that
             // carries them (imagePullSecrets changed, say) is pushed once so the manager gets them.

@@ -27,8 +27,8 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use raw::{RawClient, RawError, repair_keys};
-use snapshot::Listing;
-pub use snapshot::Snapshot;
+use snapshot::{DataObject, Listing, Stamped};
+pub use snapshot::{Part, Snapshot};
 pub use tls::TlsFiles;
 
 use crate::metrics::metrics;
@@ -37,6 +37,15 @@ use crate::metrics::metrics;
 pub enum DataKind {
     Secret,
     Config,
+}
+
+impl DataKind {
+    fn part(self) -> Part {
+        match self {
+            DataKind::Secret => Part::Secrets,
+            DataKind::Config => Part::Configs,
+        }
+    }
 }
 
 /// What managers that cannot act for the swarm answer (Engine 20.10 wording).
@@ -234,31 +243,46 @@ impl Engine {
         self
     }
 
-    /// The cluster's shared listing and whether it saw service `name` (or ID) as it is now.
-    async fn listed(&self, name: &str) -> Result<Option<Arc<Listing>>, EngineError> {
+    /// The cluster's shared listing of services, tasks and nodes, and whether it saw service `key`
+    /// (name or ID) as it is now.
+    async fn listed(&self, key: &str) -> Result<Option<Arc<Stamped<Listing>>>, EngineError> {
         let Some(snapshot) = &self.snapshot else {
             return Ok(None);
         };
         let listing = snapshot
-            .listing(|| async {
-                let owner = crate::labels::OWNER_UID;
-                let services = self.list_services("label", owner).await?;
+            .services(|| async {
+                let services = self.all_services().await?;
                 let tasks: Vec<Task> = self.read("list tasks", "", "/tasks").await?;
                 let nodes = hostnames(self.nodes().await?);
                 Ok::<_, EngineError>(Listing::new(services, tasks, nodes))
             })
             .await?;
-        let by_id = listing
-            .service_by_id(name)
-            .and_then(|s| s.spec.as_ref()?.name.clone());
-        let name = by_id.as_deref().unwrap_or(name);
-        Ok(snapshot.is_current(&listing, name).then_some(listing))
+        let found = listing
+            .value
+            .services
+            .get(key)
+            .or_else(|| listing.value.service_by_id(key));
+        let name = found.and_then(|s| s.spec.as_ref()?.name.as_deref());
+        let id = found.and_then(|s| s.id.as_deref());
+        let keys: Vec<&str> = [Some(key), name, id].into_iter().flatten().collect();
+        Ok(snapshot
+            .is_current(Part::Services, &listing, &keys)
+            .then_some(listing))
     }
 
-    /// Our own write to service `name`/`id`: later reads of it bypass the shared listing.
-    fn wrote(&self, keys: &[&str]) {
+    /// The shared listing of services when there is one, however recent, or a fresh list of all.
+    async fn services_for_users(&self, exact: bool) -> Result<Vec<Service>, EngineError> {
+        if !exact && let Some(listing) = self.listed("").await? {
+            return Ok(listing.value.services.values().cloned().collect());
+        }
+        self.all_services().await
+    }
+
+    /// Our own write to the `part` object named (or with ID) `keys`: later reads of it bypass the
+    /// shared listing.
+    fn wrote(&self, part: Part, keys: &[&str]) {
         if let Some(snapshot) = &self.snapshot {
-            keys.iter().for_each(|k| snapshot.changed(k));
+            keys.iter().for_each(|k| snapshot.changed(part, k));
         }
     }
 
@@ -348,7 +372,7 @@ impl Engine {
     /// The service named exactly `name`, if any.
     pub async fn find_service(&self, name: &str) -> Result<Option<Service>, EngineError> {
         if let Some(listing) = self.listed(name).await?
-            && let Some(service) = listing.services.get(name)
+            && let Some(service) = listing.value.services.get(name)
         {
             return Ok(Some(service.clone()));
         }
@@ -406,7 +430,7 @@ impl Engine {
         credentials: Option<DockerCredentials>,
     ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
-        self.wrote(&[&name]);
+        self.wrote(Part::Services, &[&name]);
         let created = self
             .call(
                 "create service",
@@ -434,7 +458,7 @@ impl Engine {
                 version: version as i32,
                 ..Default::default()
             };
-            self.wrote(&[id, spec.name.as_deref().unwrap_or_default()]);
+            self.wrote(Part::Services, &[id, spec.name.as_deref().unwrap_or_default()]);
             let update = self
                 .docker
                 .update_service(id, spec.clone(), options, credentials.clone());
@@ -465,7 +489,7 @@ impl Engine {
 
     pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
         if let Some(listing) = self.listed(id).await?
-            && let Some(service) = listing.service_by_id(id)
+            && let Some(service) = listing.value.service_by_id(id)
         {
             return Ok(service.clone());
         }
@@ -483,7 +507,7 @@ impl Engine {
 
     /// Removes the service; one that is already gone counts as removed.
     pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
-        self.wrote(&[id]);
+        self.wrote(Part::Services, &[id]);
         gone_is_fine(
             self.call("remove service", id, true, self.docker.delete_service(id))
                 .await,
@@ -495,18 +519,42 @@ impl Engine {
         Ok(self.find_network(name).await?.and_then(|n| n.id))
     }
 
-    /// The swarm-scoped network named exactly `name`, if any.
+    /// The swarm-scoped network named exactly `name`, if any. A managed network comes from the
+    /// cluster's shared listing of them when that saw it as it is.
     pub async fn find_network(&self, name: &str) -> Result<Option<bollard::models::Network>, EngineError> {
-        let filters = HashMap::from([("name".to_string(), vec![name.to_string()])]);
+        let is_it = |n: &bollard::models::Network| {
+            n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm")
+        };
+        if let Some(snapshot) = &self.snapshot {
+            let listing = snapshot
+                .networks(|| self.list_networks("label", crate::labels::OWNER_UID))
+                .await?;
+            if let Some(found) = listing.value.iter().find(|n| is_it(n))
+                && snapshot.is_current(
+                    Part::Networks,
+                    &listing,
+                    &[name, found.id.as_deref().unwrap_or_default()],
+                )
+            {
+                return Ok(Some(found.clone()));
+            }
+        }
+        // Not a managed network the listing saw as it is: ask by name (new, or someone else's).
+        Ok(self.list_networks("name", name).await?.into_iter().find(is_it))
+    }
+
+    async fn list_networks(
+        &self,
+        filter: &str,
+        value: &str,
+    ) -> Result<Vec<bollard::models::Network>, EngineError> {
+        let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
         let list = self
             .docker
             .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
                 filters: Some(filters),
             }));
-        let networks = self.call("list networks", name, false, list).await?;
-        Ok(networks
-            .into_iter()
-            .find(|n| n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm")))
+        self.call("list networks", value, false, list).await
     }
 
     /// Creates the network and returns its ID.
@@ -515,21 +563,28 @@ impl Engine {
         request: bollard::models::NetworkCreateRequest,
     ) -> Result<String, EngineError> {
         let name = request.name.clone();
+        self.wrote(Part::Networks, &[&name]);
         let create = self.docker.create_network(request);
         Ok(self.call("create network", &name, true, create).await?.id)
     }
 
     /// Removes the network; one already gone counts as removed.
     pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
+        self.wrote(Part::Networks, &[id]);
         gone_is_fine(
             self.call("remove network", id, true, self.docker.remove_network(id))
                 .await,
         )
     }
 
-    /// Names of the services whose tasks join network `network_id`, sorted.
-    pub async fn services_on_network(&self, network_id: &str) -> Result<Vec<String>, EngineError> {
-        let all = self.all_services().await?;
+    /// Names of the services whose tasks join network `network_id`, sorted: from the shared
+    /// listing (up to a second old) for status, or `exact`ly as they are now before a removal.
+    pub async fn services_on_network(
+        &self,
+        network_id: &str,
+        exact: bool,
+    ) -> Result<Vec<String>, EngineError> {
+        let all = self.services_for_users(exact).await?;
         let mut names: Vec<String> = all
             .into_iter()
             .filter_map(|s| s.spec)
@@ -543,10 +598,47 @@ impl Engine {
         Ok(names)
     }
 
-    /// Swarm secrets or configs carrying `label` (`key=value`), as (ID, name).
-    pub async fn list_data(&self, kind: DataKind, label: &str) -> Result<Vec<(String, String)>, EngineError> {
+    /// The secrets or configs of the owner with UID `owner`, as (ID, name): from the cluster's
+    /// shared listing of managed ones when that saw them as they are.
+    pub async fn owned_data(
+        &self,
+        kind: DataKind,
+        owner: &str,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let owner_key = format!("owner:{owner}");
+        if let Some(snapshot) = &self.snapshot {
+            let part = kind.part();
+            let listing = snapshot
+                .data(part, || self.list_data(kind, crate::labels::OWNER_UID))
+                .await?;
+            let owned: Vec<&DataObject> = listing
+                .value
+                .iter()
+                .filter(|o| o.labels.get(crate::labels::OWNER_UID).map(String::as_str) == Some(owner))
+                .collect();
+            let mut keys: Vec<&str> = vec![&owner_key];
+            keys.extend(owned.iter().flat_map(|o| [o.id.as_str(), o.name.as_str()]));
+            if snapshot.is_current(part, &listing, &keys) {
+                return Ok(owned
+                    .into_iter()
+                    .map(|o| (o.id.clone(), o.name.clone()))
+                    .collect());
+            }
+        }
+        let label = format!("{}={owner}", crate::labels::OWNER_UID);
+        Ok(self
+            .list_data(kind, &label)
+            .await?
+            .into_iter()
+            .map(|o| (o.id, o.name))
+            .collect())
+    }
+
+    /// Swarm secrets or configs carrying `label` (`key` or `key=value`).
+    async fn list_data(&self, kind: DataKind, label: &str) -> Result<Vec<DataObject>, EngineError> {
+        type Listed = (Option<String>, Option<String>, Option<HashMap<String, String>>);
         let filters = Some(HashMap::from([("label".to_string(), vec![label.to_string()])]));
-        let found: Vec<(Option<String>, Option<String>)> = match kind {
+        let found: Vec<Listed> = match kind {
             DataKind::Secret => {
                 let options = bollard::query_parameters::ListSecretsOptions { filters };
                 self.call(
@@ -557,7 +649,10 @@ impl Engine {
                 )
                 .await?
                 .into_iter()
-                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                .map(|s| {
+                    let spec = s.spec.unwrap_or_default();
+                    (s.id, spec.name, spec.labels)
+                })
                 .collect()
             }
             DataKind::Config => {
@@ -570,13 +665,22 @@ impl Engine {
                 )
                 .await?
                 .into_iter()
-                .map(|s| (s.id, s.spec.and_then(|s| s.name)))
+                .map(|s| {
+                    let spec = s.spec.unwrap_or_default();
+                    (s.id, spec.name, spec.labels)
+                })
                 .collect()
             }
         };
         Ok(found
             .into_iter()
-            .filter_map(|(id, name)| Some((id?, name?)))
+            .filter_map(|(id, name, labels)| {
+                Some(DataObject {
+                    id: id?,
+                    name: name?,
+                    labels: labels.unwrap_or_default(),
+                })
+            })
             .collect())
     }
 
@@ -589,6 +693,10 @@ impl Engine {
         labels: HashMap<String, String>,
     ) -> Result<String, EngineError> {
         use base64::Engine as _;
+        let owner = labels
+            .get(crate::labels::OWNER_UID)
+            .map(|uid| format!("owner:{uid}"));
+        self.wrote(kind.part(), &[name, owner.as_deref().unwrap_or_default()]);
         let encoded = base64::engine::general_purpose::STANDARD.encode(data);
         match kind {
             DataKind::Secret => {
@@ -620,6 +728,7 @@ impl Engine {
 
     /// Removes a secret or config; one already gone counts as removed.
     pub async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
+        self.wrote(kind.part(), &[id]);
         let removed = match kind {
             DataKind::Secret => {
                 self.call("remove secret", id, true, self.docker.delete_secret(id))
@@ -633,9 +742,15 @@ impl Engine {
         gone_is_fine(removed)
     }
 
-    /// Names of the services whose containers use secret or config `id`, sorted.
-    pub async fn services_using_data(&self, kind: DataKind, id: &str) -> Result<Vec<String>, EngineError> {
-        let all = self.all_services().await?;
+    /// Names of the services whose containers use secret or config `id`, sorted: from the shared
+    /// listing (up to a second old) for status, or `exact`ly as they are now before a removal.
+    pub async fn services_using_data(
+        &self,
+        kind: DataKind,
+        id: &str,
+        exact: bool,
+    ) -> Result<Vec<String>, EngineError> {
+        let all = self.services_for_users(exact).await?;
         let mut names: Vec<String> = all
             .into_iter()
             .filter_map(|s| s.spec)
@@ -666,7 +781,7 @@ impl Engine {
     /// Hostname of every node by node ID, for `docker service ps`-style task lists.
     pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
         match self.listed("").await? {
-            Some(listing) => Ok(listing.nodes.clone()),
+            Some(listing) => Ok(listing.value.nodes.clone()),
             None => Ok(hostnames(self.nodes().await?)),
         }
     }
@@ -674,9 +789,9 @@ impl Engine {
     /// Every task of the service, current and past (Swarm keeps a few per slot).
     pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
         if let Some(listing) = self.listed(service_id).await?
-            && listing.service_by_id(service_id).is_some()
+            && listing.value.service_by_id(service_id).is_some()
         {
-            return Ok(listing.tasks.get(service_id).cloned().unwrap_or_default());
+            return Ok(listing.value.tasks.get(service_id).cloned().unwrap_or_default());
         }
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
         let query = percent_encode(&serde_json::json!(filters).to_string());

@@ -1,7 +1,12 @@
-//! One cluster's managed services, all their tasks and its nodes, listed together (three calls)
-//! and shared by every reconcile for up to a second, instead of four reads per service per pass.
-//! A service that changed since the listing (a swarm event named it, or we wrote it) is "dirty"
-//! and read directly until the next listing, so nothing acts on what it has not seen.
+//! One cluster's Swarm objects, listed once per kind and shared by every reconcile for up to a
+//! second, instead of reads per object per pass:
+//! - services (all of them: networks, secrets and configs report every service that uses them),
+//!   all tasks and the nodes, three calls;
+//! - the managed networks, secrets and configs, one call each, filtered by the owner label.
+//!
+//! Each kind is listed only when a pass of that kind reads it. An object that changed since its
+//! kind's listing (a swarm event named it, or we wrote it) is "dirty" and read directly until the
+//! next listing, so nothing acts on what it has not seen.
 
 use std::{
     collections::HashMap,
@@ -12,23 +17,69 @@ use std::{
     time::{Duration, Instant},
 };
 
-use bollard::models::{Service, Task};
+use bollard::models::{Network, Service, Task};
 
 /// How long a listing serves reads.
 const MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The kinds listed apart, each with its own age and dirty names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Part {
+    Services,
+    Networks,
+    Secrets,
+    Configs,
+}
+
+impl Part {
+    /// The part an Engine event of `kind` (service, network, secret, config) concerns.
+    pub fn of_event(kind: &str) -> Option<Part> {
+        match kind {
+            "service" => Some(Part::Services),
+            "network" => Some(Part::Networks),
+            "secret" => Some(Part::Secrets),
+            "config" => Some(Part::Configs),
+            _ => None,
+        }
+    }
+}
+
+/// A listing and the change count it started at.
+pub struct Stamped<T> {
+    started: u64,
+    at: Instant,
+    pub value: T,
+}
+
+struct Slot<T>(tokio::sync::Mutex<Option<Arc<Stamped<T>>>>);
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot(tokio::sync::Mutex::new(None))
+    }
+}
+
+/// A managed secret or config as listed: never its data.
+#[derive(Clone, Debug, Default)]
+pub struct DataObject {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
 
 #[derive(Default)]
 pub struct Snapshot {
     /// Counts changes; a listing remembers the count it started at.
     clock: AtomicU64,
-    /// Service name → the clock at its last change.
-    changed: Mutex<HashMap<String, u64>>,
-    listing: tokio::sync::Mutex<Option<Arc<Listing>>>,
+    /// (kind, name or ID) → the clock at its last change.
+    changed: Mutex<HashMap<(Part, String), u64>>,
+    services: Slot<Listing>,
+    networks: Slot<Vec<Network>>,
+    secrets: Slot<Vec<DataObject>>,
+    configs: Slot<Vec<DataObject>>,
 }
 
 pub struct Listing {
-    started: u64,
-    at: Instant,
     pub services: HashMap<String, Service>,
     /// Service ID → its tasks, current and past.
     pub tasks: HashMap<String, Vec<Task>>,
@@ -45,8 +96,6 @@ impl Listing {
             }
         }
         Listing {
-            started: 0,
-            at: Instant::now(),
             services: services
                 .into_iter()
                 .filter_map(|s| Some((s.spec.as_ref()?.name.clone()?, s)))
@@ -62,53 +111,90 @@ impl Listing {
 }
 
 impl Snapshot {
-    /// Service `name` changed (an event, or our own write).
-    pub fn changed(&self, name: &str) {
+    /// The `part` object named (or with ID) `key` changed: an event, or our own write.
+    pub fn changed(&self, part: Part, key: &str) {
         let now = self.clock.fetch_add(1, Ordering::SeqCst) + 1;
         self.changed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), now);
+            .insert((part, key.to_string()), now);
     }
 
-    /// Whether `listing` saw the service named `name` (or with ID `name`) as it is now.
-    pub fn is_current(&self, listing: &Listing, name: &str) -> bool {
-        let id = listing.services.get(name).and_then(|s| s.id.clone());
+    /// Whether `listing` of `part` saw every object named by `keys` (names or IDs) as it is now.
+    pub fn is_current<T>(&self, part: Part, listing: &Stamped<T>, keys: &[&str]) -> bool {
         let changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
-        [Some(name.to_string()), id]
-            .into_iter()
-            .flatten()
-            .all(|key| changed.get(&key).is_none_or(|at| *at <= listing.started))
+        keys.iter().all(|key| {
+            changed
+                .get(&(part, key.to_string()))
+                .is_none_or(|at| *at <= listing.started)
+        })
     }
 
-    /// Everything may have changed (events were missed): the next read lists anew.
+    /// Everything may have changed (events were missed): the next reads list anew.
     pub async fn reset(&self) {
-        *self.listing.lock().await = None;
+        *self.services.0.lock().await = None;
+        *self.networks.0.lock().await = None;
+        *self.secrets.0.lock().await = None;
+        *self.configs.0.lock().await = None;
     }
 
-    /// The listing, made anew by `list` when older than a second. Concurrent callers share one.
-    pub async fn listing<F, Fut, E>(&self, list: F) -> Result<Arc<Listing>, E>
+    /// Services, tasks and nodes, listed anew by `list` when older than a second.
+    pub async fn services<F, Fut, E>(&self, list: F) -> Result<Arc<Stamped<Listing>>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Listing, E>>,
     {
-        let mut guard = self.listing.lock().await;
+        self.fresh(&self.services, Part::Services, list).await
+    }
+
+    pub async fn networks<F, Fut, E>(&self, list: F) -> Result<Arc<Stamped<Vec<Network>>>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<Network>, E>>,
+    {
+        self.fresh(&self.networks, Part::Networks, list).await
+    }
+
+    /// The managed secrets (`part` Secrets) or configs (Configs).
+    pub async fn data<F, Fut, E>(&self, part: Part, list: F) -> Result<Arc<Stamped<Vec<DataObject>>>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<DataObject>, E>>,
+    {
+        let slot = if part == Part::Secrets {
+            &self.secrets
+        } else {
+            &self.configs
+        };
+        self.fresh(slot, part, list).await
+    }
+
+    /// The listing in `slot`, made anew by `list` when older than a second. Concurrent callers
+    /// share one.
+    async fn fresh<T, F, Fut, E>(&self, slot: &Slot<T>, part: Part, list: F) -> Result<Arc<Stamped<T>>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let mut guard = slot.0.lock().await;
         if let Some(listing) = guard.as_ref()
             && listing.at.elapsed() < MAX_AGE
         {
             return Ok(listing.clone());
         }
         let started = self.clock.load(Ordering::SeqCst);
-        let mut listing = list().await?;
-        listing.started = started;
-        listing.at = Instant::now();
-        let listing = Arc::new(listing);
+        let value = list().await?;
+        let listing = Arc::new(Stamped {
+            started,
+            at: Instant::now(),
+            value,
+        });
         *guard = Some(listing.clone());
         // Changes the new listing has seen need no direct reads any more.
         self.changed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, at| *at > started);
+            .retain(|(p, _), at| *p != part || *at > started);
         Ok(listing)
     }
 }
@@ -123,7 +209,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_change_after_the_listing_makes_that_service_dirty_until_the_next() {
+    async fn a_change_after_the_listing_makes_that_object_dirty_until_the_next() {
         let snapshot = Snapshot::default();
         let list = || async {
             Ok::<_, ()>(Listing::new(
@@ -132,20 +218,65 @@ mod tests {
                 HashMap::new(),
             ))
         };
-        let first = snapshot.listing(list).await.unwrap();
-        assert!(snapshot.is_current(&first, "a"));
-        snapshot.changed("a");
-        assert!(!snapshot.is_current(&first, "a"), "changed after the listing");
-        assert!(snapshot.is_current(&first, "b"));
+        let first = snapshot.services(list).await.unwrap();
+        assert!(snapshot.is_current(Part::Services, &first, &["a"]));
+        snapshot.changed(Part::Services, "a");
+        assert!(
+            !snapshot.is_current(Part::Services, &first, &["a"]),
+            "changed after the listing"
+        );
+        assert!(snapshot.is_current(Part::Services, &first, &["b"]));
+        assert!(!snapshot.is_current(Part::Services, &first, &["b", "a"]));
         // Within a second the same listing is served; a new one sees the change.
-        let again = snapshot.listing(list).await.unwrap();
+        let again = snapshot.services(list).await.unwrap();
         assert!(Arc::ptr_eq(&first, &again));
-        *snapshot.listing.lock().await = None;
-        let fresh = snapshot.listing(list).await.unwrap();
-        assert!(snapshot.is_current(&fresh, "a"));
+        *snapshot.services.0.lock().await = None;
+        let fresh = snapshot.services(list).await.unwrap();
+        assert!(snapshot.is_current(Part::Services, &fresh, &["a"]));
         assert_eq!(
-            fresh.service_by_id("id-b").and_then(|s| s.spec.clone()?.name),
+            fresh
+                .value
+                .service_by_id("id-b")
+                .and_then(|s| s.spec.clone()?.name),
             Some("b".into())
         );
+    }
+
+    #[tokio::test]
+    async fn kinds_are_listed_and_made_dirty_apart() {
+        let snapshot = Snapshot::default();
+        let secret = |name: &str| DataObject {
+            id: format!("id-{name}"),
+            name: name.into(),
+            labels: HashMap::new(),
+        };
+        let secrets = snapshot
+            .data(Part::Secrets, || async { Ok::<_, ()>(vec![secret("db-1")]) })
+            .await
+            .unwrap();
+        snapshot.changed(Part::Configs, "db-1");
+        assert!(
+            snapshot.is_current(Part::Secrets, &secrets, &["db-1"]),
+            "a config of the same name is another object"
+        );
+        // A new listing of configs forgets only configs' changes.
+        snapshot.changed(Part::Secrets, "db-1");
+        snapshot
+            .data(Part::Configs, || async { Ok::<_, ()>(vec![]) })
+            .await
+            .unwrap();
+        assert!(!snapshot.is_current(Part::Secrets, &secrets, &["db-1"]));
+        let again = snapshot
+            .data(Part::Secrets, || async { Ok::<_, ()>(vec![]) })
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&secrets, &again), "still within its second");
+        snapshot.reset().await;
+        let fresh = snapshot
+            .data(Part::Secrets, || async { Ok::<_, ()>(vec![]) })
+            .await
+            .unwrap();
+        assert!(fresh.value.is_empty());
+        assert!(snapshot.is_current(Part::Secrets, &fresh, &["db-1"]));
     }
 }

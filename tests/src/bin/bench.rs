@@ -230,6 +230,56 @@ async fn drift(env: &TestEnv, count: usize) -> Vec<Duration> {
     latencies
 }
 
+/// CPU seconds (user + system) used so far by the processes that share the machine during a
+/// converge: the API server, etcd, dockerd, the operator and this benchmark.
+fn cpu_seconds(operator: u32) -> Vec<(&'static str, f64)> {
+    let ticks = |pid: &str| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let n = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (n(11) + n(12)) / 100.0
+    };
+    let mut by_name: HashMap<String, f64> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = entry.file_name().to_string_lossy().to_string();
+        if !pid.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        *by_name.entry(comm.trim().to_string()).or_default() += ticks(&pid);
+    }
+    let get = |name: &str| by_name.get(name).copied().unwrap_or(0.0);
+    vec![
+        ("kube-apiserver", get("kube-apiserver")),
+        ("etcd", get("etcd")),
+        ("dockerd", get("dockerd") + get("containerd")),
+        ("operator", ticks(&operator.to_string())),
+        ("bench client", ticks("self")),
+    ]
+}
+
+/// What each process spent between two `cpu_seconds`, as a table cell and as JSON.
+fn cpu_used(before: &[(&'static str, f64)], after: &[(&'static str, f64)]) -> (String, serde_json::Value) {
+    let used: Vec<(&str, f64)> = before
+        .iter()
+        .zip(after)
+        .map(|((name, b), (_, a))| (*name, a - b))
+        .collect();
+    let cell = used
+        .iter()
+        .map(|(name, s)| format!("{name} {s:.1} s"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let json = used.iter().map(|(n, s)| (n.to_string(), json!(s))).collect();
+    (cell, serde_json::Value::Object(json))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -268,7 +318,15 @@ async fn main() {
 
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     for &n in &args.sizes {
+        let cpu_before = cpu_seconds(pid);
         let (applied, operator) = converge(&env, 0, n).await;
+        let (cpu_cell, cpu_json) = cpu_used(&cpu_before, &cpu_seconds(pid));
+        table.push(format!(
+            "CPU while converging N={n} ({operator:.2?} wall, {:.1} CPU-s on {} cores) | {cpu_cell}",
+            operator.as_secs_f64() * cores() as f64,
+            cores()
+        ));
+        results.insert(format!("converge_cpu_s_{n}"), cpu_json);
         if n == largest {
             let lat = drift(&env, args.drift.min(n)).await;
             if !lat.is_empty() {
@@ -305,7 +363,13 @@ async fn main() {
             results.insert(format!("peak_rss_mib_{n}"), json!(peak_rss_mib(pid)));
         }
         let deleted = delete_all(&env).await;
+        let cpu_before = cpu_seconds(pid);
         let direct_took = direct(&env.docker, &env.namespace, n, concurrency).await;
+        let (cpu_cell, cpu_json) = cpu_used(&cpu_before, &cpu_seconds(pid));
+        table.push(format!(
+            "CPU while creating N={n} directly ({direct_took:.2?} wall) | {cpu_cell}"
+        ));
+        results.insert(format!("direct_cpu_s_{n}"), cpu_json);
         let ratio = operator.as_secs_f64() / direct_took.as_secs_f64();
         table.push(format!(
             "converge N={n} | operator {operator:.2?} (API server accepting the {n} resources: {applied:.2?}) | Engine API direct (concurrency {concurrency}) {direct_took:.2?} | ratio {ratio:.2}x | delete all {deleted:.2?}"
