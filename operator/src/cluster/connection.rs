@@ -65,6 +65,11 @@ impl Connection {
         }
     }
 
+    /// Whether a swarm event about `kind` object `name` is the echo of our own write.
+    pub fn is_echo(&self, kind: &str, name: &str) -> bool {
+        crate::swarm::Part::of_event(kind).is_some_and(|part| self.snapshot.is_echo(part, name))
+    }
+
     /// Events may have been missed: the shared listing is made anew on the next read.
     pub async fn forget_listing(&self) {
         self.snapshot.reset().await;

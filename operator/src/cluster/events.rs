@@ -139,6 +139,10 @@ async fn follow(ctx: Arc<Context>, cluster: String) {
                     }
                 };
                 backoff = Duration::from_millis(500);
+                if connection.is_echo(&kind, &name) {
+                    debug!(%cluster, %kind, %name, "event of our own write");
+                    continue;
+                }
                 connection.changed(&kind, &name);
                 let _ = ctx.events.send(SwarmEvent::Changed {
                     cluster: cluster.clone(),

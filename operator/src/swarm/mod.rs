@@ -278,6 +278,25 @@ impl Engine {
         self.all_services().await
     }
 
+    /// Runs our own write `call` to the `part` object `name`, whose swarm event is then known as
+    /// its echo and wakes nothing: the pass that wrote has seen the result.
+    async fn echoed<T>(
+        &self,
+        part: Part,
+        name: &str,
+        call: impl Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let Some(snapshot) = &self.snapshot else {
+            return call.await;
+        };
+        snapshot.expect_echo(part, name);
+        let result = call.await;
+        if result.is_err() {
+            snapshot.cancel_echo(part, name);
+        }
+        result
+    }
+
     /// Our own write to the `part` object named (or with ID) `keys`: later reads of it bypass the
     /// shared listing.
     fn wrote(&self, part: Part, keys: &[&str]) {
@@ -431,12 +450,12 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
         self.wrote(Part::Services, &[&name]);
+        let create = self.docker.create_service(spec, credentials);
         let created = self
-            .call(
-                "create service",
+            .echoed(
+                Part::Services,
                 &name,
-                true,
-                self.docker.create_service(spec, credentials),
+                self.call("create service", &name, true, create),
             )
             .await?;
         log_warnings(&name, created.warnings.as_deref());
@@ -462,7 +481,9 @@ impl Engine {
             let update = self
                 .docker
                 .update_service(id, spec.clone(), options, credentials.clone());
-            match self.call("update service", id, true, update).await {
+            let update = self.call("update service", id, true, update);
+            let name = spec.name.as_deref().unwrap_or_default();
+            match self.echoed(Part::Services, name, update).await {
                 Ok(response) => {
                     log_warnings(id, response.warnings.as_deref());
                     return Ok(());
@@ -565,7 +586,8 @@ impl Engine {
         let name = request.name.clone();
         self.wrote(Part::Networks, &[&name]);
         let create = self.docker.create_network(request);
-        Ok(self.call("create network", &name, true, create).await?.id)
+        let create = self.call("create network", &name, true, create);
+        Ok(self.echoed(Part::Networks, &name, create).await?.id)
     }
 
     /// Removes the network; one already gone counts as removed.
@@ -706,10 +728,8 @@ impl Engine {
                     data: Some(encoded),
                     ..Default::default()
                 };
-                Ok(self
-                    .call("create secret", name, true, self.docker.create_secret(spec))
-                    .await?
-                    .id)
+                let create = self.call("create secret", name, true, self.docker.create_secret(spec));
+                Ok(self.echoed(Part::Secrets, name, create).await?.id)
             }
             DataKind::Config => {
                 let spec = bollard::models::ConfigSpec {
@@ -718,10 +738,8 @@ impl Engine {
                     data: Some(encoded),
                     ..Default::default()
                 };
-                Ok(self
-                    .call("create config", name, true, self.docker.create_config(spec))
-                    .await?
-                    .id)
+                let create = self.call("create config", name, true, self.docker.create_config(spec));
+                Ok(self.echoed(Part::Configs, name, create).await?.id)
             }
         }
     }

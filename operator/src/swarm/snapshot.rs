@@ -21,6 +21,8 @@ use bollard::models::{Network, Service, Task};
 
 /// How long a listing serves reads.
 const MAX_AGE: Duration = Duration::from_secs(1);
+/// How long the event of one of our own writes is waited for before it no longer counts as ours.
+const ECHO_WINDOW: Duration = Duration::from_secs(10);
 
 /// The kinds listed apart, each with its own age and dirty names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -77,6 +79,9 @@ pub struct Snapshot {
     networks: Slot<Vec<Network>>,
     secrets: Slot<Vec<DataObject>>,
     configs: Slot<Vec<DataObject>>,
+    /// Our own writes whose swarm events are still to come: (kind, name) → (how many, when the
+    /// last was made).
+    echoes: Mutex<HashMap<(Part, String), (u32, Instant)>>,
 }
 
 pub struct Listing {
@@ -130,8 +135,49 @@ impl Snapshot {
         })
     }
 
+    /// We are about to write the `part` object `name`: its swarm event will be our own echo.
+    pub fn expect_echo(&self, part: Part, name: &str) {
+        let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = echoes
+            .entry((part, name.to_string()))
+            .or_insert((0, Instant::now()));
+        *entry = (entry.0 + 1, Instant::now());
+    }
+
+    /// The write failed: no event is coming (or, if it went through after all, one pass too many).
+    pub fn cancel_echo(&self, part: Part, name: &str) {
+        let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (part, name.to_string());
+        if let Some(entry) = echoes.get_mut(&key) {
+            entry.0 = entry.0.saturating_sub(1);
+            if entry.0 == 0 {
+                echoes.remove(&key);
+            }
+        }
+    }
+
+    /// Whether an event about the `part` object `name` is the echo of our own write, which the
+    /// pass that wrote it has already seen. Each write answers for one event, for a while: a
+    /// change someone else makes at the same time brings an event of its own.
+    pub fn is_echo(&self, part: Part, name: &str) -> bool {
+        let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+        echoes.retain(|_, (_, at)| at.elapsed() < ECHO_WINDOW);
+        let key = (part, name.to_string());
+        match echoes.get_mut(&key) {
+            Some(entry) => {
+                entry.0 -= 1;
+                if entry.0 == 0 {
+                    echoes.remove(&key);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Everything may have changed (events were missed): the next reads list anew.
     pub async fn reset(&self) {
+        self.echoes.lock().unwrap_or_else(|p| p.into_inner()).clear();
         *self.services.0.lock().await = None;
         *self.networks.0.lock().await = None;
         *self.secrets.0.lock().await = None;
@@ -239,6 +285,27 @@ mod tests {
                 .service_by_id("id-b")
                 .and_then(|s| s.spec.clone()?.name),
             Some("b".into())
+        );
+    }
+
+    #[test]
+    fn each_own_write_answers_for_one_event() {
+        let snapshot = Snapshot::default();
+        assert!(!snapshot.is_echo(Part::Services, "web"), "nothing written");
+        snapshot.expect_echo(Part::Services, "web");
+        snapshot.expect_echo(Part::Services, "web");
+        assert!(!snapshot.is_echo(Part::Networks, "web"), "another kind");
+        assert!(snapshot.is_echo(Part::Services, "web"));
+        assert!(snapshot.is_echo(Part::Services, "web"));
+        assert!(
+            !snapshot.is_echo(Part::Services, "web"),
+            "a third event is someone else's"
+        );
+        snapshot.expect_echo(Part::Services, "db");
+        snapshot.cancel_echo(Part::Services, "db");
+        assert!(
+            !snapshot.is_echo(Part::Services, "db"),
+            "a failed write brings no echo"
         );
     }
 

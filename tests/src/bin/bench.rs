@@ -88,25 +88,32 @@ async fn converge(env: &TestEnv, from: usize, to: usize) -> (Duration, Duration)
     (applied, start.elapsed())
 }
 
+/// Waits until `n` SwarmServices are Ready, from a watch: polling full lists would cost the API
+/// server (which the operator needs) more than the operator's own writes.
 async fn wait_ready(api: &Api<SwarmService>, n: usize) {
-    loop {
-        let all = api.list(&ListParams::default()).await.unwrap().items;
-        let ready = all
-            .iter()
-            .filter(|s| {
-                s.status.as_ref().is_some_and(|st| {
-                    st.observed_generation == s.metadata.generation
-                        && st
-                            .conditions
-                            .iter()
-                            .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
-            .count();
-        if ready >= n {
+    use futures::TryStreamExt;
+    use kube::{
+        ResourceExt,
+        runtime::{WatchStreamExt, watcher},
+    };
+    let mut ready = std::collections::HashSet::new();
+    let mut changes = std::pin::pin!(watcher(api.clone(), watcher::Config::default()).applied_objects());
+    while let Some(s) = changes.try_next().await.unwrap() {
+        let is_ready = s.status.as_ref().is_some_and(|st| {
+            st.observed_generation == s.metadata.generation
+                && st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if is_ready {
+            ready.insert(s.name_any());
+        } else {
+            ready.remove(&s.name_any());
+        }
+        if ready.len() >= n {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -129,6 +136,98 @@ async fn delete_all(env: &TestEnv) -> Duration {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     start.elapsed()
+}
+
+/// What the API server alone costs for `n` SwarmServices, in a namespace no operator watches:
+/// the users' applies, then the writes the operator makes per new service (its finalizer, the
+/// status `status` in server-side apply, one Created event), each 64 at a time. Returns both
+/// times: their sum is the floor under any operator's converge on this machine.
+async fn api_floor(env: &TestEnv, n: usize, status: &serde_json::Value) -> (Duration, Duration, CpuUse) {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::{
+        Resource,
+        runtime::events::{Event, EventType, Recorder, Reporter},
+    };
+    let ns = format!("{}-floor", env.namespace);
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    let _ = namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
+        )
+        .await;
+    let api: Api<SwarmService> = Api::namespaced(env.client.clone(), &ns);
+    let pid = env.operator_pid().unwrap();
+    let cpu_before = cpu_seconds(pid);
+    let start = Instant::now();
+    stream::iter(0..n)
+        .for_each_concurrent(64, |i| {
+            let api = api.clone();
+            async move {
+                let name = format!("floor-{i}");
+                api.patch(
+                    &name,
+                    &PatchParams::apply("bench"),
+                    &Patch::Apply(manifest(&name)),
+                )
+                .await
+                .unwrap();
+            }
+        })
+        .await;
+    let applies = start.elapsed();
+    let recorder = Recorder::new(
+        env.client.clone(),
+        Reporter {
+            controller: "bench-floor".into(),
+            instance: None,
+        },
+    );
+    let start = Instant::now();
+    stream::iter(0..n)
+        .for_each_concurrent(64, |i| {
+            let (api, recorder) = (api.clone(), recorder.clone());
+            async move {
+                let name = format!("floor-{i}");
+                let finalizer = json!({"metadata": {"finalizers": ["bench/floor"]}});
+                let svc = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(finalizer))
+                    .await
+                    .unwrap();
+                let status = json!({"apiVersion": "swarmoperator.io/v1alpha1", "kind": "SwarmService", "status": status});
+                api.patch_status(&name, &PatchParams::apply("bench-floor").force(), &Patch::Apply(status))
+                    .await
+                    .unwrap();
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: "Created".into(),
+                    note: Some(format!("Created Swarm service {name}")),
+                    action: "Create".into(),
+                    secondary: None,
+                };
+                recorder.publish(&event, &svc.object_ref(&())).await.unwrap();
+            }
+        })
+        .await;
+    let writes = start.elapsed();
+    let cpu = cpu_used(&cpu_before, &cpu_seconds(pid));
+    // Not timed: release the finalizers and delete.
+    stream::iter(0..n)
+        .for_each_concurrent(64, |i| {
+            let api = api.clone();
+            async move {
+                let name = format!("floor-{i}");
+                let none = json!({"metadata": {"finalizers": null}});
+                let _ = api
+                    .patch(&name, &PatchParams::default(), &Patch::Merge(none))
+                    .await;
+            }
+        })
+        .await;
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+    (applies, writes, cpu)
 }
 
 fn direct_spec(name: &str, namespace: &str) -> ServiceSpec {
@@ -260,8 +359,11 @@ fn cpu_seconds(operator: u32) -> Vec<(&'static str, f64)> {
     ]
 }
 
-/// What each process spent between two `cpu_seconds`, as a table cell and as JSON.
-fn cpu_used(before: &[(&'static str, f64)], after: &[(&'static str, f64)]) -> (String, serde_json::Value) {
+/// CPU seconds per process, as a table cell and as JSON.
+type CpuUse = (String, serde_json::Value);
+
+/// What each process spent between two `cpu_seconds`.
+fn cpu_used(before: &[(&'static str, f64)], after: &[(&'static str, f64)]) -> CpuUse {
     let used: Vec<(&str, f64)> = before
         .iter()
         .zip(after)
@@ -319,7 +421,24 @@ async fn main() {
     let largest = args.sizes.iter().copied().max().unwrap_or(0);
     for &n in &args.sizes {
         let cpu_before = cpu_seconds(pid);
+        let metrics_before = http_get(port, "/metrics").await.unwrap();
         let (applied, operator) = converge(&env, 0, n).await;
+        let metrics_after = http_get(port, "/metrics").await.unwrap();
+        let per_service = |name: &str, labels: &[&str]| {
+            (metric(&metrics_after, name, labels) - metric(&metrics_before, name, labels)) / n as f64
+        };
+        let passes = per_service("swarm_operator_reconciles_total", &[]);
+        let reads = per_service("swarm_operator_engine_api_calls_total", &[r#"access="read""#]);
+        let writes = per_service("swarm_operator_engine_api_calls_total", &[r#"access="write""#]);
+        table.push(format!(
+            "work per new service, N={n} | {passes:.2} passes | {reads:.2} Engine reads | {writes:.2} Engine writes"
+        ));
+        results.insert(
+            format!("per_service_{n}"),
+            json!({"passes": passes, "engine_reads": reads, "engine_writes": writes}),
+        );
+        // A status as the operator writes it, for the API-server-alone figure.
+        let status = serde_json::to_value(env.services().get("svc-0").await.unwrap().status).unwrap();
         let (cpu_cell, cpu_json) = cpu_used(&cpu_before, &cpu_seconds(pid));
         table.push(format!(
             "CPU while converging N={n} ({operator:.2?} wall, {:.1} CPU-s on {} cores) | {cpu_cell}",
@@ -363,6 +482,15 @@ async fn main() {
             results.insert(format!("peak_rss_mib_{n}"), json!(peak_rss_mib(pid)));
         }
         let deleted = delete_all(&env).await;
+        let (floor_applies, floor_writes, (cpu_cell, cpu_json)) = api_floor(&env, n, &status).await;
+        let floor = floor_applies + floor_writes;
+        table.push(format!(
+            "API server alone, N={n} | {floor:.2?}: the applies {floor_applies:.2?}, then the operator's writes (finalizer, status, event) {floor_writes:.2?} | {cpu_cell}"
+        ));
+        results.insert(
+            format!("api_floor_{n}"),
+            json!({"applies_s": floor_applies.as_secs_f64(), "operator_writes_s": floor_writes.as_secs_f64(), "cpu_s": cpu_json}),
+        );
         let cpu_before = cpu_seconds(pid);
         let direct_took = direct(&env.docker, &env.namespace, n, concurrency).await;
         let (cpu_cell, cpu_json) = cpu_used(&cpu_before, &cpu_seconds(pid));
@@ -371,12 +499,13 @@ async fn main() {
         ));
         results.insert(format!("direct_cpu_s_{n}"), cpu_json);
         let ratio = operator.as_secs_f64() / direct_took.as_secs_f64();
+        let over_floor = operator.as_secs_f64() / floor.as_secs_f64();
         table.push(format!(
-            "converge N={n} | operator {operator:.2?} (API server accepting the {n} resources: {applied:.2?}) | Engine API direct (concurrency {concurrency}) {direct_took:.2?} | ratio {ratio:.2}x | delete all {deleted:.2?}"
+            "converge N={n} | operator {operator:.2?} (API server accepting the {n} resources: {applied:.2?}) | Engine API direct (concurrency {concurrency}) {direct_took:.2?} | ratio {ratio:.2}x | {over_floor:.2}x the API server alone | delete all {deleted:.2?}"
         ));
         results.insert(
             format!("converge_{n}"),
-            json!({"operator_s": operator.as_secs_f64(), "applied_s": applied.as_secs_f64(), "direct_s": direct_took.as_secs_f64(), "ratio": ratio, "delete_s": deleted.as_secs_f64()}),
+            json!({"operator_s": operator.as_secs_f64(), "applied_s": applied.as_secs_f64(), "direct_s": direct_took.as_secs_f64(), "ratio": ratio, "api_floor_s": floor.as_secs_f64(), "ratio_to_api_floor": over_floor, "delete_s": deleted.as_secs_f64()}),
         );
     }
     for &n in &args.rss {
