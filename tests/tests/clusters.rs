@@ -409,3 +409,67 @@ async fn a_broken_event_stream_reconnects_and_catches_what_changed_meanwhile() {
         "the lab's stream broke and was reopened"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
+async fn the_first_change_after_a_quiet_spell_wakes_its_resource() {
+    // A swarm of its own and no default engine: no other test's events reach this operator, so
+    // nothing but the change itself can wake the resource (the resync is an hour away).
+    let lab = Lab::up(25, 1, None);
+    let mut env = TestEnv::new("quiet").await;
+    env.start_operator_with(&[
+        "--resync-seconds",
+        "3600",
+        "--docker-host",
+        "unix:///run/swl/none.sock",
+    ]);
+    let cluster = format!("{}-lab", env.prefix);
+    env.kubectl_apply(&cluster_manifest(&env, &cluster, &[lab.endpoint(1)], None), false)
+        .unwrap();
+    wait_cluster(&env, &cluster, "Ready", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    // Created after the cluster's stream opened; the event of its own creation is the
+    // operator's echo and wakes nothing.
+    let name = format!("{}-web", env.prefix);
+    env.kubectl_apply(
+        &format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0, clusterRef: {{name: {cluster}}}, env: [{{name: MODE, value: managed}}]}}\n",
+            test_image("1")
+        ),
+        false,
+    )
+    .unwrap();
+    env.wait_ready(&name, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    env.docker_cli(&[
+        "-H",
+        &lab.endpoint(1),
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "MODE=drifted",
+        &name,
+    ]);
+    let changed = std::time::Instant::now();
+    let lab_docker = lab.docker(1).await;
+    env.wait_for("the change to be reverted", Duration::from_secs(30), || async {
+        let found = services_named(&lab_docker, &name).await;
+        let envs = found
+            .first()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.clone());
+        if envs == Some(vec!["MODE=managed".to_string()]) {
+            Ok(())
+        } else {
+            Err(format!("{envs:?}"))
+        }
+    })
+    .await;
+    println!("reverted {:?} after the change", changed.elapsed());
+}

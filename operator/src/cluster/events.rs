@@ -65,8 +65,11 @@ where
     let rx = hub.subscribe();
     futures::stream::unfold((rx, store, concerns), |(mut rx, store, concerns)| async move {
         let woken: Vec<ObjectRef<K>> = loop {
+            let received = rx.recv().await;
+            // The store as it is now, not as it was when the wait began: that may have been
+            // before the resource existed.
             let objects = store.state();
-            let matching: Vec<ObjectRef<K>> = match rx.recv().await {
+            let matching: Vec<ObjectRef<K>> = match received {
                 Ok(event) => objects
                     .iter()
                     .filter(|o| o.cluster_name() == event.cluster())
