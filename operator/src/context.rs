@@ -198,11 +198,7 @@ where
     let stream = reflector(writer, watch)
         .applied_objects()
         .predicate_filter(changes, Default::default())
-        .inspect(|obj| {
-            if let Ok(obj) = obj {
-                crate::queue::seen(obj);
-            }
-        });
+        .inspect(crate::queue::seen);
     kube::runtime::Controller::for_stream(stream, reader)
 }
 

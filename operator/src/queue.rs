@@ -104,14 +104,22 @@ pub fn asked<K: Resource<DynamicType = ()>>(
         .collect()
 }
 
-/// Counts `obj`, which the kind's own watch hands to the controller, as queued now.
-pub fn seen<K: Resource<DynamicType = ()>>(obj: &K) {
+/// An object's namespace and name, as the queue keys it.
+fn key_of<K: Resource>(obj: &K) -> (Option<&str>, &str) {
     let meta = obj.meta();
-    of::<K>().wanted(
+    (
         meta.namespace.as_deref(),
         meta.name.as_deref().unwrap_or_default(),
-        Duration::ZERO,
-    );
+    )
+}
+
+/// Counts the object of a watch stream item, which the kind's own watch hands to the controller,
+/// as queued now.
+pub fn seen<K: Resource<DynamicType = ()>, E>(item: &Result<K, E>) {
+    if let Ok(obj) = item {
+        let (namespace, name) = key_of(obj);
+        of::<K>().wanted(namespace, name, Duration::ZERO);
+    }
 }
 
 /// Drops the entry of an object the controller could not find when its turn came.
@@ -142,11 +150,7 @@ where
     K: Resource<DynamicType = ()>,
     F: Future<Output = Result<Action, E>>,
 {
-    let meta = obj.meta();
-    let (namespace, name) = (
-        meta.namespace.as_deref(),
-        meta.name.as_deref().unwrap_or_default(),
-    );
+    let (namespace, name) = key_of(obj);
     let queue = of::<K>();
     queue.left(namespace, name);
     let (result, next) = NEXT
@@ -165,12 +169,8 @@ where
 
 /// Counts the requeue the error policy returns for `obj`.
 pub fn retry<K: Resource<DynamicType = ()>>(obj: &K, after: Duration) -> Action {
-    let meta = obj.meta();
-    of::<K>().wanted(
-        meta.namespace.as_deref(),
-        meta.name.as_deref().unwrap_or_default(),
-        after,
-    );
+    let (namespace, name) = key_of(obj);
+    of::<K>().wanted(namespace, name, after);
     Action::requeue(after)
 }
 
@@ -201,7 +201,7 @@ mod tests {
     #[tokio::test]
     async fn a_pass_leaves_the_queue_and_puts_back_its_requeue() {
         let obj = swarm_operator_crds::SwarmNetwork::new("queue-unit-test", Default::default());
-        seen(&obj);
+        seen(&Ok::<_, ()>(obj.clone()));
         assert_eq!(of::<swarm_operator_crds::SwarmNetwork>().depth(), (1, 0));
         let out = pass(&obj, async {
             assert_eq!(

@@ -59,6 +59,39 @@ fn service_manifest(name: &str, cluster: Option<&str>, extra: &str) -> String {
     )
 }
 
+/// Changes the env of service `name` on the lab's first manager out of band (`MODE=drifted`) and
+/// waits up to `limit` for the operator to put back `MODE=managed`; returns how long that took.
+async fn drift_and_wait_reverted(env: &TestEnv, lab: &Lab, name: &str, limit: Duration) -> Duration {
+    env.docker_cli(&[
+        "-H",
+        &lab.endpoint(1),
+        "service",
+        "update",
+        "--detach",
+        "--env-add",
+        "MODE=drifted",
+        name,
+    ]);
+    let changed = std::time::Instant::now();
+    let lab_docker = lab.docker(1).await;
+    env.wait_for("the change to be reverted", limit, || async {
+        let found = services_named(&lab_docker, name).await;
+        let envs = found
+            .first()
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.task_template.as_ref())
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.env.clone());
+        if envs == Some(vec!["MODE=managed".to_string()]) {
+            Ok(())
+        } else {
+            Err(format!("{envs:?}"))
+        }
+    })
+    .await;
+    changed.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
 async fn losing_the_active_manager_mid_batch_loses_nothing() {
@@ -377,32 +410,7 @@ async fn a_broken_event_stream_reconnects_and_catches_what_changed_meanwhile() {
     // back, before the operator's reconnect backoff has run out.
     lab.stop(1);
     lab.start(1);
-    env.docker_cli(&[
-        "-H",
-        &lab.endpoint(1),
-        "service",
-        "update",
-        "--detach",
-        "--env-add",
-        "MODE=drifted",
-        &name,
-    ]);
-    let lab_docker = lab.docker(1).await;
-    env.wait_for("the change to be reverted", Duration::from_secs(90), || async {
-        let found = services_named(&lab_docker, &name).await;
-        let envs = found
-            .first()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.task_template.as_ref())
-            .and_then(|t| t.container_spec.as_ref())
-            .and_then(|c| c.env.clone());
-        if envs == Some(vec!["MODE=managed".to_string()]) {
-            Ok(())
-        } else {
-            Err(format!("{envs:?}"))
-        }
-    })
-    .await;
+    drift_and_wait_reverted(&env, &lab, &name, Duration::from_secs(90)).await;
     let log = env.operator_log();
     assert!(
         following(&log) >= 2 && log.contains("swarm event stream broke"),
@@ -444,32 +452,6 @@ async fn the_first_change_after_a_quiet_spell_wakes_its_resource() {
     env.wait_ready(&name, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    env.docker_cli(&[
-        "-H",
-        &lab.endpoint(1),
-        "service",
-        "update",
-        "--detach",
-        "--env-add",
-        "MODE=drifted",
-        &name,
-    ]);
-    let changed = std::time::Instant::now();
-    let lab_docker = lab.docker(1).await;
-    env.wait_for("the change to be reverted", Duration::from_secs(30), || async {
-        let found = services_named(&lab_docker, &name).await;
-        let envs = found
-            .first()
-            .and_then(|s| s.spec.as_ref())
-            .and_then(|s| s.task_template.as_ref())
-            .and_then(|t| t.container_spec.as_ref())
-            .and_then(|c| c.env.clone());
-        if envs == Some(vec!["MODE=managed".to_string()]) {
-            Ok(())
-        } else {
-            Err(format!("{envs:?}"))
-        }
-    })
-    .await;
-    println!("reverted {:?} after the change", changed.elapsed());
+    let took = drift_and_wait_reverted(&env, &lab, &name, Duration::from_secs(30)).await;
+    println!("reverted {took:?} after the change");
 }

@@ -61,11 +61,7 @@ pub fn controller(
             }
         })
         .applied_objects()
-        .inspect(|obj| {
-            if let Ok(obj) = obj {
-                crate::queue::seen(obj);
-            }
-        });
+        .inspect(crate::queue::seen);
     (Controller::for_stream(stream, reader.clone()), reader, ready_rx)
 }
 

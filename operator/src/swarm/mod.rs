@@ -402,11 +402,6 @@ impl Engine {
             .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
     }
 
-    /// Services carrying `label` (`key` or `key=value`), e.g. the owner label.
-    pub async fn services_with_label(&self, label: &str) -> Result<Vec<Service>, EngineError> {
-        self.list_services("label", label).await
-    }
-
     async fn list_services(&self, filter: &str, value: &str) -> Result<Vec<Service>, EngineError> {
         let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
         let query = percent_encode(&serde_json::json!(filters).to_string());

@@ -63,16 +63,13 @@ fn manifest(name: &str) -> serde_json::Value {
            "metadata": {"name": name}, "spec": {"image": test_image("1"), "replicas": 0}})
 }
 
-/// Creates SwarmServices `from..to` (64 requests in flight) and waits until every one is Ready.
-/// Returns the time the API server took to accept them all, and the time until all were Ready.
-async fn converge(env: &TestEnv, from: usize, to: usize) -> (Duration, Duration) {
-    let api = env.services();
-    let start = Instant::now();
-    stream::iter(from..to)
+/// Applies SwarmServices `<prefix>-<i>` for every `i` in `range`, as a user would, 64 at a time.
+async fn apply_all(api: &Api<SwarmService>, prefix: &str, range: std::ops::Range<usize>) {
+    stream::iter(range)
         .for_each_concurrent(64, |i| {
             let api = api.clone();
             async move {
-                let name = format!("svc-{i}");
+                let name = format!("{prefix}-{i}");
                 api.patch(
                     &name,
                     &PatchParams::apply("bench"),
@@ -83,6 +80,14 @@ async fn converge(env: &TestEnv, from: usize, to: usize) -> (Duration, Duration)
             }
         })
         .await;
+}
+
+/// Creates SwarmServices `from..to` (64 requests in flight) and waits until every one is Ready.
+/// Returns the time the API server took to accept them all, and the time until all were Ready.
+async fn converge(env: &TestEnv, from: usize, to: usize) -> (Duration, Duration) {
+    let api = env.services();
+    let start = Instant::now();
+    apply_all(&api, "svc", from..to).await;
     let applied = start.elapsed();
     wait_ready(&api, to).await;
     (applied, start.elapsed())
@@ -160,21 +165,7 @@ async fn api_floor(env: &TestEnv, n: usize, status: &serde_json::Value) -> (Dura
     let pid = env.operator_pid().unwrap();
     let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
-    stream::iter(0..n)
-        .for_each_concurrent(64, |i| {
-            let api = api.clone();
-            async move {
-                let name = format!("floor-{i}");
-                api.patch(
-                    &name,
-                    &PatchParams::apply("bench"),
-                    &Patch::Apply(manifest(&name)),
-                )
-                .await
-                .unwrap();
-            }
-        })
-        .await;
+    apply_all(&api, "floor", 0..n).await;
     let applies = start.elapsed();
     let recorder = Recorder::new(
         env.client.clone(),
