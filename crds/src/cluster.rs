@@ -5,14 +5,11 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::{CustomResource, KubeSchema, core::Rule};
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::service::Duration;
-
-/// Name of the cluster used by resources without a `clusterRef`.
-pub const DEFAULT_CLUSTER: &str = "default";
+use crate::common::{ClusterRef, Duration, OnCluster};
 
 /// Condition type: only a bare majority of managers is reachable, or their number is even, so the
 /// loss of one more manager stops every change to the swarm.
@@ -28,27 +25,6 @@ pub const REASON_SINGLE_MANAGER: &str = "SingleManager";
 /// An even number of managers tolerates no more losses than one fewer would.
 pub const REASON_EVEN_MANAGER_COUNT: &str = "EvenManagerCount";
 pub const REASON_NO_MANAGERS: &str = "NoManagers";
-
-/// Which SwarmCluster a namespaced resource lives on.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-pub struct ClusterRef {
-    /// Name of the SwarmCluster.
-    #[schemars(length(min = 1, max = 253))]
-    pub name: String,
-}
-
-/// The transition rule every namespaced kind carries on its spec: moving a resource to another
-/// swarm would leave its object behind on the first one.
-pub fn cluster_ref_immutable() -> Rule {
-    Rule::new(
-        "has(self.clusterRef) == has(oldSelf.clusterRef) && (!has(self.clusterRef) || self.clusterRef.name == oldSelf.clusterRef.name)",
-    )
-    .message(kube::core::Message::Message(
-        "spec.clusterRef is immutable: delete the resource and create it again to move it to another cluster"
-            .into(),
-    ))
-    .field_path(".clusterRef")
-}
 
 /// How to reach a swarm's managers.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -165,28 +141,6 @@ pub struct NodeStatus {
     pub labels: BTreeMap<String, String>,
 }
 
-/// A namespaced kind that lives on one SwarmCluster.
-pub trait OnCluster {
-    fn cluster_ref(&self) -> Option<&ClusterRef>;
-
-    /// The SwarmCluster's name: `spec.clusterRef.name`, else `default`.
-    fn cluster_name(&self) -> &str {
-        self.cluster_ref()
-            .map(|r| r.name.as_str())
-            .unwrap_or(DEFAULT_CLUSTER)
-    }
-}
-
-macro_rules! on_cluster {
-    ($($kind:ty),*) => {$(
-        impl OnCluster for $kind {
-            fn cluster_ref(&self) -> Option<&ClusterRef> {
-                self.spec.cluster_ref.as_ref()
-            }
-        }
-    )*};
-}
-
 /// A SwarmCluster is on itself: its events are its nodes'.
 impl OnCluster for SwarmCluster {
     fn cluster_ref(&self) -> Option<&ClusterRef> {
@@ -196,10 +150,3 @@ impl OnCluster for SwarmCluster {
         self.metadata.name.as_deref().unwrap_or_default()
     }
 }
-
-on_cluster!(
-    crate::SwarmService,
-    crate::SwarmNetwork,
-    crate::SwarmSecret,
-    crate::SwarmConfig
-);

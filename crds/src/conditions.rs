@@ -34,3 +34,19 @@ pub const REASON_CLUSTER_UNAVAILABLE: &str = "ClusterUnavailable";
 pub const REASON_CONNECTED: &str = "Connected";
 /// A SwarmCluster's TLS Secret is missing or lacks ca.pem, cert.pem or key.pem.
 pub const REASON_INVALID_TLS_SECRET: &str = "InvalidTLSSecret";
+/// The Kubernetes Secret, ConfigMap or key a resource reads is missing; proceeds by itself when it
+/// appears.
+pub const REASON_SOURCE_MISSING: &str = "SourceMissing";
+
+/// A condition's status values.
+pub const TRUE: &str = "True";
+pub const FALSE: &str = "False";
+pub const UNKNOWN: &str = "Unknown";
+
+/// Whether `conditions` hold `type_` with status True.
+pub fn is_true(
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> bool {
+    conditions.iter().any(|c| c.type_ == type_ && c.status == TRUE)
+}

@@ -9,10 +9,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    cluster::{ClusterRef, cluster_ref_immutable},
-    service::DeletionPolicy,
-};
+use crate::common::{ClusterRef, DeletionPolicy, cluster_ref_immutable, on_cluster, reserved_labels};
 
 /// A key of a Kubernetes object in the same namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -55,8 +52,7 @@ pub struct SwarmSecretSpec {
     pub secret_ref: KeyRef,
     /// Labels on the Swarm secret. Keys under `swarmoperator.io/` are the operator's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
-        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    #[x_kube(validation = reserved_labels())]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
@@ -100,8 +96,7 @@ pub struct SwarmConfigSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
-        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    #[x_kube(validation = reserved_labels())]
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_policy: Option<DeletionPolicy>,
@@ -136,3 +131,6 @@ pub struct DataVersion {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
 }
+
+on_cluster!(SwarmSecret);
+on_cluster!(SwarmConfig);

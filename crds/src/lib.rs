@@ -9,12 +9,14 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod cluster;
+pub mod common;
 pub mod conditions;
 pub mod data;
 pub mod network;
 pub mod service;
 
-pub use cluster::{ClusterRef, OnCluster, SwarmCluster, SwarmClusterSpec, SwarmClusterStatus};
+pub use cluster::{SwarmCluster, SwarmClusterSpec, SwarmClusterStatus};
+pub use common::{ClusterRef, DEFAULT_CLUSTER, DeletionPolicy, LABEL_PREFIX, OnCluster};
 pub use data::{SwarmConfig, SwarmSecret, VersionedStatus};
 pub use network::{SwarmNetwork, SwarmNetworkSpec, SwarmNetworkStatus};
 pub use service::{SwarmService, SwarmServiceSpec, SwarmServiceStatus};
@@ -23,8 +25,6 @@ use kube::CustomResourceExt;
 
 /// API group of every kind here.
 pub const GROUP: &str = "swarmoperator.io";
-/// Label prefix reserved for the operator's owner labels on Swarm objects.
-pub const LABEL_PREFIX: &str = "swarmoperator.io/";
 
 /// Every CRD of the project, in the order they are written and installed.
 pub fn all_crds()

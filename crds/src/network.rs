@@ -9,10 +9,7 @@ use kube::{CustomResource, KubeSchema, core::Rule};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    cluster::{ClusterRef, cluster_ref_immutable},
-    service::DeletionPolicy,
-};
+use crate::common::{ClusterRef, DeletionPolicy, cluster_ref_immutable, on_cluster, reserved_labels};
 
 /// A transition rule that refuses any change to `field` once set (or unset).
 fn immutable(field: &str) -> Rule {
@@ -88,8 +85,7 @@ pub struct SwarmNetworkSpec {
     pub driver_options: Option<BTreeMap<String, String>>,
     /// Labels on the Swarm network. Keys under `swarmoperator.io/` are the operator's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
-        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    #[x_kube(validation = reserved_labels())]
     pub labels: Option<BTreeMap<String, String>>,
     /// Delete (default) removes the Swarm network with the resource, once no service uses it;
     /// Orphan leaves it.
@@ -152,3 +148,5 @@ impl SwarmNetwork {
             .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 }
+
+on_cluster!(SwarmNetwork);

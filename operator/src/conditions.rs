@@ -6,7 +6,7 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
     jiff::Timestamp,
 };
-use swarm_operator_crds::conditions::{READY, RECONCILING, STALLED};
+use swarm_operator_crds::conditions::{FALSE, READY, RECONCILING, STALLED, TRUE};
 
 /// What a reconcile pass concluded, in the user's words.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Summary {
 /// The three conditions for `summary`, reusing transition times from `previous` where the status holds.
 pub fn conditions(previous: &[Condition], generation: Option<i64>, summary: &Summary) -> Vec<Condition> {
     let (reason, message) = (summary.reason(), summary.message());
-    let flag = |on: bool| if on { "True" } else { "False" };
+    let flag = |on: bool| if on { TRUE } else { FALSE };
     let wanted = [
         (READY, flag(summary.is_ready()), reason),
         (

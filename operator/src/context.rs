@@ -1,7 +1,12 @@
-//! What every reconcile is handed: the Kubernetes client, the Engine connection, the event recorder,
-//! timing settings and per-object backoff state.
+//! What every reconcile is handed: the Kubernetes client, the swarms' connections and events, the
+//! event recorder, timing settings, per-object backoff state, and the process's instruments (metrics
+//! and the queue mirror), owned here rather than in globals so two operators can share a process.
 
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use kube::{
     Client, Resource,
@@ -15,7 +20,12 @@ use tracing::warn;
 
 use swarm_operator_crds::OnCluster;
 
-use crate::{cluster::Clusters, swarm::Engine};
+use crate::{
+    connections::{Clusters, Hub},
+    metrics::Metrics,
+    queue::Queues,
+    swarm::Engine,
+};
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -42,18 +52,27 @@ impl Default for Settings {
 pub struct Context {
     pub client: Client,
     /// The SwarmClusters' connections; resources get their engine through `engine_for`.
-    pub clusters: Clusters,
+    pub clusters: Arc<Clusters>,
     /// Every cluster's swarm events, for the controllers' triggers.
-    pub events: crate::cluster::Hub,
+    pub events: Hub,
     pub recorder: Recorder,
     pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    /// The mirror of every controller's reconcile queue (see `queue`).
+    pub queues: Arc<Queues>,
     failures: Mutex<HashMap<String, u32>>,
     /// IDs of Swarm services whose creation this process announced.
-    announced: Mutex<std::collections::HashSet<String>>,
+    announced: Mutex<HashSet<String>>,
 }
 
 impl Context {
-    pub fn new(client: Client, clusters: Clusters, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        clusters: Arc<Clusters>,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        queues: Arc<Queues>,
+    ) -> Self {
         let reporter = Reporter {
             controller: "swarm-operator".into(),
             instance: std::env::var("POD_NAME")
@@ -64,8 +83,10 @@ impl Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             clusters,
-            events: crate::cluster::hub(),
+            events: crate::connections::hub(),
             settings,
+            metrics,
+            queues,
             failures: Mutex::default(),
             announced: Mutex::default(),
         }
@@ -112,8 +133,9 @@ impl Context {
         capped.mul_f64(1.0 + jitter).min(self.settings.max_backoff)
     }
 
-    /// True the first time this process sees Swarm object `id` created (so its event is said once).
-    pub fn first_sight(&self, id: &str) -> bool {
+    /// True the first time this process announces Swarm service `id` as created, so its Created
+    /// event is said once.
+    pub fn first_announcement(&self, id: &str) -> bool {
         self.announced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -129,108 +151,13 @@ impl Context {
     }
 }
 
-/// The API of a namespaced kind over one namespace, or over all when `namespace` is None.
-pub fn scoped_api<K>(client: Client, namespace: Option<&str>) -> kube::Api<K>
-where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-{
-    match namespace {
-        Some(ns) => kube::Api::namespaced(client, ns),
-        None => kube::Api::all(client),
-    }
-}
-
-/// Runs one reconcile pass of `obj`, observed: counted and timed by kind and outcome, and inside a
-/// span that names the resource, its Swarm object and cluster, so every log line of the pass
-/// carries them.
-pub async fn observed<K, F>(
-    obj: &K,
-    swarm_object: &str,
-    pass: F,
-) -> Result<kube::runtime::controller::Action, crate::Error>
-where
-    K: Resource<DynamicType = ()> + OnCluster,
-    F: Future<Output = Result<kube::runtime::controller::Action, crate::Error>>,
-{
-    use tracing::Instrument;
+/// How a resource is named in errors, logs and the reconcile span: `Kind namespace/name`, or
+/// `Kind name` when cluster-scoped.
+pub fn resource_name<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     let kind = K::kind(&());
-    let metrics = crate::metrics::metrics();
-    let _running = metrics.in_flight(&kind);
-    let start = std::time::Instant::now();
     let name = obj.meta().name.as_deref().unwrap_or_default();
-    let resource = match obj.meta().namespace.as_deref() {
+    match obj.meta().namespace.as_deref() {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
-    };
-    let span = tracing::info_span!("reconcile", %resource, swarm_object, cluster = obj.cluster_name());
-    let result = crate::queue::pass(obj, pass.instrument(span)).await;
-    metrics.reconciled(&kind, start, result.is_ok());
-    result
-}
-
-/// Longest wait before a resource whose cluster was unavailable looks again.
-const CLUSTER_RETRY: Duration = Duration::from_secs(5);
-
-/// A controller over `api` that wakes on what users change (spec, labels, annotations, finalizers,
-/// deletion, which bumps the generation) and not on the status it writes itself: a status write
-/// would otherwise cost one more pass of every object.
-pub fn user_changes_controller<K>(api: kube::Api<K>) -> kube::runtime::Controller<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    use futures::StreamExt;
-    use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
-    let (reader, writer) = reflector::store();
-    let changes = predicates::generation
-        .combine(predicates::finalizers)
-        .combine(predicates::labels)
-        .combine(predicates::annotations);
-    // managedFields are the larger part of a small object and nothing here reads them.
-    let watch = watcher(api, watcher::Config::default().any_semantic()).modify(|obj| {
-        obj.meta_mut().managed_fields = None;
-    });
-    let stream = reflector(writer, watch)
-        .applied_objects()
-        .predicate_filter(changes, Default::default())
-        .inspect(crate::queue::seen);
-    kube::runtime::Controller::for_stream(stream, reader)
-}
-
-/// Finalizer every kind puts on its resources, so the Swarm object goes (or is released) first.
-pub const FINALIZER: &str = "swarmoperator.io/cleanup";
-
-/// What every controller does after a failed pass: an invalid spec waits for a change; waiting for
-/// something else (services leaving a network) looks again shortly; anything else backs off per
-/// object, exponentially.
-pub fn error_policy<K: Resource<DynamicType = ()>>(
-    obj: std::sync::Arc<K>,
-    err: &crate::Error,
-    ctx: std::sync::Arc<Context>,
-) -> kube::runtime::controller::Action {
-    use kube::runtime::controller::Action;
-    let object = ObjectRef::from_obj(obj.as_ref());
-    let cause = crate::error::cause_chain(err);
-    if err.waits_for_change() {
-        warn!(%object, error = %cause, "waiting for a spec change");
-        return Action::await_change();
     }
-    if err.is_waiting() {
-        tracing::debug!(%object, "{err}");
-        return crate::queue::retry(obj.as_ref(), ctx.settings.progress_interval);
-    }
-    if err.is_cluster_unavailable() {
-        // Back soon after the cluster is: the backoff grows, but never past a few seconds.
-        let delay = ctx.backoff(&object).min(CLUSTER_RETRY);
-        tracing::debug!(%object, error = %cause, retry_in = ?delay, "cluster unavailable");
-        return crate::queue::retry(obj.as_ref(), delay);
-    }
-    let delay = ctx.backoff(&object);
-    warn!(%object, error = %cause, retry_in = ?delay, "reconcile failed");
-    crate::queue::retry(obj.as_ref(), delay)
 }

@@ -17,7 +17,7 @@ pub enum Error {
     Engine(#[from] EngineError),
 
     #[error(transparent)]
-    ClusterUnavailable(#[from] crate::cluster::Unavailable),
+    ClusterUnavailable(#[from] crate::connections::Unavailable),
 
     #[error("Kubernetes API call {operation} on {object} failed: {source}")]
     Kube {
@@ -62,19 +62,4 @@ impl Error {
     pub fn waits_for_change(&self) -> bool {
         matches!(self.root(), Error::InvalidSpec { .. })
     }
-}
-
-/// The whole cause chain of an error, for Warning events and logs.
-pub fn cause_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }

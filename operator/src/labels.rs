@@ -29,6 +29,17 @@ pub enum Ownership {
     Unmanaged,
 }
 
+impl Ownership {
+    /// Who holds the object, in the user's words: `SwarmService shop/web`, or "something other
+    /// than swarm-operator".
+    pub fn holder(&self, kind: &str) -> String {
+        match self {
+            Ownership::Other { namespace, name } => format!("{kind} {namespace}/{name}"),
+            _ => "something other than swarm-operator".to_string(),
+        }
+    }
+}
+
 pub fn ownership<K: Resource>(owner: &K, labels: Option<&HashMap<String, String>>) -> Ownership {
     let Some(uid) = labels.and_then(|l| l.get(OWNER_UID)) else {
         return Ownership::Unmanaged;

@@ -22,6 +22,8 @@ pub struct LeaderElection {
     name: String,
     identity: String,
     lease_duration: Duration,
+    /// Where `leader` is shown: 1 while this replica holds the lease.
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +39,14 @@ impl LeaderElection {
         name: &str,
         identity: &str,
         lease_duration: Duration,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Self {
         LeaderElection {
             api: Api::namespaced(client, namespace),
             name: name.to_string(),
             identity: identity.to_string(),
             lease_duration,
+            metrics,
         }
     }
 
@@ -57,7 +61,7 @@ impl LeaderElection {
             match self.try_acquire_or_renew().await {
                 Ok(true) => {
                     info!(lease = %self.name, identity = %self.identity, "became leader");
-                    crate::metrics::metrics().set_leader(true);
+                    self.metrics.set_leader(true);
                     return;
                 }
                 Ok(false) if !waiting_logged => {
@@ -87,14 +91,14 @@ impl LeaderElection {
                 break;
             }
         }
-        crate::metrics::metrics().set_leader(false);
+        self.metrics.set_leader(false);
         LeaseError::Lost(self.name.clone())
     }
 
     /// Gives the lease up on a clean shutdown, so a standby takes over at once rather than after
     /// the lease runs out.
     pub async fn release(&self) {
-        crate::metrics::metrics().set_leader(false);
+        self.metrics.set_leader(false);
         let Ok(Some(mut lease)) = self.api.get_opt(&self.name).await else {
             return;
         };

@@ -1,25 +1,31 @@
-//! swarm-operator: reconciles swarmoperator.io resources into Docker Swarm objects.
+//! swarm-operator: reconciles swarmoperator.io resources into Docker Swarm objects. See
+//! `docs/architecture.md` for the picture; in short:
 //!
 //! ```text
-//!  SwarmService (Kubernetes) --reconcile--> service::build  --> swarm::Engine --> Swarm service
-//!        ^                                  service::diff          |            (owner labels)
-//!        +------ status (conditions) <----- service::tasks <-------+ tasks
+//!  SwarmService ─┐                               ┌─ service/  dereference → build → plan → apply → status
+//!  SwarmNetwork ─┼─ controller (watch, queue) ─► pass (finalizer, failure, Stalled once) ─┼─ network/
+//!  SwarmSecret  ─┤                               └─ data/
+//!  SwarmConfig  ─┘                                        │ Engine calls
+//!  SwarmCluster ── cluster/ (health)      connections/ ──► swarm::Engine ──► Docker Engine API
 //! ```
 
+pub mod cause;
 pub mod cluster;
 pub mod conditions;
+pub mod connections;
 pub mod context;
+pub mod controller;
 pub mod data;
 pub mod error;
 pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod network;
+pub mod pass;
 pub mod queue;
 pub mod service;
 pub mod status;
 pub mod swarm;
-pub mod units;
 
 pub use context::{Context, Settings};
 pub use error::Error;

@@ -4,13 +4,17 @@ use std::{process::ExitCode, sync::Arc, time::Duration};
 
 use clap::Parser;
 use swarm_operator::{
-    Context, Settings,
-    cluster::{self, Clusters},
+    Context, Settings, cluster,
+    connections::{self, Clusters},
     data,
     leader::LeaderElection,
-    network, service,
+    metrics::Metrics,
+    network,
+    queue::Queues,
+    service,
+    swarm::EngineCalls,
 };
-use swarm_operator_crds::{SwarmConfig, SwarmSecret};
+use swarm_operator_crds::{SwarmCluster, SwarmConfig, SwarmSecret};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
@@ -70,24 +74,41 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    swarm_operator::swarm::limit::set_calls_per_second(args.engine_qps);
+    let metrics = Arc::new(Metrics::new());
+    let queues = Arc::new(Queues::default());
+    let engine_calls = EngineCalls::new(args.engine_qps, metrics.clone());
     let client = kube::Client::try_default().await?;
-    let (clusters_controller, store, ready) =
-        cluster::controller(client.clone(), args.cluster_selector.as_deref());
-    let clusters = Clusters::new(client.clone(), store, ready, &args.docker_host);
+    let (clusters_controller, store, ready) = cluster::controller(
+        client.clone(),
+        args.cluster_selector.as_deref(),
+        queues.of::<SwarmCluster>(),
+    );
+    let clusters = Arc::new(Clusters::new(
+        client.clone(),
+        store,
+        ready,
+        &args.docker_host,
+        engine_calls,
+    ));
     info!(fallback_endpoint = %args.docker_host, "resources of cluster `default` use this engine while no SwarmCluster `default` exists");
     let settings = Settings {
         resync_interval: Duration::from_secs(args.resync_seconds),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(client.clone(), clusters, settings));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        clusters,
+        settings,
+        metrics.clone(),
+        queues.clone(),
+    ));
     let addr = args.metrics_addr;
     tokio::spawn(async move {
-        if let Err(e) = swarm_operator::metrics::serve(addr).await {
+        if let Err(e) = swarm_operator::metrics::serve(addr, metrics, queues).await {
             error!(%addr, "cannot serve metrics: {e}");
         }
     });
-    swarm_operator::metrics::set_ready();
+    ctx.metrics.set_ready();
     let election = args.leader_elect.then(|| {
         // A pod keeps its name across container restarts, and takes its own lease back at once.
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
@@ -100,6 +121,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             &args.leader_election_id,
             &identity,
             Duration::from_secs(args.lease_duration_seconds),
+            ctx.metrics.clone(),
         )
     });
     match &election {
@@ -111,9 +133,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 return Ok(());
             }
         },
-        None => swarm_operator::metrics::metrics().set_leader(true),
+        None => ctx.metrics.set_leader(true),
     }
-    tokio::spawn(cluster::follow_all(ctx.clone()));
+    tokio::spawn(connections::follow_all(ctx.clusters.clone(), ctx.events.clone()));
     let namespace = args.namespace.as_deref();
     // Resources wait until the SwarmClusters are known, so none goes to the fallback engine by
     // mistake while a SwarmCluster `default` is still loading.

@@ -5,7 +5,7 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{
-        LazyLock,
+        Arc,
         atomic::{AtomicBool, Ordering},
     },
     time::Instant,
@@ -62,6 +62,8 @@ pub struct Metrics {
     pub reconciles_in_flight: Family<KindLabels, Gauge>,
     pub reconcile_queue_depth: Family<KindLabels, Gauge>,
     pub reconcile_queue_scheduled: Family<KindLabels, Gauge>,
+    /// What /readyz answers: clients connected, controllers started.
+    ready: AtomicBool,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,21 +76,14 @@ pub struct ClusterLabels {
     pub cluster: String,
 }
 
-static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
-static READY: AtomicBool = AtomicBool::new(false);
-
-/// The process-wide metrics.
-pub fn metrics() -> &'static Metrics {
-    &METRICS
-}
-
-/// Marks the operator ready (/readyz answers 200): clients connected, controllers started.
-pub fn set_ready() {
-    READY.store(true, Ordering::SeqCst);
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Metrics {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let mut registry = Registry::with_prefix("swarm_operator");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
         registry.register(
@@ -165,6 +160,7 @@ impl Metrics {
             leader.clone(),
         );
         Metrics {
+            ready: AtomicBool::new(false),
             registry,
             engine_throttled_seconds,
             reconciles_in_flight,
@@ -256,8 +252,18 @@ impl Metrics {
             .inc();
     }
 
-    pub fn render(&self) -> String {
-        for (kind, due, later) in crate::queue::depths() {
+    /// Marks the operator ready (/readyz answers 200).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The text /metrics answers, with the queue depths of `queues` as they are now.
+    pub fn render(&self, queues: &crate::queue::Queues) -> String {
+        for (kind, due, later) in queues.depths() {
             let kind = KindLabels { kind };
             self.reconcile_queue_depth.get_or_create(&kind).set(due as i64);
             self.reconcile_queue_scheduled
@@ -273,23 +279,31 @@ impl Metrics {
 }
 
 /// Serves /metrics, /healthz and /readyz on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    queues: Arc<crate::queue::Queues>,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     loop {
         let (stream, _) = listener.accept().await?;
+        let (metrics, queues) = (metrics.clone(), queues.clone());
         tokio::spawn(async move {
-            let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
-                let (status, body) = match req.uri().path() {
-                    "/metrics" => (200, metrics().render()),
-                    "/healthz" => (200, "ok\n".to_string()),
-                    "/readyz" if READY.load(Ordering::SeqCst) => (200, "ready\n".to_string()),
-                    "/readyz" => (503, "starting\n".to_string()),
-                    _ => (404, "not found\n".to_string()),
-                };
-                let mut response = Response::new(Full::new(Bytes::from(body)));
-                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
-                Ok::<_, Infallible>(response)
+            let service = service_fn(|req: Request<hyper::body::Incoming>| {
+                let (metrics, queues) = (metrics.clone(), queues.clone());
+                async move {
+                    let (status, body) = match req.uri().path() {
+                        "/metrics" => (200, metrics.render(&queues)),
+                        "/healthz" => (200, "ok\n".to_string()),
+                        "/readyz" if metrics.is_ready() => (200, "ready\n".to_string()),
+                        "/readyz" => (503, "starting\n".to_string()),
+                        _ => (404, "not found\n".to_string()),
+                    };
+                    let mut response = Response::new(Full::new(Bytes::from(body)));
+                    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or_default();
+                    Ok::<_, Infallible>(response)
+                }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

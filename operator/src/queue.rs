@@ -15,7 +15,7 @@
 use std::{
     cell::Cell,
     collections::HashMap,
-    sync::{Arc, LazyLock, Mutex},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -61,47 +61,96 @@ impl Queue {
     }
 }
 
-static QUEUES: LazyLock<Mutex<HashMap<String, Arc<Queue>>>> = LazyLock::new(Mutex::default);
+/// Every kind's queue, by kind.
+#[derive(Default)]
+pub struct Queues(Mutex<HashMap<String, Arc<Queue>>>);
 
-/// The queue of kind `K`.
-pub fn of<K: Resource<DynamicType = ()>>() -> Arc<Queue> {
-    named(&K::kind(&()))
+impl Queues {
+    /// The queue of kind `K`.
+    pub fn of<K: Resource<DynamicType = ()>>(&self) -> Arc<Queue> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(K::kind(&()).to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Every kind's (due now, due later), for the metrics.
+    pub fn depths(&self) -> Vec<(String, usize, usize)> {
+        let queues: Vec<(String, Arc<Queue>)> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(kind, q)| (kind.clone(), q.clone()))
+            .collect();
+        queues
+            .into_iter()
+            .map(|(kind, q)| {
+                let (due, later) = q.depth();
+                (kind, due, later)
+            })
+            .collect()
+    }
 }
 
-fn named(kind: &str) -> Arc<Queue> {
-    QUEUES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(kind.to_string())
-        .or_default()
-        .clone()
-}
+impl Queue {
+    /// Counts trigger requests `refs` as queued now, and hands them on to the controller.
+    pub fn requested<K: Resource<DynamicType = ()>>(
+        &self,
+        refs: impl IntoIterator<Item = ObjectRef<K>>,
+    ) -> Vec<ObjectRef<K>> {
+        refs.into_iter()
+            .inspect(|r| self.wanted(r.namespace.as_deref(), &r.name, Duration::ZERO))
+            .collect()
+    }
 
-/// Every kind's (due now, due later), for the metrics.
-pub fn depths() -> Vec<(String, usize, usize)> {
-    let queues: Vec<(String, Arc<Queue>)> = QUEUES
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .map(|(kind, q)| (kind.clone(), q.clone()))
-        .collect();
-    queues
-        .into_iter()
-        .map(|(kind, q)| {
-            let (due, later) = q.depth();
-            (kind, due, later)
-        })
-        .collect()
-}
+    /// Counts the object of a watch stream item, which the kind's own watch hands to the
+    /// controller, as queued now.
+    pub fn watched<K: Resource, E>(&self, item: &Result<K, E>) {
+        if let Ok(obj) = item {
+            let (namespace, name) = key_of(obj);
+            self.wanted(namespace, name, Duration::ZERO);
+        }
+    }
 
-/// Counts trigger requests `refs` as queued now, and hands them on to the controller.
-pub fn asked<K: Resource<DynamicType = ()>>(
-    refs: impl IntoIterator<Item = ObjectRef<K>>,
-) -> Vec<ObjectRef<K>> {
-    let queue = of::<K>();
-    refs.into_iter()
-        .inspect(|r| queue.wanted(r.namespace.as_deref(), &r.name, Duration::ZERO))
-        .collect()
+    /// Drops the entry of an object the controller could not find when its turn came.
+    pub fn not_found<E, Q>(&self, result: &Result<impl Sized, kube::runtime::controller::Error<E, Q>>) {
+        if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
+            self.left(obj.namespace.as_deref(), &obj.name);
+        }
+    }
+
+    /// Runs the pass of `obj`: takes it out of the queue when it starts and puts back the requeue
+    /// it returns.
+    pub async fn pass<K, F, E>(&self, obj: &K, pass: F) -> Result<Action, E>
+    where
+        K: Resource,
+        F: Future<Output = Result<Action, E>>,
+    {
+        let (namespace, name) = key_of(obj);
+        self.left(namespace, name);
+        let (result, next) = NEXT
+            .scope(Cell::new(None), async {
+                let result = pass.await;
+                (result, NEXT.with(Cell::get))
+            })
+            .await;
+        if let (Ok(action), Some(after)) = (&result, next)
+            && *action != Action::await_change()
+        {
+            self.wanted(namespace, name, after);
+        }
+        result
+    }
+
+    /// Counts the requeue the error policy returns for `obj`.
+    pub fn retry<K: Resource>(&self, obj: &K, after: Duration) -> Action {
+        let (namespace, name) = key_of(obj);
+        self.wanted(namespace, name, after);
+        Action::requeue(after)
+    }
 }
 
 /// An object's namespace and name, as the queue keys it.
@@ -113,24 +162,6 @@ fn key_of<K: Resource>(obj: &K) -> (Option<&str>, &str) {
     )
 }
 
-/// Counts the object of a watch stream item, which the kind's own watch hands to the controller,
-/// as queued now.
-pub fn seen<K: Resource<DynamicType = ()>, E>(item: &Result<K, E>) {
-    if let Ok(obj) = item {
-        let (namespace, name) = key_of(obj);
-        of::<K>().wanted(namespace, name, Duration::ZERO);
-    }
-}
-
-/// Drops the entry of an object the controller could not find when its turn came.
-pub fn not_found<K: Resource<DynamicType = ()>, E, Q>(
-    result: &Result<impl Sized, kube::runtime::controller::Error<E, Q>>,
-) {
-    if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = result {
-        of::<K>().left(obj.namespace.as_deref(), &obj.name);
-    }
-}
-
 tokio::task_local! {
     /// The requeue the running pass asked for, so its end can count it.
     static NEXT: Cell<Option<Duration>>;
@@ -140,37 +171,6 @@ tokio::task_local! {
 /// through this.
 pub fn requeue(after: Duration) -> Action {
     let _ = NEXT.try_with(|next| next.set(Some(after)));
-    Action::requeue(after)
-}
-
-/// Runs the pass of `obj`: takes it out of the queue when it starts and puts back the requeue it
-/// returns.
-pub async fn pass<K, F, E>(obj: &K, pass: F) -> Result<Action, E>
-where
-    K: Resource<DynamicType = ()>,
-    F: Future<Output = Result<Action, E>>,
-{
-    let (namespace, name) = key_of(obj);
-    let queue = of::<K>();
-    queue.left(namespace, name);
-    let (result, next) = NEXT
-        .scope(Cell::new(None), async {
-            let result = pass.await;
-            (result, NEXT.with(Cell::get))
-        })
-        .await;
-    if let (Ok(action), Some(after)) = (&result, next)
-        && *action != Action::await_change()
-    {
-        queue.wanted(namespace, name, after);
-    }
-    result
-}
-
-/// Counts the requeue the error policy returns for `obj`.
-pub fn retry<K: Resource<DynamicType = ()>>(obj: &K, after: Duration) -> Action {
-    let (namespace, name) = key_of(obj);
-    of::<K>().wanted(namespace, name, after);
     Action::requeue(after)
 }
 
@@ -200,29 +200,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_pass_leaves_the_queue_and_puts_back_its_requeue() {
+        let queues = Queues::default();
+        let queue = queues.of::<swarm_operator_crds::SwarmNetwork>();
         let obj = swarm_operator_crds::SwarmNetwork::new("queue-unit-test", Default::default());
-        seen(&Ok::<_, ()>(obj.clone()));
-        assert_eq!(of::<swarm_operator_crds::SwarmNetwork>().depth(), (1, 0));
-        let out = pass(&obj, async {
-            assert_eq!(
-                of::<swarm_operator_crds::SwarmNetwork>().depth(),
-                (0, 0),
-                "left when it starts"
-            );
-            Ok::<_, ()>(requeue(Duration::from_secs(30)))
-        })
-        .await;
+        queue.watched(&Ok::<_, ()>(obj.clone()));
+        assert_eq!(queue.depth(), (1, 0));
+        let out = queue
+            .pass(&obj, async {
+                assert_eq!(
+                    queues.of::<swarm_operator_crds::SwarmNetwork>().depth(),
+                    (0, 0),
+                    "left when it starts"
+                );
+                Ok::<_, ()>(requeue(Duration::from_secs(30)))
+            })
+            .await;
         assert_eq!(out, Ok(Action::requeue(Duration::from_secs(30))));
-        assert_eq!(
-            of::<swarm_operator_crds::SwarmNetwork>().depth(),
-            (0, 1),
-            "its requeue is scheduled"
-        );
-        let _ = pass(&obj, async { Ok::<_, ()>(Action::await_change()) }).await;
-        assert_eq!(
-            of::<swarm_operator_crds::SwarmNetwork>().depth(),
-            (0, 0),
-            "await_change schedules nothing"
-        );
+        assert_eq!(queue.depth(), (0, 1), "its requeue is scheduled");
+        let _ = queue
+            .pass(&obj, async { Ok::<_, ()>(Action::await_change()) })
+            .await;
+        assert_eq!(queue.depth(), (0, 0), "await_change schedules nothing");
     }
 }

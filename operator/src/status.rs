@@ -12,8 +12,14 @@ use crate::error::Error;
 
 const FIELD_MANAGER: &str = "swarm-operator";
 
-/// Applies `status` to `obj` unless `current` already equals it.
-pub async fn apply_status<K, S>(api: &Api<K>, obj: &K, current: Option<&S>, status: &S) -> Result<(), Error>
+/// Applies `status` to `obj` unless `current` already equals it; counts the write in `metrics`.
+pub async fn apply_status<K, S>(
+    metrics: &crate::metrics::Metrics,
+    api: &Api<K>,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     S: Serialize + PartialEq,
@@ -33,6 +39,6 @@ where
         object: obj.name_any(),
         source,
     })?;
-    crate::metrics::metrics().status_written(&K::kind(&()));
+    metrics.status_written(&K::kind(&()));
     Ok(())
 }

@@ -1,12 +1,11 @@
 //! `SwarmService`: one Swarm service, as `docker service create` would make it.
 
-pub mod common;
 pub mod container;
 pub mod workload;
 
 use std::collections::BTreeMap;
 
-pub use common::{Duration, Quantity};
+pub use crate::common::{DeletionPolicy, Duration, Quantity};
 pub use container::{
     DnsConfig, HostEntry, LocalObjectReference, Mount, MountType, TmpfsOptions, Ulimit, VolumeOptions,
 };
@@ -15,7 +14,7 @@ pub use workload::{
     ResourceReservations, Resources, RestartCondition, RestartPolicy, ServiceMode, UpdateConfig, UpdateOrder,
 };
 
-use crate::cluster::{ClusterRef, cluster_ref_immutable};
+use crate::common::{ClusterRef, cluster_ref_immutable, on_cluster, reserved_labels};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -101,8 +100,7 @@ pub struct SwarmServiceSpec {
 
     /// Labels on the Swarm service. Keys under `swarmoperator.io/` are the operator's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('swarmoperator.io/'))")
-        .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator"))]
+    #[x_kube(validation = reserved_labels())]
     pub labels: BTreeMap<String, String>,
 
     /// Number of tasks (`docker service scale`), mode Replicated only. Defaults to 1.
@@ -351,13 +349,6 @@ pub enum EndpointMode {
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-pub enum DeletionPolicy {
-    #[default]
-    Delete,
-    Orphan,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum PortProtocol {
     #[default]
     TCP,
@@ -488,3 +479,5 @@ impl SwarmService {
             .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
     }
 }
+
+on_cluster!(SwarmService);

@@ -9,7 +9,7 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::{
         WatchStreamExt,
-        controller::{Action, Config as ControllerConfig, Controller},
+        controller::{Action, Controller},
         events::EventType,
         reflector::{self, Store, reflector},
         watcher::{self, watcher},
@@ -18,16 +18,22 @@ use kube::{
 use swarm_operator_crds::{
     SwarmCluster, SwarmClusterStatus,
     cluster::{NodeStatus, QUORUM_AT_RISK, REASON_BARE_MAJORITY, REASON_QUORUM_LOST},
-    conditions::{READY, REASON_CLUSTER_UNAVAILABLE, REASON_CONNECTED, REASON_INVALID_TLS_SECRET},
+    common::Duration as SpecDuration,
+    conditions::{
+        FALSE, READY, REASON_CLUSTER_UNAVAILABLE, REASON_CONNECTED, REASON_INVALID_TLS_SECRET, TRUE, UNKNOWN,
+    },
 };
 use tokio::sync::watch;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::health;
 use crate::{
     conditions::{self, Summary},
-    context::{Context, error_policy},
-    error::{Error, cause_chain},
+    connections::{SwarmEvent, triggers},
+    context::Context,
+    controller::{drive, observed},
+    error::Error,
+    queue::Queue,
     status::apply_status,
 };
 
@@ -42,6 +48,7 @@ const DEGRADED_RESYNC: Duration = Duration::from_secs(5);
 pub fn controller(
     client: Client,
     selector: Option<&str>,
+    queue: Arc<Queue>,
 ) -> (
     Controller<SwarmCluster>,
     Store<SwarmCluster>,
@@ -61,28 +68,18 @@ pub fn controller(
             }
         })
         .applied_objects()
-        .inspect(crate::queue::seen);
+        .inspect(move |item| queue.watched(item));
     (Controller::for_stream(stream, reader.clone()), reader, ready_rx)
 }
 
 pub async fn run(controller: Controller<SwarmCluster>, ctx: Arc<Context>, concurrency: u16) {
-    let store = controller.store();
-    controller
-        .with_config(ControllerConfig::default().concurrency(concurrency))
-        .reconcile_on(super::events::triggers(
-            &ctx.events,
-            store,
-            |event, _| matches!(event, super::SwarmEvent::Changed { kind, .. } if kind == "node"),
-        ))
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            crate::queue::not_found::<SwarmCluster, _, _>(&result);
-            if let Err(e) = result {
-                debug!(error = %cause_chain(&e), "cluster reconcile failed");
-            }
-        })
-        .await;
+    let node_changes = triggers(
+        &ctx.events,
+        controller.store(),
+        ctx.queues.of::<SwarmCluster>(),
+        |event, _| matches!(event, SwarmEvent::Changed { kind, .. } if kind == "node"),
+    );
+    drive(controller.reconcile_on(node_changes), reconcile, ctx, concurrency).await;
 }
 
 async fn reconcile(cluster: Arc<SwarmCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -91,14 +88,20 @@ async fn reconcile(cluster: Arc<SwarmCluster>, ctx: Arc<Context>) -> Result<Acti
         .as_ref()
         .and_then(|s| s.swarm_id.clone())
         .unwrap_or_default();
-    crate::context::observed(cluster.as_ref(), &swarm, reconcile_pass(cluster.clone(), ctx)).await
+    observed(
+        &ctx,
+        cluster.as_ref(),
+        &swarm,
+        reconcile_pass(cluster.clone(), ctx.clone()),
+    )
+    .await
 }
 
 async fn reconcile_pass(cluster: Arc<SwarmCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
     let observed = observe(&cluster, &ctx).await;
     announce(&cluster, &ctx, &observed).await;
     let api: Api<SwarmCluster> = Api::all(ctx.client.clone());
-    write_status(&cluster, &api, &observed).await?;
+    write_status(&cluster, &ctx, &api, &observed).await?;
     // Swarm sends a node event when a node goes down but none when it is back, nor when a
     // manager's reachability changes: a degraded swarm is looked at more often.
     let resync = resync_interval(&cluster);
@@ -116,7 +119,7 @@ fn resync_interval(cluster: &SwarmCluster) -> Duration {
         .spec
         .resync_interval
         .as_ref()
-        .and_then(|d| crate::units::duration_nanos(&d.0).ok())
+        .and_then(|d: &SpecDuration| d.nanos().ok())
         .filter(|n| *n > 0)
         .map(|n| Duration::from_nanos(n as u64))
         .unwrap_or(DEFAULT_RESYNC)
@@ -226,7 +229,7 @@ async fn announce(cluster: &SwarmCluster, ctx: &Context, now: &Observed) {
             .find(|c| c.type_ == type_)
             .map(|c| (c.status.clone(), c.reason.clone()))
     };
-    let ready_before = was(READY).is_some_and(|(s, _)| s == "True");
+    let ready_before = was(READY).is_some_and(|(s, _)| s == TRUE);
     if ready_before && !now.summary.is_ready() {
         ctx.publish(
             cluster,
@@ -265,10 +268,15 @@ async fn announce(cluster: &SwarmCluster, ctx: &Context, now: &Observed) {
 }
 
 fn flag(on: bool) -> String {
-    if on { "True" } else { "False" }.to_string()
+    if on { TRUE } else { FALSE }.to_string()
 }
 
-async fn write_status(cluster: &SwarmCluster, api: &Api<SwarmCluster>, o: &Observed) -> Result<(), Error> {
+async fn write_status(
+    cluster: &SwarmCluster,
+    ctx: &Context,
+    api: &Api<SwarmCluster>,
+    o: &Observed,
+) -> Result<(), Error> {
     let previous = cluster
         .status
         .as_ref()
@@ -277,7 +285,7 @@ async fn write_status(cluster: &SwarmCluster, api: &Api<SwarmCluster>, o: &Obser
     let generation = cluster.metadata.generation;
     let mut conditions = conditions::conditions(previous, generation, &o.summary);
     let risk_status = match (&o.quorum, o.risk.at_risk) {
-        (None, false) => "Unknown".to_string(),
+        (None, false) => UNKNOWN.to_string(),
         (_, at_risk) => flag(at_risk),
     };
     conditions.push(conditions::condition(
@@ -305,5 +313,5 @@ async fn write_status(cluster: &SwarmCluster, api: &Api<SwarmCluster>, o: &Obser
             before.nodes.clone()
         },
     };
-    apply_status(api, cluster, cluster.status.as_ref(), &status).await
+    apply_status(&ctx.metrics, api, cluster, cluster.status.as_ref(), &status).await
 }

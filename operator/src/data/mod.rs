@@ -1,19 +1,40 @@
-//! SwarmSecret and SwarmConfig controllers, one code path: read the source, name the content
-//! `<name>-<hash>`, create that version when missing, report which versions services still use,
-//! and remove old versions once nothing uses them. The value only ever goes into the create request.
+//! SwarmSecret and SwarmConfig: content kept as versioned Swarm secrets and configs, one code path
+//! for both. Swarm secrets and configs are immutable, so each content is its own object named
+//! `<name>-<short content hash>`; services roll over to a new version at their own pace, and an
+//! old version goes once nothing uses it. The pass (see `crate::pass`):
+//!
+//! ```text
+//!  dereference.rs ─► plan.rs ─────────► apply.rs ─────────► status (here)    cleanup.rs on delete
+//!  the source's      create the new     create, remove,      current version,  every version once
+//!  content           version? remove    events               versions in use   unused
+//!                    which old ones? (pure)
+//! ```
 
-mod reconcile;
+mod apply;
+mod cleanup;
+mod dereference;
+pub mod plan;
 
-pub use reconcile::run;
+use std::{collections::BTreeMap, sync::Arc};
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Secret},
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
+use kube::{
+    Client, ResourceExt,
+    runtime::{controller::Action, reflector::ObjectRef, watcher},
+};
 use sha2::{Digest, Sha256};
-use swarm_operator_crds::{SwarmConfig, SwarmSecret, VersionedStatus, service::DeletionPolicy};
+use swarm_operator_crds::{DeletionPolicy, SwarmConfig, SwarmSecret, VersionedStatus, data::DataVersion};
 
-use crate::{error::Error, swarm::DataKind};
+use crate::{
+    context::Context,
+    controller::{scoped_api, user_changes_controller},
+    error::Error,
+    pass::{Outcome, Reconciled},
+    swarm::DataKind,
+};
 
 /// The first 10 hex digits of the content's SHA-256: enough to tell versions apart.
 pub fn content_hash(data: &[u8]) -> String {
@@ -24,7 +45,7 @@ pub fn content_hash(data: &[u8]) -> String {
         .collect()
 }
 
-/// A custom resource whose content becomes a versioned Swarm secret or config.
+/// What a SwarmSecret and a SwarmConfig differ in; the rest of their pass is shared.
 pub trait DataResource:
     kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
     + Clone
@@ -43,7 +64,7 @@ pub trait DataResource:
     /// The Kubernetes object the content comes from, if any (watched to follow changes).
     fn source_name(&self) -> Option<&str>;
     /// The content, or a message naming what is missing (never the content itself).
-    fn read(&self, client: &Client) -> impl Future<Output = Result<Result<Vec<u8>, String>, Error>> + Send;
+    fn content(&self, client: &Client) -> impl Future<Output = Result<dereference::Content, Error>> + Send;
 }
 
 impl DataResource for SwarmSecret {
@@ -60,21 +81,8 @@ impl DataResource for SwarmSecret {
     fn source_name(&self) -> Option<&str> {
         Some(&self.spec.secret_ref.name)
     }
-    async fn read(&self, client: &Client) -> Result<Result<Vec<u8>, String>, Error> {
-        let r = &self.spec.secret_ref;
-        let api: Api<Secret> = Api::namespaced(client.clone(), &self.namespace().unwrap_or_default());
-        let secret = api.get_opt(&r.name).await.map_err(|source| Error::Kube {
-            operation: "get Secret",
-            object: r.name.clone(),
-            source,
-        })?;
-        Ok(match secret {
-            None => Err(format!("Secret {} not found", r.name)),
-            Some(s) => match s.data.and_then(|mut d| d.remove(&r.key)) {
-                Some(value) => Ok(value.0),
-                None => Err(format!("Secret {} has no key {}", r.name, r.key)),
-            },
-        })
+    async fn content(&self, client: &Client) -> Result<dereference::Content, Error> {
+        dereference::secret_content(self, client).await
     }
 }
 
@@ -92,28 +100,113 @@ impl DataResource for SwarmConfig {
     fn source_name(&self) -> Option<&str> {
         self.spec.config_map_ref.as_ref().map(|r| r.name.as_str())
     }
-    async fn read(&self, client: &Client) -> Result<Result<Vec<u8>, String>, Error> {
-        let Some(r) = &self.spec.config_map_ref else {
-            return Ok(Ok(self.spec.data.clone().unwrap_or_default().into_bytes()));
-        };
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &self.namespace().unwrap_or_default());
-        let map = api.get_opt(&r.name).await.map_err(|source| Error::Kube {
-            operation: "get ConfigMap",
-            object: r.name.clone(),
-            source,
-        })?;
-        Ok(match map {
-            None => Err(format!("ConfigMap {} not found", r.name)),
-            Some(m) => {
-                let text = m.data.and_then(|mut d| d.remove(&r.key)).map(String::into_bytes);
-                let binary = || m.binary_data.and_then(|mut d| d.remove(&r.key)).map(|b| b.0);
-                match text.or_else(binary) {
-                    Some(value) => Ok(value),
-                    None => Err(format!("ConfigMap {} has no key {}", r.name, r.key)),
+    async fn content(&self, client: &Client) -> Result<dereference::Content, Error> {
+        dereference::config_content(self, client).await
+    }
+}
+
+/// What the status reports besides the conditions.
+pub struct Facts {
+    /// (Swarm name, Swarm ID) of the current version.
+    pub current: Option<(String, String)>,
+    /// Every version still in the swarm, the current one first.
+    pub versions: Vec<DataVersion>,
+}
+
+impl Facts {
+    fn before<K: DataResource>(obj: &K) -> Self {
+        let previous = obj.versioned_status().cloned().unwrap_or_default();
+        Facts {
+            current: previous.swarm_name.zip(previous.swarm_id),
+            versions: previous.versions,
+        }
+    }
+}
+
+/// `Reconciled` for a `DataResource`: the shared pass, named once per kind.
+macro_rules! reconciled_data {
+    ($kind:ty) => {
+        impl Reconciled for $kind {
+            type Status = VersionedStatus;
+            type Facts = Facts;
+
+            fn swarm_name(&self) -> String {
+                self.versioned_status()
+                    .and_then(|s| s.swarm_name.clone())
+                    .unwrap_or_else(|| self.name_any())
+            }
+            /// Swarm names of versions are `<name>-<hash>`.
+            fn concerns(&self, kind: &str, name: &str) -> bool {
+                kind == Self::KIND.word()
+                    && name
+                        .strip_prefix(&self.name_any())
+                        .is_some_and(|rest| rest.starts_with('-'))
+            }
+            fn status(&self) -> Option<&VersionedStatus> {
+                self.status.as_ref()
+            }
+            fn conditions(&self) -> &[Condition] {
+                self.status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default()
+            }
+            fn facts_before(&self) -> Facts {
+                Facts::before(self)
+            }
+            fn status_with(&self, facts: Facts, conditions: Vec<Condition>) -> VersionedStatus {
+                let (swarm_name, swarm_id) = facts.current.unzip();
+                VersionedStatus {
+                    observed_generation: self.metadata.generation,
+                    conditions,
+                    swarm_name,
+                    swarm_id,
+                    versions: facts.versions,
                 }
             }
-        })
-    }
+            async fn converge(&self, ctx: &Context) -> Result<Outcome<Facts>, Error> {
+                apply::converge(self, ctx).await
+            }
+            async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
+                cleanup::cleanup(self, ctx).await
+            }
+        }
+    };
+}
+
+reconciled_data!(SwarmSecret);
+reconciled_data!(SwarmConfig);
+
+/// Runs the controller of `K` until a shutdown signal; it also watches the Secrets or ConfigMaps
+/// the resources read, so a change to a source starts a new version at once.
+pub async fn run<K: DataResource + Reconciled>(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+    let queue = ctx.queues.of::<K>();
+    let controller = user_changes_controller(scoped_api::<K>(ctx.client.clone(), namespace), queue.clone());
+    let store = controller.store();
+    let sources = move |ns: Option<String>, name: String| {
+        queue.requested(
+            store
+                .state()
+                .into_iter()
+                .filter(|o| o.namespace() == ns && o.source_name() == Some(name.as_str()))
+                .map(|o| ObjectRef::from_obj(o.as_ref())),
+        )
+    };
+    let controller = match K::KIND {
+        DataKind::Secret => {
+            let secrets = scoped_api::<Secret>(ctx.client.clone(), namespace);
+            controller.watches(secrets, watcher::Config::default(), move |s: Secret| {
+                sources(s.namespace(), s.name_any())
+            })
+        }
+        DataKind::Config => {
+            let maps = scoped_api::<ConfigMap>(ctx.client.clone(), namespace);
+            controller.watches(maps, watcher::Config::default(), move |m: ConfigMap| {
+                sources(m.namespace(), m.name_any())
+            })
+        }
+    };
+    crate::pass::run(controller, ctx, concurrency).await;
 }
 
 #[cfg(test)]

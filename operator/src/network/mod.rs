@@ -1,96 +1,92 @@
-//! The SwarmNetwork controller: `observe -> build -> create (once) -> update_status`. Swarm networks
-//! cannot be changed, so there is no update step: the CRD refuses changes to their fields. Deleting
-//! waits until no service uses the network.
+//! SwarmNetwork: one swarm-scoped overlay network. The pass (see `crate::pass`):
+//!
+//! ```text
+//!  build.rs ─► plan.rs ─► apply.rs ─► status (here)        cleanup.rs on delete
+//!  create      Create/    create once,  ID, driver, scope,   waits until no service
+//!  request     Report/    report        users               uses it (plan::deletion)
+//!  (pure)      Conflict
+//! ```
+//!
+//! Swarm networks cannot be changed: the CRD refuses changes to their fields, so there is no update.
 
-mod reconcile;
+mod apply;
+pub mod build;
+mod cleanup;
+pub mod plan;
 
-pub use reconcile::run;
+use std::sync::Arc;
 
-use std::collections::HashMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::runtime::controller::Action;
+use swarm_operator_crds::{SwarmNetwork, SwarmNetworkStatus};
 
-use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
-use swarm_operator_crds::SwarmNetwork;
+use crate::{
+    context::Context,
+    controller::{scoped_api, user_changes_controller},
+    error::Error,
+    pass::{Outcome, Reconciled},
+};
 
-use crate::labels::owner_labels;
+/// What the status reports of the Swarm network besides the conditions.
+#[derive(Default)]
+pub struct Facts {
+    pub network_id: Option<String>,
+    pub driver: Option<String>,
+    pub scope: Option<String>,
+    /// Services whose tasks join it.
+    pub services: Vec<String>,
+}
 
-/// The Engine's create request for `net`, owner labels included.
-pub fn create_request(net: &SwarmNetwork) -> NetworkCreateRequest {
-    let spec = &net.spec;
-    let mut labels: HashMap<String, String> = spec.labels.clone().unwrap_or_default().into_iter().collect();
-    labels.extend(owner_labels(net));
-    let mut options: HashMap<String, String> = spec
-        .driver_options
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
-    if spec.encrypted == Some(true) {
-        options.insert("encrypted".into(), String::new());
+impl Reconciled for SwarmNetwork {
+    type Status = SwarmNetworkStatus;
+    type Facts = Facts;
+
+    fn swarm_name(&self) -> String {
+        self.network_name()
     }
-    NetworkCreateRequest {
-        name: net.network_name(),
-        driver: Some(spec.driver.clone().unwrap_or_else(|| "overlay".into())),
-        scope: Some("swarm".into()),
-        internal: spec.internal,
-        attachable: spec.attachable,
-        ipam: spec.ipam.as_ref().map(|i| Ipam {
-            driver: i.driver.clone(),
-            config: (!i.config.is_empty()).then(|| {
-                i.config
-                    .iter()
-                    .map(|c| IpamConfig {
-                        subnet: c.subnet.clone(),
-                        gateway: c.gateway.clone(),
-                        ip_range: c.ip_range.clone(),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            ..Default::default()
-        }),
-        options: (!options.is_empty()).then_some(options),
-        labels: Some(labels),
-        ..Default::default()
+    fn concerns(&self, kind: &str, name: &str) -> bool {
+        kind == "network" && name == self.network_name()
+    }
+    fn status(&self) -> Option<&SwarmNetworkStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
+    }
+    fn facts_before(&self) -> Facts {
+        let previous = self.status.clone().unwrap_or_default();
+        Facts {
+            network_id: previous.network_id,
+            driver: previous.driver,
+            scope: previous.scope,
+            services: previous.services,
+        }
+    }
+    fn status_with(&self, facts: Facts, conditions: Vec<Condition>) -> SwarmNetworkStatus {
+        SwarmNetworkStatus {
+            observed_generation: self.metadata.generation,
+            conditions,
+            network_name: Some(self.network_name()),
+            network_id: facts.network_id,
+            driver: facts.driver,
+            scope: facts.scope,
+            services: facts.services,
+        }
+    }
+    async fn converge(&self, ctx: &Context) -> Result<Outcome<Facts>, Error> {
+        apply::converge(self, ctx).await
+    }
+    async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
+        cleanup::cleanup(self, ctx).await
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_field_reaches_the_create_request() {
-        let mut net: SwarmNetwork = serde_yaml_ng::from_str(
-            r#"
-apiVersion: swarmoperator.io/v1alpha1
-kind: SwarmNetwork
-metadata: {name: backend, namespace: shop}
-spec:
-  attachable: true
-  internal: true
-  encrypted: true
-  ipam: {driver: default, config: [{subnet: 10.123.0.0/24, gateway: 10.123.0.1, ipRange: 10.123.0.128/25}]}
-  driverOptions: {com.docker.network.driver.mtu: "1400"}
-  labels: {tier: data}
-"#,
-        )
-        .unwrap();
-        net.metadata.uid = Some("uid-n".into());
-        let req = serde_json::to_value(create_request(&net)).unwrap();
-        assert_eq!(req["Name"], "backend");
-        assert_eq!(
-            (req["Driver"].as_str(), req["Scope"].as_str()),
-            (Some("overlay"), Some("swarm"))
-        );
-        assert_eq!(
-            (req["Attachable"].as_bool(), req["Internal"].as_bool()),
-            (Some(true), Some(true))
-        );
-        assert_eq!(req["Options"]["encrypted"], "");
-        assert_eq!(req["Options"]["com.docker.network.driver.mtu"], "1400");
-        assert_eq!(req["IPAM"]["Config"][0]["Subnet"], "10.123.0.0/24");
-        assert_eq!(req["IPAM"]["Config"][0]["IPRange"], "10.123.0.128/25");
-        assert_eq!(req["Labels"]["tier"], "data");
-        assert_eq!(req["Labels"][crate::labels::OWNER_UID], "uid-n");
-    }
+/// Runs the SwarmNetwork controller until a shutdown signal, over one namespace or all.
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+    let api = scoped_api::<SwarmNetwork>(ctx.client.clone(), namespace);
+    let controller = user_changes_controller(api, ctx.queues.of::<SwarmNetwork>());
+    crate::pass::run(controller, ctx, concurrency).await;
 }

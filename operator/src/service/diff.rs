@@ -25,6 +25,30 @@ pub fn spec_differences(desired: &ServiceSpec, actual: &ServiceSpec) -> Vec<Stri
     out
 }
 
+/// Whether `desired` and `actual` differ only in which version of a secret or config they mount
+/// (a SwarmSecret or SwarmConfig rotated): the same references with other Swarm IDs and names.
+pub fn only_data_versions_differ(desired: &ServiceSpec, actual: &ServiceSpec) -> bool {
+    let without_versions = |spec: &ServiceSpec| {
+        let mut v = normalized_service(spec);
+        for (list, keys) in [
+            ("Secrets", ["SecretID", "SecretName"]),
+            ("Configs", ["ConfigID", "ConfigName"]),
+        ] {
+            let pointer = format!("/TaskTemplate/ContainerSpec/{list}");
+            if let Some(Value::Array(refs)) = v.pointer_mut(&pointer) {
+                for r in refs.iter_mut().filter_map(Value::as_object_mut) {
+                    keys.iter().for_each(|k| {
+                        r.remove(*k);
+                    });
+                }
+            }
+        }
+        v
+    };
+    normalized_service(desired) != normalized_service(actual)
+        && without_versions(desired) == without_versions(actual)
+}
+
 /// Whether a task was made from the service's current TaskTemplate: Swarm's own notion of a task
 /// that an update does not have to replace.
 pub fn task_is_current(task: &TaskSpec, template: &TaskSpec) -> bool {
@@ -165,6 +189,29 @@ fn diff_values(path: &str, desired: &Value, actual: &Value, out: &mut Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_secret(id: &str, name: &str, target: &str) -> ServiceSpec {
+        serde_json::from_value(serde_json::json!({
+            "Name": "s",
+            "TaskTemplate": {"ContainerSpec": {"Image": "x", "Secrets": [
+                {"SecretID": id, "SecretName": name, "File": {"Name": target, "UID": "0", "GID": "0", "Mode": 292}}
+            ]}}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_secret_version_is_told_apart_from_other_changes() {
+        let v1 = with_secret("id1", "db-aaaa", "db");
+        let v2 = with_secret("id2", "db-bbbb", "db");
+        assert!(
+            only_data_versions_differ(&v2, &v1),
+            "another version of the same secret"
+        );
+        assert!(!only_data_versions_differ(&v1, &v1), "no difference at all");
+        let moved = with_secret("id2", "db-bbbb", "elsewhere");
+        assert!(!only_data_versions_differ(&moved, &v1), "the target changed too");
+    }
     use serde_json::json;
 
     fn spec(v: Value) -> ServiceSpec {

@@ -1,11 +1,127 @@
-//! The SwarmService controller: `observe -> build -> compare -> apply -> update_status`.
-//! Only `reconcile.rs` touches the network; `build`, `diff` and `tasks` are pure.
+//! SwarmService: one Swarm service, as `docker service create` would make it. The pass reads as
+//! the pipeline every kind follows (see `crate::pass`):
+//!
+//! ```text
+//!  dereference.rs ─► build.rs ─► plan.rs ─► apply.rs ─► status.rs        cleanup.rs on delete
+//!  networks, data    ServiceSpec  Create/     Engine      conditions from
+//!  versions, pull    (pure)       Converge/   writes,     tasks.rs + report.rs
+//!  credentials                    Conflict    events      (pure)
+//!                                 (pure; diff.rs compares)
+//! ```
 
+mod apply;
 pub mod build;
+mod cleanup;
+mod dereference;
 pub mod diff;
-mod reconcile;
+pub mod plan;
 pub mod registry_auth;
 pub mod report;
+mod status;
 pub mod tasks;
 
-pub use reconcile::{reconcile, run};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    ResourceExt,
+    runtime::{controller::Action, reflector::ObjectRef, watcher},
+};
+use swarm_operator_crds::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmServiceStatus};
+
+use crate::{
+    context::Context,
+    controller::{scoped_api, user_changes_controller},
+    error::Error,
+    pass::{Outcome, Reconciled},
+};
+
+impl Reconciled for SwarmService {
+    type Status = SwarmServiceStatus;
+    type Facts = status::Facts;
+
+    fn swarm_name(&self) -> String {
+        self.service_name()
+    }
+    fn concerns(&self, kind: &str, name: &str) -> bool {
+        kind == "service" && name == self.service_name()
+    }
+    fn status(&self) -> Option<&SwarmServiceStatus> {
+        self.status.as_ref()
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
+    }
+    fn facts_before(&self) -> status::Facts {
+        status::Facts::before(self)
+    }
+    fn status_with(&self, facts: status::Facts, conditions: Vec<Condition>) -> SwarmServiceStatus {
+        status::status(self, facts, conditions)
+    }
+    async fn converge(&self, ctx: &Context) -> Result<Outcome<status::Facts>, Error> {
+        apply::converge(self, ctx).await
+    }
+    async fn cleanup(&self, ctx: &Context) -> Result<Action, Error> {
+        cleanup::cleanup(self, ctx).await
+    }
+}
+
+/// Runs the SwarmService controller until a shutdown signal, over one namespace or all. Besides
+/// its own resources and their Swarm services' events, it wakes the services that refer to a
+/// SwarmNetwork, SwarmSecret or SwarmConfig when that changes (a new version, or Ready at last).
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+    let queue = ctx.queues.of::<SwarmService>();
+    let api = scoped_api::<SwarmService>(ctx.client.clone(), namespace);
+    let controller = user_changes_controller(api, queue.clone());
+    let services = controller.store();
+    // Services in `ns` for which `refers` holds: woken when the object they refer to changes.
+    let users = move |ns: Option<String>, refers: &dyn Fn(&SwarmService) -> bool| {
+        queue.requested(
+            services
+                .state()
+                .into_iter()
+                .filter(|svc| svc.namespace() == ns && refers(svc))
+                .map(|svc| ObjectRef::from_obj(svc.as_ref())),
+        )
+    };
+    let (by_secret, by_config, by_network) = (users.clone(), users.clone(), users);
+    let client = ctx.client.clone();
+    let controller = controller
+        .watches(
+            scoped_api::<SwarmSecret>(client.clone(), namespace),
+            watcher::Config::default(),
+            move |o: SwarmSecret| {
+                let name = o.name_any();
+                by_secret(o.namespace(), &|svc| {
+                    svc.spec.secrets.iter().any(|r| r.name == name)
+                })
+            },
+        )
+        .watches(
+            scoped_api::<SwarmConfig>(client.clone(), namespace),
+            watcher::Config::default(),
+            move |o: SwarmConfig| {
+                let name = o.name_any();
+                by_config(o.namespace(), &|svc| {
+                    svc.spec.configs.iter().any(|r| r.name == name)
+                })
+            },
+        )
+        .watches(
+            scoped_api::<SwarmNetwork>(client, namespace),
+            watcher::Config::default(),
+            move |net: SwarmNetwork| {
+                let name = net.name_any();
+                by_network(net.namespace(), &|svc| {
+                    svc.spec
+                        .networks
+                        .iter()
+                        .any(|n| n.external != Some(true) && n.name == name)
+                })
+            },
+        );
+    crate::pass::run(controller, ctx, concurrency).await;
+}

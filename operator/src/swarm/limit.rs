@@ -3,9 +3,11 @@
 //! client of the swarm; a resync of thousands of resources must not crowd them out.
 
 use std::{
-    sync::{Mutex, OnceLock},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
+
+use crate::metrics::Metrics;
 
 struct Bucket {
     per_second: f64,
@@ -25,30 +27,52 @@ impl Bucket {
     }
 }
 
-static BUCKET: OnceLock<Mutex<Bucket>> = OnceLock::new();
+/// The bound itself; `None` when calls are unbounded (`--engine-qps 0`).
+pub struct RateLimit(Option<Mutex<Bucket>>);
 
-/// Sets the bound; 0 leaves calls unbounded. Takes effect once, at start-up.
-pub fn set_calls_per_second(per_second: u32) {
-    if per_second > 0 {
-        let per_second = f64::from(per_second);
-        let _ = BUCKET.set(Mutex::new(Bucket {
-            per_second,
-            tokens: per_second,
-            at: Instant::now(),
-        }));
+impl RateLimit {
+    /// At most `per_second` calls a second, in bursts of up to one second's worth; 0 for no bound.
+    pub fn new(per_second: u32) -> Self {
+        RateLimit((per_second > 0).then(|| {
+            let per_second = f64::from(per_second);
+            Mutex::new(Bucket {
+                per_second,
+                tokens: per_second,
+                at: Instant::now(),
+            })
+        }))
+    }
+
+    /// How long the next call has to wait to fit in the bound (taking its place in line).
+    fn wait(&self) -> Option<Duration> {
+        let bucket = self.0.as_ref()?;
+        bucket
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(Instant::now())
     }
 }
 
-/// Waits until one more call fits in the bound.
-pub async fn acquire() {
-    let Some(bucket) = BUCKET.get() else { return };
-    let wait = bucket
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take(Instant::now());
-    if let Some(wait) = wait {
-        crate::metrics::metrics().engine_throttled(wait);
-        tokio::time::sleep(wait).await;
+/// What every Engine call of the process goes through: the bound, and the counters it is seen by.
+pub struct EngineCalls {
+    pub limit: RateLimit,
+    pub metrics: Arc<Metrics>,
+}
+
+impl EngineCalls {
+    pub fn new(per_second: u32, metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(EngineCalls {
+            limit: RateLimit::new(per_second),
+            metrics,
+        })
+    }
+
+    /// Waits until one more call fits in the bound.
+    pub async fn admit(&self) {
+        if let Some(wait) = self.limit.wait() {
+            self.metrics.engine_throttled(wait);
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

@@ -112,7 +112,7 @@ where
     let response = client
         .request(req)
         .await
-        .map_err(|e| transport(&crate::error::cause_chain(&e)))?;
+        .map_err(|e| transport(&crate::cause::cause_chain(&e)))?;
     let status = response.status();
     let body = response
         .into_body()

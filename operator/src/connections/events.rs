@@ -17,7 +17,8 @@ use tokio::{
 };
 use tracing::{debug, info};
 
-use crate::context::Context;
+use super::Clusters;
+use crate::queue::Queue;
 
 /// How often the set of followed clusters is matched to the SwarmClusters that exist.
 const MATCH_EVERY: Duration = Duration::from_secs(1);
@@ -57,51 +58,55 @@ pub fn hub() -> Hub {
 pub fn triggers<K>(
     hub: &Hub,
     store: Store<K>,
+    queue: Arc<Queue>,
     concerns: impl Fn(&SwarmEvent, &K) -> bool + Send + 'static,
 ) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
 where
     K: Resource<DynamicType = ()> + swarm_operator_crds::OnCluster + Clone + Send + Sync + 'static,
 {
     let rx = hub.subscribe();
-    futures::stream::unfold((rx, store, concerns), |(mut rx, store, concerns)| async move {
-        let woken: Vec<ObjectRef<K>> = loop {
-            let received = rx.recv().await;
-            // The store as it is now, not as it was when the wait began: that may have been
-            // before the resource existed.
-            let objects = store.state();
-            let matching: Vec<ObjectRef<K>> = match received {
-                Ok(event) => objects
-                    .iter()
-                    .filter(|o| o.cluster_name() == event.cluster())
-                    .filter(|o| matches!(event, SwarmEvent::Resync { .. }) || concerns(&event, o))
-                    .map(|o| ObjectRef::from_obj(o.as_ref()))
-                    .collect(),
-                Err(RecvError::Lagged(missed)) => {
-                    debug!(missed, "swarm events came faster than handled; resync of all");
-                    objects.iter().map(|o| ObjectRef::from_obj(o.as_ref())).collect()
+    futures::stream::unfold((rx, store, concerns), move |(mut rx, store, concerns)| {
+        let queue = queue.clone();
+        async move {
+            let woken: Vec<ObjectRef<K>> = loop {
+                let received = rx.recv().await;
+                // The store as it is now, not as it was when the wait began: that may have been
+                // before the resource existed.
+                let objects = store.state();
+                let matching: Vec<ObjectRef<K>> = match received {
+                    Ok(event) => objects
+                        .iter()
+                        .filter(|o| o.cluster_name() == event.cluster())
+                        .filter(|o| matches!(event, SwarmEvent::Resync { .. }) || concerns(&event, o))
+                        .map(|o| ObjectRef::from_obj(o.as_ref()))
+                        .collect(),
+                    Err(RecvError::Lagged(missed)) => {
+                        debug!(missed, "swarm events came faster than handled; resync of all");
+                        objects.iter().map(|o| ObjectRef::from_obj(o.as_ref())).collect()
+                    }
+                    Err(RecvError::Closed) => return None,
+                };
+                if !matching.is_empty() {
+                    break matching;
                 }
-                Err(RecvError::Closed) => return None,
             };
-            if !matching.is_empty() {
-                break matching;
-            }
-        };
-        Some((
-            futures::stream::iter(crate::queue::asked(woken)),
-            (rx, store, concerns),
-        ))
+            Some((
+                futures::stream::iter(queue.requested(woken)),
+                (rx, store, concerns),
+            ))
+        }
     })
     .flatten()
 }
 
 /// Follows the events of every cluster this operator serves, and of `default` (which may be the
 /// engine of the operator's flags), until the hub has no receiver left.
-pub async fn follow_all(ctx: Arc<Context>) {
-    ctx.clusters.wait_until_ready().await;
+pub async fn follow_all(clusters: Arc<Clusters>, events: Hub) {
+    clusters.wait_until_ready().await;
     let mut followers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    while ctx.events.receiver_count() > 0 {
-        let mut names = ctx.clusters.names();
-        names.push(swarm_operator_crds::cluster::DEFAULT_CLUSTER.to_string());
+    while events.receiver_count() > 0 {
+        let mut names = clusters.names();
+        names.push(swarm_operator_crds::DEFAULT_CLUSTER.to_string());
         followers.retain(|name, task| {
             let keep = names.contains(name);
             if !keep {
@@ -112,16 +117,16 @@ pub async fn follow_all(ctx: Arc<Context>) {
         for name in names {
             followers
                 .entry(name.clone())
-                .or_insert_with(|| tokio::spawn(follow(ctx.clone(), name)));
+                .or_insert_with(|| tokio::spawn(follow(clusters.clone(), events.clone(), name)));
         }
         tokio::time::sleep(MATCH_EVERY).await;
     }
 }
 
-async fn follow(ctx: Arc<Context>, cluster: String) {
+async fn follow(clusters: Arc<Clusters>, hub: Hub, cluster: String) {
     let mut backoff = Duration::from_millis(500);
     loop {
-        let connection = ctx.clusters.connection(&cluster).await.ok();
+        let connection = clusters.connection(&cluster).await.ok();
         let engine = match &connection {
             Some(connection) => connection.engine().await.ok(),
             None => None,
@@ -130,14 +135,14 @@ async fn follow(ctx: Arc<Context>, cluster: String) {
             let mut events = Box::pin(engine.swarm_events());
             info!(%cluster, endpoint = engine.host(), "following swarm events");
             connection.forget_listing().await;
-            let _ = ctx.events.send(SwarmEvent::Resync {
+            let _ = hub.send(SwarmEvent::Resync {
                 cluster: cluster.clone(),
             });
             while let Some(event) = events.next().await {
                 let (kind, name) = match event {
                     Ok(event) => event,
                     Err(e) => {
-                        info!(%cluster, error = %crate::error::cause_chain(&e), "swarm event stream broke");
+                        info!(%cluster, error = %crate::cause::cause_chain(&e), "swarm event stream broke");
                         break;
                     }
                 };
@@ -147,7 +152,7 @@ async fn follow(ctx: Arc<Context>, cluster: String) {
                     continue;
                 }
                 connection.changed(&kind, &name);
-                let _ = ctx.events.send(SwarmEvent::Changed {
+                let _ = hub.send(SwarmEvent::Changed {
                     cluster: cluster.clone(),
                     kind,
                     name,

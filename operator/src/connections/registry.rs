@@ -10,13 +10,10 @@ use kube::{
     Api, Client, ResourceExt,
     runtime::reflector::{ObjectRef, Store},
 };
-use swarm_operator_crds::{
-    SwarmCluster,
-    cluster::{DEFAULT_CLUSTER, SecretRef},
-};
+use swarm_operator_crds::{DEFAULT_CLUSTER, SwarmCluster, cluster::SecretRef};
 
 use super::connection::{Connection, Unavailable};
-use crate::swarm::TlsFiles;
+use crate::swarm::{EngineCalls, TlsFiles};
 
 pub struct Clusters {
     client: Client,
@@ -28,6 +25,8 @@ pub struct Clusters {
     connections: Mutex<HashMap<String, (Made, Arc<Connection>)>>,
     /// True once the store holds every SwarmCluster (see `cluster::controller`).
     ready: tokio::sync::watch::Receiver<bool>,
+    /// The --engine-qps bound and call counters every connection's engines share.
+    calls: Arc<EngineCalls>,
 }
 
 type Made = (Option<String>, Option<i64>);
@@ -38,6 +37,7 @@ impl Clusters {
         store: Store<SwarmCluster>,
         ready: tokio::sync::watch::Receiver<bool>,
         fallback_endpoint: &str,
+        calls: Arc<EngineCalls>,
     ) -> Self {
         Clusters {
             client,
@@ -46,9 +46,11 @@ impl Clusters {
                 DEFAULT_CLUSTER,
                 vec![fallback_endpoint.to_string()],
                 None,
+                calls.clone(),
             )),
             connections: Mutex::default(),
             ready,
+            calls,
         }
     }
 
@@ -103,7 +105,12 @@ impl Clusters {
             *made = made_for;
             return Ok(kept.clone());
         }
-        let made = Arc::new(Connection::new(&name, cluster.spec.endpoints.clone(), tls));
+        let made = Arc::new(Connection::new(
+            &name,
+            cluster.spec.endpoints.clone(),
+            tls,
+            self.calls.clone(),
+        ));
         connections.insert(name, (made_for, made.clone()));
         Ok(made)
     }

@@ -1,6 +1,6 @@
 //! One swarm's connection: its manager endpoints in order of preference, the TLS files, and the
 //! endpoint in use. A call that finds the endpoint gone, not a manager, or without quorum marks it
-//! unhealthy (see `Engine::record`); the next caller then probes the endpoints in order and moves
+//! unhealthy (see `Engine::call`); the next caller then probes the endpoints in order and moves
 //! to the first that works. Nothing restarts and nothing is reconciled again because of the move:
 //! the reconcile whose call failed retries, and its first step looks the object up by name.
 
@@ -12,8 +12,8 @@ use std::{
 use tracing::{info, warn};
 
 use crate::{
-    error::cause_chain,
-    swarm::{Engine, Snapshot, TlsFiles},
+    cause::cause_chain,
+    swarm::{Engine, EngineCalls, Snapshot, TlsFiles},
 };
 
 /// Longest a probe of one endpoint may take (connect, version, info, node list).
@@ -39,10 +39,11 @@ pub struct Connection {
     snapshot: Arc<Snapshot>,
     /// Held while probing; remembers when and why the last probe of every endpoint failed.
     selecting: tokio::sync::Mutex<Option<(Instant, String)>>,
+    calls: Arc<EngineCalls>,
 }
 
 impl Connection {
-    pub fn new(name: &str, endpoints: Vec<String>, tls: Option<TlsFiles>) -> Self {
+    pub fn new(name: &str, endpoints: Vec<String>, tls: Option<TlsFiles>, calls: Arc<EngineCalls>) -> Self {
         Connection {
             name: name.to_string(),
             endpoints,
@@ -50,6 +51,7 @@ impl Connection {
             active: Mutex::default(),
             snapshot: Arc::default(),
             selecting: tokio::sync::Mutex::default(),
+            calls,
         }
     }
 
@@ -104,7 +106,10 @@ impl Connection {
             .map(|e| e.host().to_string());
         // All at once, so endpoints that hang cost one probe timeout, not one each; the first in
         // order of preference that works wins.
-        let probes = self.endpoints.iter().map(|e| probe(e, self.tls.as_ref()));
+        let probes = self
+            .endpoints
+            .iter()
+            .map(|e| probe(e, self.tls.as_ref(), self.calls.clone()));
         let mut failures = Vec::new();
         for (endpoint, result) in self.endpoints.iter().zip(futures::future::join_all(probes).await) {
             match result {
@@ -112,7 +117,7 @@ impl Connection {
                     if previous.as_deref() != Some(endpoint) {
                         info!(cluster = %self.name, endpoint, ?previous, api = %engine.api_version(), "using manager endpoint");
                         if previous.is_some() {
-                            crate::metrics::metrics().failover(&self.name);
+                            self.calls.metrics.failover(&self.name);
                         }
                     }
                     let engine = engine.with_snapshot(self.snapshot.clone());
@@ -139,9 +144,9 @@ impl Connection {
 
 /// Connects to `endpoint` and checks it can act for the swarm: part of one, a manager, and its
 /// swarm has a leader (listing nodes fails without quorum).
-async fn probe(endpoint: &str, tls: Option<&TlsFiles>) -> Result<Engine, String> {
+async fn probe(endpoint: &str, tls: Option<&TlsFiles>, calls: Arc<EngineCalls>) -> Result<Engine, String> {
     let attempt = async {
-        let engine = Engine::connect(endpoint, tls)
+        let engine = Engine::connect(endpoint, tls, calls)
             .await
             .map_err(|e| cause_chain(&e))?;
         let info = engine.swarm_info().await.map_err(|e| e.engine_message())?;

@@ -1,0 +1,145 @@
+//! The scaffolding every controller shares: the watch that wakes on what users change, the
+//! finalizer name, the observed pass (span, metrics, queue mirror), the error policy, and the loop
+//! that drives a controller until shutdown.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use kube::{
+    Resource,
+    runtime::{
+        Controller,
+        controller::{Action, Config as ControllerConfig},
+        reflector::ObjectRef,
+    },
+};
+use swarm_operator_crds::OnCluster;
+use tracing::{debug, warn};
+
+use crate::{
+    cause::cause_chain,
+    context::{Context, resource_name},
+    error::Error,
+    queue::Queue,
+};
+
+/// Finalizer every kind puts on its resources, so the Swarm object goes (or is released) first.
+pub const FINALIZER: &str = "swarmoperator.io/cleanup";
+
+/// Longest wait before a resource whose cluster was unavailable looks again.
+const CLUSTER_RETRY: Duration = Duration::from_secs(5);
+
+/// The API of a namespaced kind over one namespace, or over all when `namespace` is None.
+pub fn scoped_api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client, ns),
+        None => kube::Api::all(client),
+    }
+}
+
+/// A controller over `api` that wakes on what users change (spec, labels, annotations, finalizers,
+/// deletion, which bumps the generation) and not on the status it writes itself: a status write
+/// would otherwise cost one more pass of every object.
+pub fn user_changes_controller<K>(api: kube::Api<K>, queue: Arc<Queue>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let changes = predicates::generation
+        .combine(predicates::finalizers)
+        .combine(predicates::labels)
+        .combine(predicates::annotations);
+    // managedFields are the larger part of a small object and nothing here reads them.
+    let watch = watcher(api, watcher::Config::default().any_semantic()).modify(|obj| {
+        obj.meta_mut().managed_fields = None;
+    });
+    let stream = reflector(writer, watch)
+        .applied_objects()
+        .predicate_filter(changes, Default::default())
+        .inspect(move |item| queue.watched(item));
+    Controller::for_stream(stream, reader)
+}
+
+/// Runs `controller` with `reconcile` and the shared error policy until a shutdown signal.
+pub async fn drive<K, R, F>(controller: Controller<K>, reconcile: R, ctx: Arc<Context>, concurrency: u16)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F,
+    F: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    let queue = ctx.queues.of::<K>();
+    controller
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            queue.not_found(&result);
+            match result {
+                Ok((obj, action)) => debug!(object = %obj, ?action, "reconciled"),
+                Err(e) => debug!(error = %cause_chain(&e), "reconcile failed"),
+            }
+            futures::future::ready(())
+        })
+        .await;
+}
+
+/// Runs one reconcile pass of `obj`, observed: counted and timed by kind and outcome, and inside a
+/// span that names the resource, its Swarm object and cluster, so every log line of the pass
+/// carries them.
+pub async fn observed<K, F>(ctx: &Context, obj: &K, swarm_object: &str, pass: F) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + OnCluster,
+    F: Future<Output = Result<Action, Error>>,
+{
+    use tracing::Instrument;
+    let kind = K::kind(&());
+    let _running = ctx.metrics.in_flight(&kind);
+    let start = std::time::Instant::now();
+    let resource = resource_name(obj);
+    let span = tracing::info_span!("reconcile", %resource, swarm_object, cluster = obj.cluster_name());
+    let result = ctx.queues.of::<K>().pass(obj, pass.instrument(span)).await;
+    ctx.metrics.reconciled(&kind, start, result.is_ok());
+    result
+}
+
+/// What every controller does after a failed pass: an invalid spec waits for a change; waiting for
+/// something else (services leaving a network) looks again shortly; anything else backs off per
+/// object, exponentially.
+pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(obj.as_ref());
+    let queue = ctx.queues.of::<K>();
+    let cause = cause_chain(err);
+    if err.waits_for_change() {
+        warn!(%object, error = %cause, "waiting for a spec change");
+        return Action::await_change();
+    }
+    if err.is_waiting() {
+        debug!(%object, "{err}");
+        return queue.retry(obj.as_ref(), ctx.settings.progress_interval);
+    }
+    if err.is_cluster_unavailable() {
+        // Back soon after the cluster is: the backoff grows, but never past a few seconds.
+        let delay = ctx.backoff(&object).min(CLUSTER_RETRY);
+        debug!(%object, error = %cause, retry_in = ?delay, "cluster unavailable");
+        return queue.retry(obj.as_ref(), delay);
+    }
+    let delay = ctx.backoff(&object);
+    warn!(%object, error = %cause, retry_in = ?delay, "reconcile failed");
+    queue.retry(obj.as_ref(), delay)
+}

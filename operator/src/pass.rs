@@ -1,0 +1,202 @@
+//! The pass every namespaced kind follows, written once. A kind plugs in by implementing
+//! [`Reconciled`]; this module does the rest:
+//!
+//! ```text
+//!  finalizer ─ Apply ──► converge (the kind's dereference → build → plan → apply → observe)
+//!            │             ├─ Ok(outcome) ─► Stalled? one Warning on entering it ─► status ─► requeue
+//!            │             └─ Err(error)  ─► status keeps the facts it had, conditions say the
+//!            │                               failure ─► one Warning with the cause ─► error policy
+//!            └ Cleanup ─► the kind's cleanup (remove, release or wait)
+//! ```
+
+use std::{sync::Arc, time::Duration};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{
+    Api, Resource, ResourceExt,
+    runtime::{
+        Controller,
+        controller::Action,
+        events::EventType,
+        finalizer::{Event as Finalizer, finalizer},
+        reflector::ObjectRef,
+    },
+};
+use swarm_operator_crds::{
+    OnCluster,
+    conditions::{STALLED, TRUE},
+};
+use tracing::warn;
+
+use crate::{
+    cause::cause_chain,
+    conditions::{self, Summary},
+    connections::{SwarmEvent, triggers},
+    context::{Context, resource_name},
+    controller::{FINALIZER, drive, observed},
+    error::Error,
+    status::apply_status,
+};
+
+/// What a kind's `converge` concluded: the summary for the conditions, the facts for the rest of
+/// the status, and when to look again.
+pub struct Outcome<F> {
+    pub summary: Summary,
+    pub facts: F,
+    pub requeue: Duration,
+}
+
+/// One namespaced kind whose resources each stand for Swarm objects.
+pub trait Reconciled:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + OnCluster
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    type Status: serde::Serialize + PartialEq + Send + Sync;
+    /// What a pass learned of the swarm that the status reports besides the conditions.
+    type Facts: Send;
+
+    /// The name of the Swarm object this resource stands for, for logs.
+    fn swarm_name(&self) -> String;
+    /// Whether a swarm event about the `kind` object `name` (as the Engine words them) concerns
+    /// this resource.
+    fn concerns(&self, kind: &str, name: &str) -> bool;
+    fn status(&self) -> Option<&Self::Status>;
+    fn conditions(&self) -> &[Condition];
+    /// The facts the status holds now, kept by a pass that fails before it could observe.
+    fn facts_before(&self) -> Self::Facts;
+    /// The whole status: `facts`, `conditions`, and the generation they speak of.
+    fn status_with(&self, facts: Self::Facts, conditions: Vec<Condition>) -> Self::Status;
+    /// Dereference, build, plan, apply and observe.
+    fn converge(&self, ctx: &Context) -> impl Future<Output = Result<Outcome<Self::Facts>, Error>> + Send;
+    /// The resource is being deleted: remove or release its Swarm objects, or wait.
+    fn cleanup(&self, ctx: &Context) -> impl Future<Output = Result<Action, Error>> + Send;
+}
+
+/// Runs the controller of `K` until a shutdown signal; besides what `controller` already watches,
+/// it wakes on the swarm events that concern a resource.
+pub async fn run<K: Reconciled>(controller: Controller<K>, ctx: Arc<Context>, concurrency: u16) {
+    let swarm_changes = triggers(
+        &ctx.events,
+        controller.store(),
+        ctx.queues.of::<K>(),
+        |event, obj: &K| matches!(event, SwarmEvent::Changed { kind, name, .. } if obj.concerns(kind, name)),
+    );
+    drive(
+        controller.reconcile_on(swarm_changes),
+        reconcile::<K>,
+        ctx,
+        concurrency,
+    )
+    .await;
+}
+
+pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let swarm_object = obj.swarm_name();
+    observed(&ctx, obj.as_ref(), &swarm_object, finalized(obj.clone(), &ctx)).await
+}
+
+async fn finalized<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let action = finalizer(&api, FINALIZER, obj.clone(), |event| async {
+        match event {
+            Finalizer::Apply(obj) => apply(obj.as_ref(), ctx, &api).await,
+            Finalizer::Cleanup(obj) => obj.cleanup(ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer {
+        object: resource_name(obj.as_ref()),
+        source: Box::new(e),
+    })?;
+    ctx.succeeded(&ObjectRef::from_obj(obj.as_ref()));
+    Ok(action)
+}
+
+async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
+    match obj.converge(ctx).await {
+        Ok(outcome) => {
+            announce_stalled(obj, ctx, &outcome.summary).await;
+            write_status(obj, ctx, api, outcome.facts, &outcome.summary).await?;
+            Ok(crate::queue::requeue(outcome.requeue))
+        }
+        Err(err) => {
+            // Say it where the user looks, then let the error policy back off.
+            let summary = conditions::failure_summary(&err);
+            if let Err(e) = write_status(obj, ctx, api, obj.facts_before(), &summary).await {
+                warn!(error = %cause_chain(&e), "could not record the failure in status");
+            }
+            ctx.publish(
+                obj,
+                EventType::Warning,
+                summary.reason(),
+                "Reconcile",
+                cause_chain(&err),
+            )
+            .await;
+            Err(err)
+        }
+    }
+}
+
+/// Writes the status for `facts` and `summary`, unless the API server holds it already.
+pub async fn write_status<K: Reconciled>(
+    obj: &K,
+    ctx: &Context,
+    api: &Api<K>,
+    facts: K::Facts,
+    summary: &Summary,
+) -> Result<(), Error> {
+    let conditions = conditions::conditions(obj.conditions(), obj.meta().generation, summary);
+    let status = obj.status_with(facts, conditions);
+    apply_status(&ctx.metrics, api, obj, obj.status(), &status).await
+}
+
+/// A Warning event when a resource enters a Stalled state (or changes its reason), not on every
+/// pass that finds it still stalled.
+async fn announce_stalled<K: Reconciled>(obj: &K, ctx: &Context, summary: &Summary) {
+    let Summary::Stalled { reason, message } = summary else {
+        return;
+    };
+    if !entering_stall(obj.conditions(), reason) {
+        return;
+    }
+    warn!(object = %ObjectRef::from_obj(obj), reason, message = %message, "stalled");
+    ctx.publish(obj, EventType::Warning, reason, "Reconcile", message.clone())
+        .await;
+}
+
+/// Whether stalling with `reason` is news against the `previous` conditions.
+fn entering_stall(previous: &[Condition], reason: &str) -> bool {
+    let before = previous.iter().find(|c| c.type_ == STALLED);
+    before.is_none_or(|c| c.status != TRUE || c.reason != reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalled(status: &str, reason: &str) -> Vec<Condition> {
+        vec![conditions::condition(&[], Some(1), STALLED, status, reason, "m")]
+    }
+
+    #[test]
+    fn a_stall_is_announced_once_per_reason() {
+        assert!(entering_stall(&[], "TasksFailing"), "first pass");
+        assert!(entering_stall(&stalled("False", "Running"), "TasksFailing"));
+        assert!(
+            !entering_stall(&stalled("True", "TasksFailing"), "TasksFailing"),
+            "still stalled"
+        );
+        assert!(
+            entering_stall(&stalled("True", "TasksFailing"), "RolledBack"),
+            "another reason is news"
+        );
+    }
+}

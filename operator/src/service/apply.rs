@@ -1,0 +1,178 @@
+//! One SwarmService pass against the swarm: dereference, build, plan, then carry the plan out
+//! (Engine writes and the events that say them) and observe the tasks for status.
+
+use bollard::auth::DockerCredentials;
+use bollard::models::{Service, ServiceSpec};
+use kube::runtime::events::EventType;
+use swarm_operator_crds::{SwarmService, conditions::REASON_WAITING_FOR_DEPENDENCY};
+use tracing::{debug, info, warn};
+
+use super::{
+    build,
+    dereference::{self, Dependencies},
+    plan::{self, Cause, Change, Claim, Plan},
+    status::{self, Facts},
+    tasks,
+};
+use crate::{
+    conditions::Summary,
+    context::{Context, resource_name},
+    error::Error,
+    pass::Outcome,
+    swarm::Engine,
+};
+
+pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts>, Error> {
+    let engine = ctx.engine_for(svc).await?;
+    let (resolved, credentials) = match dereference::dependencies(svc, &ctx.client, &engine).await? {
+        Dependencies::Found {
+            resolved,
+            credentials,
+        } => (resolved, credentials.map(|c| *c)),
+        Dependencies::Missing(missing) => return Ok(waiting_for(svc, ctx, &missing)),
+    };
+    let desired = build::service_spec(svc, &resolved).map_err(|e| Error::InvalidSpec {
+        object: resource_name(svc),
+        message: e.to_string(),
+    })?;
+    let name = svc.service_name();
+    let existing = engine.find_service(&name).await?;
+    let plan = plan::plan(svc, &desired, existing.as_ref(), credentials.is_some());
+    debug!(service = %name, ?plan, "planned");
+    let (id, held) = match plan {
+        Plan::Create => (create(svc, ctx, &engine, desired, credentials).await?, false),
+        Plan::Conflict(owner) => {
+            return Ok(Outcome {
+                summary: status::name_conflict(&name, &owner),
+                facts: Facts::default(),
+                requeue: ctx.settings.resync_interval,
+            });
+        }
+        Plan::Converge { claim, change } => {
+            // A plan converges only on a service it was given.
+            let existing = existing.unwrap_or_default();
+            let id = existing.id.clone().unwrap_or_default();
+            announce_claim(svc, ctx, &claim, &id).await;
+            let held = change == Change::HoldRolledBack;
+            if let Change::Update { fields, cause } = change {
+                let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
+                engine.update_service(&id, version, desired, credentials).await?;
+                announce_update(svc, ctx, &fields, &cause).await;
+            }
+            (id, held)
+        }
+    };
+    observe(svc, ctx, &engine, &id, held).await
+}
+
+/// What the tasks show, after the plan was carried out. `held`: Swarm rolled this generation back.
+async fn observe(
+    svc: &SwarmService,
+    ctx: &Context,
+    engine: &Engine,
+    id: &str,
+    held: bool,
+) -> Result<Outcome<Facts>, Error> {
+    let service: Service = engine.inspect_service(id).await?;
+    let tasks = engine.service_tasks(id).await?;
+    let nodes = engine.node_hostnames().await?;
+    let assessment = tasks::assess(&service, &tasks);
+    debug!(tasks = tasks.len(), ?assessment, "assessed tasks");
+    let (summary, requeue) = if held {
+        (
+            status::rolled_back(svc, &service, &tasks),
+            ctx.settings.resync_interval,
+        )
+    } else {
+        status::summary(&assessment, &ctx.settings)
+    };
+    let mut facts = Facts::seen(&service, &tasks, &nodes, &assessment);
+    facts.service_id = Some(id.to_string());
+    Ok(Outcome {
+        summary,
+        facts,
+        requeue,
+    })
+}
+
+fn waiting_for(svc: &SwarmService, ctx: &Context, missing: &[String]) -> Outcome<Facts> {
+    Outcome {
+        summary: Summary::Reconciling {
+            reason: REASON_WAITING_FOR_DEPENDENCY,
+            message: format!("waiting for {} to exist in the swarm", missing.join(", ")),
+        },
+        facts: Facts::before(svc),
+        requeue: ctx.settings.progress_interval * 5,
+    }
+}
+
+async fn create(
+    svc: &SwarmService,
+    ctx: &Context,
+    engine: &Engine,
+    desired: ServiceSpec,
+    credentials: Option<DockerCredentials>,
+) -> Result<String, Error> {
+    let name = svc.service_name();
+    let id = engine.create_service(desired, credentials).await?;
+    info!(service = %name, id = %id, "created Swarm service");
+    ctx.first_announcement(&id);
+    let note = format!("Created Swarm service {name} ({id})");
+    ctx.publish(svc, EventType::Normal, "Created", "Create", note)
+        .await;
+    Ok(id)
+}
+
+async fn announce_claim(svc: &SwarmService, ctx: &Context, claim: &Claim, id: &str) {
+    let name = svc.service_name();
+    match claim {
+        Claim::Ours => {}
+        Claim::LostCreate => {
+            if ctx.first_announcement(id) {
+                info!(service = %name, %id, "found the Swarm service a lost create made");
+                let note = format!(
+                    "Created Swarm service {name} ({id}); the manager's answer was lost, the service found by its owner label"
+                );
+                ctx.publish(svc, EventType::Normal, "Created", "Create", note)
+                    .await;
+            }
+        }
+        Claim::Adopt => {
+            info!(service = %name, "adopting unmanaged Swarm service");
+            let note = format!("Adopted Swarm service {name}; the spec of this resource now applies");
+            ctx.publish(svc, EventType::Normal, "Adopted", "Adopt", note)
+                .await;
+        }
+    }
+}
+
+async fn announce_update(svc: &SwarmService, ctx: &Context, fields: &[String], cause: &Cause) {
+    let name = svc.service_name();
+    let fields = fields.join(", ");
+    match cause {
+        Cause::Rotation => {
+            info!(service = %name, %fields, "rolling to new secret/config versions");
+            let note = format!("Rolling Swarm service {name} to new secret/config versions ({fields})");
+            ctx.publish(svc, EventType::Normal, "Rotated", "Update", note)
+                .await;
+        }
+        Cause::DriftReverted => {
+            ctx.metrics.drift_corrected("SwarmService");
+            warn!(service = %name, %fields, "reverting out-of-band change");
+            let note = format!("Swarm service {name} was changed outside swarm-operator; reverted {fields}");
+            ctx.publish(svc, EventType::Warning, "DriftReverted", "Update", note)
+                .await;
+        }
+        Cause::NewGeneration | Cause::Credentials => {
+            let what = if *cause == Cause::Credentials {
+                "registry credentials".to_string()
+            } else {
+                fields
+            };
+            info!(service = %name, fields = %what, "updated Swarm service");
+            let note = format!("Updated Swarm service {name}: {what}");
+            ctx.publish(svc, EventType::Normal, "Updated", "Update", note)
+                .await;
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! Resolves what a SwarmService refers to by name: its networks, the current versions of its
+//! SwarmSecrets and SwarmConfigs, and its image pull credentials. Something missing is not an
+//! error: the service waits for it (Reconciling/WaitingForDependency) and looks again shortly.
+
+use bollard::auth::DockerCredentials;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt};
+use swarm_operator_crds::{
+    OnCluster, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, VersionedStatus,
+    conditions::{READY, is_true},
+};
+
+use super::{build::Resolved, registry_auth};
+use crate::{context::resource_name, error::Error, swarm::Engine};
+
+/// What dereferencing found.
+pub enum Dependencies {
+    /// Everything exists. The credentials are sent as X-Registry-Auth and are no part of the spec.
+    Found {
+        resolved: Resolved,
+        credentials: Option<Box<DockerCredentials>>,
+    },
+    /// These do not exist (yet), in the user's words ("SwarmSecret db-password").
+    Missing(Vec<String>),
+}
+
+pub async fn dependencies(
+    svc: &SwarmService,
+    client: &kube::Client,
+    engine: &Engine,
+) -> Result<Dependencies, Error> {
+    let ns = svc.namespace().unwrap_or_default();
+    let mut resolved = Resolved::default();
+    let mut missing = Vec::new();
+    let swarm_networks: Api<SwarmNetwork> = Api::namespaced(client.clone(), &ns);
+    for network in &svc.spec.networks {
+        let external = network.external == Some(true);
+        let id = if external {
+            engine.network_id(&network.name).await?
+        } else {
+            let found = get(&swarm_networks, "get SwarmNetwork", &network.name).await?;
+            same_cluster(svc, "spec.networks", found.as_ref())?;
+            // Ready means the Swarm network exists; its ID is in status.
+            found
+                .and_then(|n| n.status)
+                .filter(|s| is_true(&s.conditions, READY))
+                .and_then(|s| s.network_id)
+        };
+        match id {
+            Some(id) => {
+                resolved.networks.insert(network.name.clone(), id);
+            }
+            None if external => missing.push(format!("network {}", network.name)),
+            None => missing.push(format!("SwarmNetwork {}", network.name)),
+        }
+    }
+    // The current version of each SwarmSecret / SwarmConfig: a new one rolls the service over to it.
+    let names = |refs: &[swarm_operator_crds::service::DataReference]| -> Vec<String> {
+        refs.iter().map(|r| r.name.clone()).collect()
+    };
+    let secrets: Api<SwarmSecret> = Api::namespaced(client.clone(), &ns);
+    resolved.secrets = current_versions(
+        svc,
+        &secrets,
+        "spec.secrets",
+        &names(&svc.spec.secrets),
+        &mut missing,
+    )
+    .await?;
+    let configs: Api<SwarmConfig> = Api::namespaced(client.clone(), &ns);
+    resolved.configs = current_versions(
+        svc,
+        &configs,
+        "spec.configs",
+        &names(&svc.spec.configs),
+        &mut missing,
+    )
+    .await?;
+    let credentials = pull_credentials(svc, client, &mut missing).await?.map(Box::new);
+    Ok(if missing.is_empty() {
+        Dependencies::Found {
+            resolved,
+            credentials,
+        }
+    } else {
+        Dependencies::Missing(missing)
+    })
+}
+
+/// A SwarmSecret or SwarmConfig, as far as a service that mounts it needs to know.
+trait Versioned:
+    kube::Resource<DynamicType = ()> + OnCluster + Clone + serde::de::DeserializeOwned + std::fmt::Debug
+{
+    fn versioned_status(&self) -> Option<&VersionedStatus>;
+}
+
+impl Versioned for SwarmSecret {
+    fn versioned_status(&self) -> Option<&VersionedStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl Versioned for SwarmConfig {
+    fn versioned_status(&self) -> Option<&VersionedStatus> {
+        self.status.as_ref()
+    }
+}
+
+/// Name -> (Swarm ID, Swarm name) of the current version of each of `names`; the missing or not
+/// yet Ready ones are added to `missing`.
+async fn current_versions<K: Versioned>(
+    svc: &SwarmService,
+    api: &Api<K>,
+    field: &str,
+    names: &[String],
+    missing: &mut Vec<String>,
+) -> Result<std::collections::HashMap<String, (String, String)>, Error> {
+    let kind = K::kind(&());
+    let mut found = std::collections::HashMap::new();
+    for name in names {
+        let object = get(api, "get", name).await?;
+        same_cluster(svc, field, object.as_ref())?;
+        match object
+            .as_ref()
+            .and_then(|o| current_version(o.versioned_status()))
+        {
+            Some(version) => {
+                found.insert(name.clone(), version);
+            }
+            None => missing.push(format!("{kind} {name}")),
+        }
+    }
+    Ok(found)
+}
+
+/// (Swarm ID, Swarm name) of the current version of a Ready SwarmSecret or SwarmConfig.
+fn current_version(status: Option<&VersionedStatus>) -> Option<(String, String)> {
+    let status = status.filter(|s| is_true(&s.conditions, READY))?;
+    status.swarm_id.clone().zip(status.swarm_name.clone())
+}
+
+/// The first imagePullSecret with credentials for the image's registry.
+async fn pull_credentials(
+    svc: &SwarmService,
+    client: &kube::Client,
+    missing: &mut Vec<String>,
+) -> Result<Option<DockerCredentials>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &svc.namespace().unwrap_or_default());
+    let mut credentials = None;
+    for reference in &svc.spec.image_pull_secrets {
+        let Some(secret) = get(&secrets, "get Secret", &reference.name).await? else {
+            missing.push(format!("Secret {}", reference.name));
+            continue;
+        };
+        let invalid = |message: String| Error::InvalidSpec {
+            object: resource_name(svc),
+            message: format!("spec.imagePullSecrets: Secret {}{message}", reference.name),
+        };
+        let document = secret.data.as_ref().and_then(|d| d.get(".dockerconfigjson"));
+        let Some(document) = document else {
+            return Err(invalid(
+                " has no .dockerconfigjson (type kubernetes.io/dockerconfigjson expected)".into(),
+            ));
+        };
+        let found = registry_auth::credentials_for(&document.0, &svc.spec.image)
+            .map_err(|why| invalid(format!(": {why}")))?;
+        if credentials.is_none() {
+            credentials = found;
+        }
+    }
+    Ok(credentials)
+}
+
+async fn get<K>(api: &Api<K>, operation: &'static str, name: &str) -> Result<Option<K>, Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.get_opt(name).await.map_err(|source| Error::Kube {
+        operation,
+        object: name.to_string(),
+        source,
+    })
+}
+
+/// A network, secret or config of another swarm cannot be attached: its IDs mean nothing here.
+fn same_cluster<K: OnCluster + kube::Resource<DynamicType = ()>>(
+    svc: &SwarmService,
+    field: &str,
+    other: Option<&K>,
+) -> Result<(), Error> {
+    match other {
+        Some(other) if other.cluster_name() != svc.cluster_name() => Err(Error::InvalidSpec {
+            object: resource_name(svc),
+            message: format!(
+                "{field}: {} {} lives on SwarmCluster {}, this service on {}",
+                K::kind(&()),
+                other.name_any(),
+                other.cluster_name(),
+                svc.cluster_name()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,113 @@
+//! What an Engine call can fail with, and how that failure is judged: a spec the Engine refused,
+//! a conflict, or an endpoint that cannot act for the swarm (so the connection moves on).
+
+/// What managers that cannot act for the swarm answer (Engine 20.10 wording).
+const NOT_A_WORKING_MANAGER: [&str; 4] = [
+    "not a swarm manager",
+    "does not have a leader",
+    "not part of a swarm",
+    "rpc error: code = Unavailable",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot connect to the Docker Engine at {host}: {source}")]
+    Connect {
+        host: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("the Docker Engine at {host} speaks API {version}, older than the 1.41 this operator needs")]
+    TooOld { host: String, version: String },
+    #[error("TLS for {host}: {message}")]
+    Tls { host: String, message: String },
+    #[error("Engine API {operation} {object}: {message}")]
+    Read {
+        operation: &'static str,
+        object: String,
+        status: Option<u16>,
+        message: String,
+    },
+    #[error("Engine API {operation} {object}: {source}")]
+    Call {
+        operation: &'static str,
+        object: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+impl EngineError {
+    pub(super) fn call(operation: &'static str, object: &str, source: bollard::errors::Error) -> Self {
+        EngineError::Call {
+            operation,
+            object: object.to_string(),
+            source,
+        }
+    }
+
+    fn status(&self) -> Option<u16> {
+        match self {
+            EngineError::Read { status, .. } => *status,
+            EngineError::Call {
+                source: bollard::errors::Error::DockerResponseServerError { status_code, .. },
+                ..
+            } => Some(*status_code),
+            _ => None,
+        }
+    }
+
+    /// The message the Engine itself gave, for conditions users read.
+    pub fn engine_message(&self) -> String {
+        match self {
+            EngineError::Read { message, .. } => message.clone(),
+            EngineError::Call {
+                source: bollard::errors::Error::DockerResponseServerError { message, .. },
+                ..
+            } => message.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// 409: a name already taken (create) or a stale version index (update).
+    pub fn is_conflict(&self) -> bool {
+        self.status() == Some(409)
+    }
+
+    pub fn is_out_of_sequence(&self) -> bool {
+        self.engine_message().contains("update out of sequence")
+    }
+
+    /// The endpoint itself is the problem, not the request: it does not answer (connection refused,
+    /// timeout, TLS handshake), is no manager, or is a manager of a swarm without quorum. Another
+    /// manager may do.
+    pub fn endpoint_failed(&self) -> bool {
+        use bollard::errors::Error as B;
+        match self {
+            EngineError::Connect { .. } | EngineError::TooOld { .. } | EngineError::Tls { .. } => true,
+            EngineError::Read { status: None, .. } => true,
+            EngineError::Call {
+                source: B::JsonDataError { .. } | B::JsonSerdeError { .. },
+                ..
+            } => false,
+            EngineError::Call {
+                source: B::DockerResponseServerError { .. },
+                ..
+            }
+            | EngineError::Read { .. } => {
+                let message = self.engine_message();
+                self.status() == Some(503) || NOT_A_WORKING_MANAGER.iter().any(|m| message.contains(m))
+            }
+            EngineError::Call { .. } => true,
+        }
+    }
+
+    /// 400: the Engine rejected the spec itself; retrying the same spec cannot succeed.
+    pub fn is_invalid_spec(&self) -> bool {
+        self.status() == Some(400)
+    }
+}

@@ -1,0 +1,92 @@
+//! Swarm-scoped networks: find by exact name, create, remove, and which services use one.
+
+use std::collections::HashMap;
+
+use super::{Engine, EngineError, Part, gone_is_fine};
+
+impl Engine {
+    /// ID of the swarm-scoped network named exactly `name` (the name filter also matches prefixes).
+    pub async fn network_id(&self, name: &str) -> Result<Option<String>, EngineError> {
+        Ok(self.find_network(name).await?.and_then(|n| n.id))
+    }
+
+    /// The swarm-scoped network named exactly `name`, if any. A managed network comes from the
+    /// cluster's shared listing of them when that saw it as it is.
+    pub async fn find_network(&self, name: &str) -> Result<Option<bollard::models::Network>, EngineError> {
+        let is_it = |n: &bollard::models::Network| {
+            n.name.as_deref() == Some(name) && n.scope.as_deref() == Some("swarm")
+        };
+        if let Some(snapshot) = &self.snapshot {
+            let listing = snapshot
+                .networks(|| self.list_networks("label", crate::labels::OWNER_UID))
+                .await?;
+            if let Some(found) = listing.value.iter().find(|n| is_it(n))
+                && snapshot.is_current(
+                    Part::Networks,
+                    &listing,
+                    &[name, found.id.as_deref().unwrap_or_default()],
+                )
+            {
+                return Ok(Some(found.clone()));
+            }
+        }
+        // Not a managed network the listing saw as it is: ask by name (new, or someone else's).
+        Ok(self.list_networks("name", name).await?.into_iter().find(is_it))
+    }
+
+    async fn list_networks(
+        &self,
+        filter: &str,
+        value: &str,
+    ) -> Result<Vec<bollard::models::Network>, EngineError> {
+        let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
+        let list = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filters),
+            }));
+        self.call("list networks", value, false, list).await
+    }
+
+    /// Creates the network and returns its ID.
+    pub async fn create_network(
+        &self,
+        request: bollard::models::NetworkCreateRequest,
+    ) -> Result<String, EngineError> {
+        let name = request.name.clone();
+        self.bypass_listing(Part::Networks, &[&name]);
+        let create = self.docker.create_network(request);
+        let create = self.call("create network", &name, true, create);
+        Ok(self.own_write(Part::Networks, &name, create).await?.id)
+    }
+
+    /// Removes the network; one already gone counts as removed.
+    pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
+        self.bypass_listing(Part::Networks, &[id]);
+        gone_is_fine(
+            self.call("remove network", id, true, self.docker.remove_network(id))
+                .await,
+        )
+    }
+
+    /// Names of the services whose tasks join network `network_id`, sorted: from the shared
+    /// listing (up to a second old) for status, or `exact`ly as they are now before a removal.
+    pub async fn services_on_network(
+        &self,
+        network_id: &str,
+        exact: bool,
+    ) -> Result<Vec<String>, EngineError> {
+        let all = self.services_for_users(exact).await?;
+        let mut names: Vec<String> = all
+            .into_iter()
+            .filter_map(|s| s.spec)
+            .filter(|spec| {
+                let attached = spec.task_template.as_ref().and_then(|t| t.networks.as_ref());
+                attached.is_some_and(|n| n.iter().any(|a| a.target.as_deref() == Some(network_id)))
+            })
+            .filter_map(|spec| spec.name)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+}

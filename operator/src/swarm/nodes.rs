@@ -1,0 +1,84 @@
+//! The swarm itself: `docker info`, `docker node ls` and the swarm event stream.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::{Engine, EngineError};
+
+impl Engine {
+    /// What `docker info` says of this node's part in the swarm.
+    pub async fn swarm_info(&self) -> Result<SwarmInfo, EngineError> {
+        let info: Value = self.read("info", "", "/info").await?;
+        let swarm = &info["Swarm"];
+        let text = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(str::to_string);
+        Ok(SwarmInfo {
+            node_id: text(&swarm["NodeID"]),
+            local_node_state: text(&swarm["LocalNodeState"]).unwrap_or_default(),
+            control_available: swarm["ControlAvailable"].as_bool().unwrap_or(false),
+            swarm_id: text(&swarm["Cluster"]["ID"]),
+            error: text(&swarm["Error"]),
+        })
+    }
+
+    /// Every node of the swarm (`docker node ls`). Fails on a manager without quorum.
+    pub async fn nodes(&self) -> Result<Vec<bollard::models::Node>, EngineError> {
+        self.read("list nodes", "", "/nodes").await
+    }
+
+    /// Swarm events as they happen (`docker events --filter scope=swarm` for services, networks,
+    /// secrets, configs and nodes), as (type, name). An error ends the stream and, when the endpoint
+    /// is gone, marks it unhealthy.
+    pub fn swarm_events(
+        &self,
+    ) -> impl futures::Stream<Item = Result<(String, String), EngineError>> + Send + '_ {
+        use futures::StreamExt;
+        let types = ["service", "network", "secret", "config", "node"];
+        let filters = HashMap::from([
+            ("type".to_string(), types.map(String::from).to_vec()),
+            ("scope".to_string(), vec!["swarm".to_string()]),
+        ]);
+        let options = bollard::query_parameters::EventsOptions {
+            filters: Some(filters),
+            ..Default::default()
+        };
+        self.docker.events(Some(options)).map(move |event| {
+            self.calls.metrics.engine_event(event.is_ok());
+            let event = event.map_err(|e| self.endpoint_checked(EngineError::call("events", "swarm", e)))?;
+            let kind = event.typ.map(|t| t.to_string()).unwrap_or_default();
+            let name = event
+                .actor
+                .and_then(|a| a.attributes)
+                .and_then(|mut a| a.remove("name"))
+                .unwrap_or_default();
+            Ok((kind, name))
+        })
+    }
+
+    /// Hostname of every node by node ID, for `docker service ps`-style task lists.
+    pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
+        match self.shared_listing("").await? {
+            Some(listing) => Ok(listing.value.nodes.clone()),
+            None => Ok(hostnames(self.nodes().await?)),
+        }
+    }
+}
+
+pub(super) fn hostnames(nodes: Vec<bollard::models::Node>) -> HashMap<String, String> {
+    nodes
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.description?.hostname?)))
+        .collect()
+}
+
+/// What `docker info` reports of the node's swarm membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SwarmInfo {
+    pub node_id: Option<String>,
+    /// inactive, pending, active, error or locked.
+    pub local_node_state: String,
+    /// True on a manager.
+    pub control_available: bool,
+    pub swarm_id: Option<String>,
+    pub error: Option<String>,
+}

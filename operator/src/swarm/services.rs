@@ -1,0 +1,155 @@
+//! Swarm services and their tasks: find by exact name, create, update (retrying "update out of
+//! sequence"), inspect, remove. Reads come from the cluster's shared listing when it is current.
+
+use std::collections::HashMap;
+
+use bollard::{
+    auth::DockerCredentials,
+    models::{Service, ServiceSpec, Task},
+    query_parameters::UpdateServiceOptions,
+};
+use tracing::{debug, warn};
+
+use super::{Engine, EngineError, Part, gone_is_fine, percent_encode};
+
+/// Tries of an update that keeps meeting "update out of sequence".
+const UPDATE_RETRIES: usize = 5;
+
+impl Engine {
+    /// The service named exactly `name`, if any.
+    pub async fn find_service(&self, name: &str) -> Result<Option<Service>, EngineError> {
+        if let Some(listing) = self.shared_listing(name).await?
+            && let Some(service) = listing.value.services.get(name)
+        {
+            return Ok(Some(service.clone()));
+        }
+        // Not a managed service we have seen: ask by name (new, or someone else's).
+        let services = self.list_services("name", name).await?;
+        Ok(services
+            .into_iter()
+            .find(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name)))
+    }
+
+    pub(super) async fn list_services(&self, filter: &str, value: &str) -> Result<Vec<Service>, EngineError> {
+        let filters = HashMap::from([(filter.to_string(), vec![value.to_string()])]);
+        let query = percent_encode(&serde_json::json!(filters).to_string());
+        self.read("list services", value, &format!("/services?filters={query}"))
+            .await
+    }
+
+    /// Creates the service and returns its ID.
+    pub async fn create_service(
+        &self,
+        spec: ServiceSpec,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<String, EngineError> {
+        let name = spec.name.clone().unwrap_or_default();
+        self.bypass_listing(Part::Services, &[&name]);
+        let create = self.docker.create_service(spec, credentials);
+        let created = self
+            .own_write(
+                Part::Services,
+                &name,
+                self.call("create service", &name, true, create),
+            )
+            .await?;
+        log_warnings(&name, created.warnings.as_deref());
+        Ok(created.id.unwrap_or_default())
+    }
+
+    /// Replaces the service's spec. On "update out of sequence" (someone else wrote in between) it
+    /// reads the fresh version index and tries again: the spec given is the whole desired state.
+    pub async fn update_service(
+        &self,
+        id: &str,
+        mut version: u64,
+        spec: ServiceSpec,
+        credentials: Option<DockerCredentials>,
+    ) -> Result<(), EngineError> {
+        let mut attempt = 0;
+        loop {
+            let options = UpdateServiceOptions {
+                version: version as i32,
+                ..Default::default()
+            };
+            self.bypass_listing(Part::Services, &[id, spec.name.as_deref().unwrap_or_default()]);
+            let update = self
+                .docker
+                .update_service(id, spec.clone(), options, credentials.clone());
+            let update = self.call("update service", id, true, update);
+            let name = spec.name.as_deref().unwrap_or_default();
+            match self.own_write(Part::Services, name, update).await {
+                Ok(response) => {
+                    log_warnings(id, response.warnings.as_deref());
+                    return Ok(());
+                }
+                Err(err) => {
+                    attempt += 1;
+                    if !err.is_out_of_sequence() || attempt >= UPDATE_RETRIES {
+                        return Err(err);
+                    }
+                    debug!(
+                        service = id,
+                        attempt, "update out of sequence, retrying with a fresh version"
+                    );
+                    version = self
+                        .inspect_service_directly(id)
+                        .await?
+                        .version
+                        .and_then(|v| v.index)
+                        .unwrap_or(0);
+                }
+            }
+        }
+    }
+
+    pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
+        if let Some(listing) = self.shared_listing(id).await?
+            && let Some(service) = listing.value.service_by_id(id)
+        {
+            return Ok(service.clone());
+        }
+        self.inspect_service_directly(id).await
+    }
+
+    pub(super) async fn inspect_service_directly(&self, id: &str) -> Result<Service, EngineError> {
+        self.read(
+            "inspect service",
+            id,
+            &format!("/services/{}", percent_encode(id)),
+        )
+        .await
+    }
+
+    /// Removes the service; one that is already gone counts as removed.
+    pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
+        self.bypass_listing(Part::Services, &[id]);
+        gone_is_fine(
+            self.call("remove service", id, true, self.docker.delete_service(id))
+                .await,
+        )
+    }
+
+    pub(super) async fn all_services(&self) -> Result<Vec<Service>, EngineError> {
+        self.read("list services", "", "/services").await
+    }
+
+    /// Every task of the service, current and past (Swarm keeps a few per slot).
+    pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
+        if let Some(listing) = self.shared_listing(service_id).await?
+            && listing.value.service_by_id(service_id).is_some()
+        {
+            return Ok(listing.value.tasks.get(service_id).cloned().unwrap_or_default());
+        }
+        let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
+        let query = percent_encode(&serde_json::json!(filters).to_string());
+        self.read("list tasks", service_id, &format!("/tasks?filters={query}"))
+            .await
+    }
+}
+
+fn log_warnings(object: &str, warnings: Option<&[String]>) {
+    for warning in warnings.unwrap_or_default() {
+        warn!(swarm_object = object, "Engine warning: {warning}");
+    }
+}
