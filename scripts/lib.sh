@@ -73,7 +73,8 @@ docker_up() {
 }
 
 # A private registry on loopback (Debian's docker-registry) with htpasswd auth, holding the test
-# image; the local copy of the pushed tag is removed so the swarm must pull it with credentials.
+# images (two tags, so two digests); the local copies of the pushed tags are removed so the swarm
+# must pull them with credentials.
 # Variables: STATE, REGISTRY_PORT. Exports REGISTRY, REGISTRY_USER, REGISTRY_PASSWORD.
 registry_up() {
   command -v docker-registry >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -qq docker-registry >/dev/null; }
@@ -97,12 +98,15 @@ CFG
     wait_process "$STATE/registry.pid" "$STATE/logs/registry.log" 30 docker-registry \
       sh -c "curl -s -o /dev/null -w '%{http_code}' http://$REGISTRY/v2/ | grep -q 401"
   fi
-  local private="$REGISTRY/swarm-operator-test/whoami:1" cfg; cfg=$(mktemp -d)
-  "$DOCKER" tag swarm-operator-test/whoami:1 "$private"
+  local tag private cfg; cfg=$(mktemp -d)
   printf '%s' "$REGISTRY_PASSWORD" | DOCKER_CONFIG=$cfg "$DOCKER" login -u "$REGISTRY_USER" --password-stdin "$REGISTRY" >/dev/null 2>&1
-  DOCKER_CONFIG=$cfg "$DOCKER" push -q "$private" >/dev/null
+  for tag in 1 2; do
+    private="$REGISTRY/swarm-operator-test/whoami:$tag"
+    "$DOCKER" tag "swarm-operator-test/whoami:$tag" "$private"
+    DOCKER_CONFIG=$cfg "$DOCKER" push -q "$private" >/dev/null
+    "$DOCKER" rmi "$private" >/dev/null
+  done
   rm -rf "$cfg"
-  "$DOCKER" rmi "$private" >/dev/null
 }
 
 has_ipvs() { [ -e /proc/net/ip_vs ] || modprobe -q ip_vs 2>/dev/null && [ -e /proc/net/ip_vs ]; }

@@ -6,7 +6,8 @@
 #   swarm-lab.sh up N MANAGERS [TLSDIR]  start lab N (198.18.N.0/24) with MANAGERS managers; with
 #                                        TLSDIR (from `certs`) manager 1 listens with
 #                                        --tlsverify on 198.18.N.11:2376 instead of 2375
-#   swarm-lab.sh stop N I | start N I    stop (SIGTERM, wait) or start again manager I of lab N
+#   swarm-lab.sh workers N COUNT         COUNT worker nodes join lab N (numbered after its managers)
+#   swarm-lab.sh stop N I | start N I    stop (SIGTERM, wait) or start again node I of lab N
 #   swarm-lab.sh down N                  remove lab N entirely
 #   swarm-lab.sh certs DIR IP            CA, server certificate for IP, client certificate in DIR
 #
@@ -111,6 +112,22 @@ up() { # up N MANAGERS [TLSDIR]
   log "lab $n: $count managers on 198.18.$n.0/24"
 }
 
+workers() { # workers N COUNT: worker nodes join lab N, numbered after the nodes it has
+  local n=$1 count=$2 d1=(-H "$(sock "$1" 1)") have i
+  have=$("$DOCKER" "${d1[@]}" node ls -q | wc -l)
+  local token; token=$("$DOCKER" "${d1[@]}" swarm join-token -q worker)
+  net_up "$n" $((have + count))
+  for i in $(seq $((have + 1)) $((have + count))); do
+    start_manager "$n" "$i"
+    "$DOCKER" -H "$(sock "$n" "$i")" swarm join --token "$token" --advertise-addr "$(lab_ip "$n" "$i")" \
+      "$(lab_ip "$n" 1):2377" >/dev/null
+    load_images "$n" "$i"
+  done
+  wait_for 60 "$count workers ready in lab $n" sh -c \
+    "[ \$('$DOCKER' -H '$(sock "$n" 1)' node ls --filter role=worker --format '{{.Status}}' | grep -c Ready) -eq $count ]"
+  log "lab $n: $count workers joined"
+}
+
 down() { # down N
   local n=$1 dir i
   for dir in "$RUN/$n"-*; do
@@ -148,9 +165,10 @@ certs() { # certs DIR IP: a CA, a server certificate for IP and a client certifi
 
 case "${1:-}" in
   up) up "$2" "$3" "${4:-}" ;;
+  workers) workers "$2" "$3" ;;
   stop) stop_manager "$2" "$3" ;;
   start) start_manager "$2" "$3" ;;
   down) down "$2" ;;
   certs) certs "$2" "$3" ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac

@@ -76,6 +76,7 @@ pub struct SwarmClusterSpec {
     /// How often to refresh the status and re-check the managers besides node events; 30s by
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.resyncInterval must be at least 1s"))]
     pub resync_interval: Option<Duration>,
 }
 

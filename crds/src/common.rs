@@ -42,6 +42,34 @@ pub fn reserved_labels() -> Rule {
         .message("spec.labels: keys under swarmoperator.io/ are reserved for the operator")
 }
 
+/// A duration the Engine takes as "at least 1ms, or 0 for the default" (healthcheck times).
+pub fn zero_or_at_least_1ms(field: &str) -> Rule {
+    Rule::new("duration(self) == duration('0s') || duration(self) >= duration('1ms')").message(
+        kube::core::Message::Message(format!(
+            "{field} must be at least 1ms (or 0s for the image's default)"
+        )),
+    )
+}
+
+/// CPUs: more than 0, and no more than a machine has (1024).
+pub fn cpu_bounds(field: &str) -> Rule {
+    Rule::new(
+        "!isQuantity(string(self)) || (quantity(string(self)).isGreaterThan(quantity('0')) && quantity(string(self)).compareTo(quantity('1024')) <= 0)",
+    )
+    .message(kube::core::Message::Message(format!(
+        "{field} must be more than 0 and at most 1024 CPUs, e.g. 500m or 2"
+    )))
+}
+
+/// Memory: a whole number of bytes (`100m` would be a tenth of a byte).
+pub fn whole_bytes(field: &str) -> Rule {
+    Rule::new("!isQuantity(string(self)) || quantity(string(self)).isInteger()").message(
+        kube::core::Message::Message(format!(
+            "{field} must be a whole number of bytes, e.g. 200Mi or 1Gi (100m is a tenth of a byte)"
+        )),
+    )
+}
+
 /// A kind that lives on one SwarmCluster.
 pub trait OnCluster {
     fn cluster_ref(&self) -> Option<&ClusterRef>;

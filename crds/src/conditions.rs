@@ -6,12 +6,22 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 pub const STALLED: &str = "Stalled";
 
+/// Condition types of a job (ReplicatedJob, GlobalJob), as on a Kubernetes Job.
+pub const COMPLETE: &str = "Complete";
+pub const FAILED: &str = "Failed";
+
 /// The Swarm object runs the current generation as asked.
 pub const REASON_RUNNING: &str = "Running";
 /// Tasks are starting or a rolling update is under way.
 pub const REASON_PROGRESSING: &str = "Progressing";
 /// A Swarm object of the same name exists and is not owned by this resource.
 pub const REASON_NAME_CONFLICT: &str = "NameConflict";
+/// A job's tasks completed as many times as asked.
+pub const REASON_COMPLETED: &str = "Completed";
+/// A job's tasks failed and Swarm runs none any more.
+pub const REASON_JOB_FAILED: &str = "JobFailed";
+/// No node can take the service's tasks (constraints, platforms, drained or down nodes).
+pub const REASON_NO_ELIGIBLE_NODE: &str = "NoEligibleNode";
 /// Tasks keep failing (image missing, command exits, healthcheck fails).
 pub const REASON_TASKS_FAILING: &str = "TasksFailing";
 /// Swarm rolled the current generation back (updateConfig.failureAction Rollback); waits for a

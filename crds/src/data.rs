@@ -40,7 +40,9 @@ pub struct KeyRef {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 53")
+        .message("metadata.name: at most 53 characters, as Swarm allows 64 for the name and each version adds -<10 hex digits>")
 )]
 #[x_kube(validation = cluster_ref_immutable())]
 #[serde(rename_all = "camelCase")]
@@ -77,7 +79,9 @@ pub struct SwarmSecretSpec {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 53")
+        .message("metadata.name: at most 53 characters, as Swarm allows 64 for the name and each version adds -<10 hex digits>")
 )]
 #[x_kube(
     validation = Rule::new("has(self.configMapRef) != has(self.data)")

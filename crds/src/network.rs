@@ -43,7 +43,9 @@ fn immutable(field: &str) -> Rule {
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("has(self.spec.networkName) || size(self.metadata.name) <= 63")
+        .message("metadata.name is the Swarm network name when spec.networkName is not set, and Swarm allows at most 63 characters (set spec.networkName otherwise)")
 )]
 #[x_kube(
     validation = immutable("networkName"),
@@ -104,15 +106,21 @@ pub struct Ipam {
     pub config: Vec<IpamConfig>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamConfig {
     /// e.g. 10.10.0.0/24
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("spec.ipam.config[].subnet must be a subnet such as 10.10.0.0/24"))]
     pub subnet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isIP(self)").message("spec.ipam.config[].gateway must be an IP address such as 10.10.0.1"))]
     pub gateway: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("spec.ipam.config[].ipRange must be a range such as 10.10.0.128/25"))]
     pub ip_range: Option<String>,
 }
 

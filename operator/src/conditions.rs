@@ -92,7 +92,7 @@ pub fn failure_summary(err: &crate::Error) -> Summary {
     match err {
         Error::Engine(e) if e.is_invalid_spec() => Summary::Stalled {
             reason: REASON_INVALID_SPEC,
-            message: e.engine_message(),
+            message: refusal_message(&e.engine_message()),
         },
         Error::Engine(e) => Summary::Reconciling {
             reason: REASON_ENGINE_ERROR,
@@ -113,9 +113,71 @@ pub fn failure_summary(err: &crate::Error) -> Summary {
     }
 }
 
+/// What the Engine refused, in the user's words: the field it concerns, when its message says,
+/// then the Engine's own message without the gRPC wrapping.
+fn refusal_message(engine: &str) -> String {
+    let said = engine
+        .split_once(" desc = ")
+        .map_or(engine, |(_, desc)| desc)
+        .to_string();
+    match spec_field_of(&said) {
+        Some(field) => format!("{field}: the swarm refused it: {said}"),
+        None => format!("the swarm refused the spec: {said}"),
+    }
+}
+
+/// The spec field an Engine refusal concerns, judged from its words (Engine 20.10 to 28).
+fn spec_field_of(message: &str) -> Option<&'static str> {
+    const FIELDS: [(&str, &str); 10] = [
+        ("constraint", "spec.placement.constraints"),
+        ("placement preference", "spec.placement.preferences"),
+        ("service mode change", "spec.mode"),
+        ("is already in use by service", "spec.ports"),
+        ("port '", "spec.ports"),
+        ("hostname", "spec.hostname"),
+        ("name must be valid as a DNS name", "spec.serviceName"),
+        ("mount", "spec.mounts"),
+        ("valid repository/tag", "spec.image"),
+        ("healthcheck", "spec.healthcheck"),
+    ];
+    let lower = message.to_lowercase();
+    FIELDS
+        .iter()
+        .find(|(words, _)| lower.contains(words))
+        .map(|(_, field)| *field)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_engine_refusal_names_the_field_in_plain_words() {
+        assert_eq!(
+            refusal_message(
+                "rpc error: code = InvalidArgument desc = port '8080' is already in use by service 'a' (x) as an ingress port"
+            ),
+            "spec.ports: the swarm refused it: port '8080' is already in use by service 'a' (x) as an ingress port"
+        );
+        assert_eq!(
+            refusal_message("rpc error: code = Unknown desc = constraint expected one operator from ==, !="),
+            "spec.placement.constraints: the swarm refused it: constraint expected one operator from ==, !="
+        );
+        assert_eq!(
+            refusal_message("rpc error: code = Unimplemented desc = service mode change is not allowed"),
+            "spec.mode: the swarm refused it: service mode change is not allowed"
+        );
+        assert_eq!(
+            refusal_message(
+                "rpc error: code = InvalidArgument desc = expanding hostname failed: template: expansion:1: bad character"
+            ),
+            "spec.hostname: the swarm refused it: expanding hostname failed: template: expansion:1: bad character"
+        );
+        assert_eq!(
+            refusal_message("something new"),
+            "the swarm refused the spec: something new"
+        );
+    }
 
     #[test]
     fn unchanged_summary_gives_identical_conditions() {

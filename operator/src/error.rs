@@ -58,8 +58,12 @@ impl Error {
         matches!(self.root(), Error::ClusterUnavailable(_))
     }
 
-    /// Only a spec change can fix it: do not retry.
+    /// Only a spec change can fix it: do not retry. The operator's own refusals, and the Engine's.
     pub fn waits_for_change(&self) -> bool {
-        matches!(self.root(), Error::InvalidSpec { .. })
+        match self.root() {
+            Error::InvalidSpec { .. } => true,
+            Error::Engine(e) => e.is_invalid_spec(),
+            _ => false,
+        }
     }
 }

@@ -8,6 +8,9 @@ use kube::{Resource, ResourceExt};
 pub const OWNER_UID: &str = "swarmoperator.io/owner-uid";
 pub const OWNER_NAMESPACE: &str = "swarmoperator.io/owner-namespace";
 pub const OWNER_NAME: &str = "swarmoperator.io/owner-name";
+/// On a Swarm service: the generation of the resource whose spec the operator last wrote to it.
+/// Kept apart from status.observedGeneration, which says what the conditions speak of.
+pub const GENERATION: &str = "swarmoperator.io/generation";
 
 /// The labels that mark a Swarm object as made for `owner`.
 pub fn owner_labels<K: Resource>(owner: &K) -> HashMap<String, String> {

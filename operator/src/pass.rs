@@ -127,19 +127,24 @@ async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Ac
             Ok(crate::queue::requeue(outcome.requeue))
         }
         Err(err) => {
-            // Say it where the user looks, then let the error policy back off.
+            // Say it where the user looks, then let the error policy back off (or, for a refused
+            // spec, wait for a change).
             let summary = conditions::failure_summary(&err);
+            let told =
+                err.waits_for_change() && already_told(obj.conditions(), obj.meta().generation, &summary);
             if let Err(e) = write_status(obj, ctx, api, obj.facts_before(), &summary).await {
                 warn!(error = %cause_chain(&e), "could not record the failure in status");
             }
-            ctx.publish(
-                obj,
-                EventType::Warning,
-                summary.reason(),
-                "Reconcile",
-                cause_chain(&err),
-            )
-            .await;
+            if !told {
+                ctx.publish(
+                    obj,
+                    EventType::Warning,
+                    summary.reason(),
+                    "Reconcile",
+                    cause_chain(&err),
+                )
+                .await;
+            }
             Err(err)
         }
     }
@@ -172,6 +177,18 @@ async fn announce_stalled<K: Reconciled>(obj: &K, ctx: &Context, summary: &Summa
         .await;
 }
 
+/// Whether the `previous` conditions already say `summary` of this generation: a refused spec met
+/// again (a resync woke it) is not announced twice.
+fn already_told(previous: &[Condition], generation: Option<i64>, summary: &Summary) -> bool {
+    previous.iter().any(|c| {
+        c.type_ == STALLED
+            && c.status == TRUE
+            && c.reason == summary.reason()
+            && c.message == summary.message()
+            && c.observed_generation == generation
+    })
+}
+
 /// Whether stalling with `reason` is news against the `previous` conditions.
 fn entering_stall(previous: &[Condition], reason: &str) -> bool {
     let before = previous.iter().find(|c| c.type_ == STALLED);
@@ -184,6 +201,25 @@ mod tests {
 
     fn stalled(status: &str, reason: &str) -> Vec<Condition> {
         vec![conditions::condition(&[], Some(1), STALLED, status, reason, "m")]
+    }
+
+    #[test]
+    fn a_refusal_is_told_once_per_generation() {
+        let refused = Summary::Stalled {
+            reason: "InvalidSpec",
+            message: "m".into(),
+        };
+        assert!(!already_told(&[], Some(1), &refused));
+        assert!(already_told(&stalled("True", "InvalidSpec"), Some(1), &refused));
+        assert!(
+            !already_told(&stalled("True", "InvalidSpec"), Some(2), &refused),
+            "a new generation"
+        );
+        let other = Summary::Stalled {
+            reason: "InvalidSpec",
+            message: "another".into(),
+        };
+        assert!(!already_told(&stalled("True", "InvalidSpec"), Some(1), &other));
     }
 
     #[test]

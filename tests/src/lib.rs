@@ -469,6 +469,14 @@ pub async fn http_get(port: u16, path: &str) -> Result<String, String> {
 }
 
 /// Host ports the Engine reports for a task (host-mode publishing).
+/// Sum of the samples of `metric` in a /metrics text whose labels contain every one of `labels`.
+pub fn sample(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(metric) && labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 pub fn task_host_ports(task: &Task) -> Vec<u16> {
     task.status
         .as_ref()
@@ -498,6 +506,11 @@ impl Lab {
         args.extend(tls.map(|d| d.display().to_string()));
         lab_script(&args.iter().map(String::as_str).collect::<Vec<_>>());
         Lab { n }
+    }
+
+    /// `count` worker nodes join, numbered after the nodes the lab has; returns when they are Ready.
+    pub fn add_workers(&self, count: u8) {
+        lab_script(&["workers", &self.n.to_string(), &count.to_string()]);
     }
 
     /// Writes a CA, a server certificate for manager 1 and a client certificate into `dir`.

@@ -152,3 +152,135 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The digest the registry gives `tag` of the test image.
+fn digest_of(registry: &str, user: &str, password: &str, tag: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sfI",
+            "-u",
+            &format!("{user}:{password}"),
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &format!("http://{registry}/v2/swarm-operator-test/whoami/manifests/{tag}"),
+        ])
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&out.stdout).to_string();
+    headers
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("docker-content-digest:")
+                .then(|| l.split_once(':').unwrap().1.trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no digest for :{tag}: {headers}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server, swarm and registry: scripts/test.sh runs it"]
+async fn credentials_that_come_later_and_a_digest_change_reach_the_swarm() {
+    let (registry, user, password) = registry();
+    let mut env = TestEnv::new("digests").await;
+    env.start_operator();
+    let (one, two) = (
+        digest_of(&registry, &user, &password, "1"),
+        digest_of(&registry, &user, &password, "2"),
+    );
+    assert_ne!(one, two);
+    let name = format!("{}-pinned", env.prefix);
+    let manifest = |digest: &str| {
+        format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\n\
+             spec: {{image: \"{registry}/swarm-operator-test/whoami@{digest}\", replicas: 1, imagePullSecrets: [{{name: late}}]}}"
+        )
+    };
+    env.apply(&manifest(&one)).await;
+    let waiting = env
+        .wait_condition(&name, "Reconciling", "WaitingForDependency", WITHIN)
+        .await;
+    assert!(waiting.contains("Secret late"), "{waiting}");
+    // Its next look on its own is 10 s away: the Secret itself must wake it.
+    let created = std::time::Instant::now();
+    pull_secret(&env, "late", &registry, &user, &password).await;
+    env.wait_for("the Swarm service", Duration::from_secs(5), || async {
+        env.swarm_service(&name)
+            .await
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+    println!("Secret created -> Swarm service created: {:?}", created.elapsed());
+    env.wait_ready(&name, WITHIN).await;
+
+    // A digest the user gave is compared whole: another digest is another image.
+    env.apply(&manifest(&two)).await;
+    env.wait_ready(&name, WITHIN).await;
+    let image = env.swarm_service_json(&name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(image.ends_with(&two), "{image}");
+    assert_eq!(env.running_tasks(&name).await.len(), 1);
+}
+
+/// Pushes the test image to the registry as `name:1`, a reference no node has, and returns it.
+fn push_private_copy(registry: &str, user: &str, password: &str, name: &str) -> String {
+    let image = format!("{registry}/{name}:1");
+    let cfg = tempdir();
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .env("DOCKER_CONFIG", &cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["tag", &swarm_operator_e2e::test_image("1"), &image]);
+    let login = std::process::Command::new("docker")
+        .env("DOCKER_CONFIG", &cfg)
+        .args(["login", "-u", user, "--password-stdin", registry])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(password.as_bytes())?;
+            c.wait()
+        })
+        .unwrap();
+    assert!(login.success());
+    docker(&["push", "-q", &image]);
+    docker(&["rmi", &image]);
+    let _ = std::fs::remove_dir_all(&cfg);
+    image
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server, swarm and registry: scripts/test.sh runs it"]
+async fn a_pull_secret_fixed_in_place_reaches_the_manager() {
+    let (registry, user, password) = registry();
+    let mut env = TestEnv::new("fixsecret").await;
+    env.start_operator();
+    let image = push_private_copy(&registry, &user, &password, &format!("fixed-{}", env.prefix));
+    pull_secret(&env, "creds", &registry, &user, "not-the-password").await;
+    let name = format!("{}-private", env.prefix);
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\n\
+         spec: {{image: \"{image}\", replicas: 1, imagePullSecrets: [{{name: creds}}]}}"
+    ))
+    .await;
+    env.wait_condition(&name, "Stalled", "TasksFailing", WITHIN).await;
+
+    // The same Secret, its password fixed: no new generation, yet the manager gets it.
+    let doc = serde_json::json!({"auths": {&registry: {"username": &user, "password": &password}}});
+    let patch = serde_json::json!({"data": {".dockerconfigjson": ByteString(doc.to_string().into_bytes())}});
+    Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
+        .patch("creds", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch))
+        .await
+        .unwrap();
+    let ready = env.wait_ready(&name, WITHIN).await;
+    assert_eq!(ready.metadata.generation, Some(1));
+    assert_eq!(env.running_tasks(&name).await.len(), 1);
+    let from = ready.status.unwrap().pull_credentials_from.unwrap();
+    assert!(from.starts_with("creds@"), "{from}");
+    assert!(!from.contains(&password));
+}

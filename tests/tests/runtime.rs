@@ -4,15 +4,7 @@
 
 use std::time::Duration;
 
-use swarm_operator_e2e::{TestEnv, http_get, test_image};
-
-/// Sum of the samples of `metric` whose labels contain every one of `labels`.
-fn sample(text: &str, metric: &str, labels: &[&str]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(metric) && labels.iter().all(|want| l.contains(want)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
+use swarm_operator_e2e::{TestEnv, http_get, sample, test_image};
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]

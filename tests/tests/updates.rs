@@ -86,6 +86,81 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn after_a_rollback_a_generation_that_waits_for_a_dependency_is_pushed_when_it_appears() {
+    let mut env = TestEnv::new("rollbackdep").await;
+    env.start_operator();
+    let name = format!("{}-web", env.prefix);
+    let manifest = |tag: &str, health: &str, extra: &str| {
+        format!(
+            r#"
+apiVersion: swarmoperator.io/v1alpha1
+kind: SwarmService
+metadata: {{name: {name}}}
+spec:
+  image: {image}
+  replicas: 1
+  healthcheck: {{test: {health}, interval: 1s, timeout: 1s, retries: 1}}
+  updateConfig: {{failureAction: Rollback, monitor: 3s}}
+  {extra}
+"#,
+            image = image(tag)
+        )
+    };
+    let healthy = r#"["CMD", "wget", "-qO-", "http://127.0.0.1:80/"]"#;
+    env.apply(&manifest("1", healthy, "")).await;
+    env.wait_ready(&name, WITHIN).await;
+    env.apply(&manifest("2", r#"["CMD-SHELL", "exit 1"]"#, "")).await;
+    env.wait_condition(&name, "Stalled", "RolledBack", WITHIN).await;
+
+    // Generation 3 mounts a SwarmSecret that does not exist yet: observed, not written.
+    env.apply(&manifest("2", healthy, "secrets: [{name: late}]"))
+        .await;
+    let waiting = env
+        .wait_condition(&name, "Reconciling", "WaitingForDependency", WITHIN)
+        .await;
+    assert!(waiting.contains("SwarmSecret late"), "{waiting}");
+    assert_eq!(
+        env.services()
+            .get(&name)
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .observed_generation,
+        Some(3)
+    );
+    assert_eq!(
+        image_of(&env, &name),
+        image("1"),
+        "nothing written while it waits"
+    );
+
+    // The dependency appears: generation 3 is written to the swarm, not held as rolled back.
+    env.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "late-source",
+        "--from-literal=password=s3cr3t",
+    ]);
+    env.kubectl_apply(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {name: late}\nspec: {secretRef: {name: late-source, key: password}}\n",
+        false,
+    )
+    .unwrap();
+    let ready = env.wait_ready(&name, WITHIN).await;
+    assert_eq!(ready.metadata.generation, Some(3));
+    assert_eq!(image_of(&env, &name), image("2"));
+    let secrets = env.swarm_service_json(&name)["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"].clone();
+    assert_eq!(secrets[0]["File"]["Name"], "late", "{secrets}");
+    assert!(
+        env.events("DriftReverted").await.is_empty(),
+        "the user's own change was reported as drift"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn out_of_band_changes_are_reverted_and_reported() {
     let mut env = TestEnv::new("drift").await;
     env.start_operator_with(&["--resync-seconds", "3"]);

@@ -25,7 +25,8 @@ pub struct Mount {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Path in the container.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("self.startsWith('/')").message("a mount target must be an absolute path in the container, e.g. /data"))]
     pub target: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_only: bool,
@@ -73,10 +74,12 @@ pub struct TmpfsOptions {
 }
 
 /// DNS settings of the containers (`--dns`, `--dns-search`, `--dns-option`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DnsConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8), inner(length(max = 64)))]
+    #[x_kube(validation = Rule::new("self.all(ip, isIP(ip))").message("spec.dns.nameservers: each must be an IP address"))]
     pub nameservers: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
@@ -85,8 +88,9 @@ pub struct DnsConfig {
 }
 
 /// A ulimit (`--ulimit nofile=1024:2048`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.soft <= self.hard").message("a ulimit's soft limit cannot exceed its hard limit"))]
 pub struct Ulimit {
     /// e.g. `nofile`, `nproc`.
     #[schemars(length(min = 1))]
@@ -96,9 +100,11 @@ pub struct Ulimit {
 }
 
 /// An /etc/hosts entry (`--host name:ip`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HostEntry {
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isIP(self)").message("spec.hosts[].ip must be an IP address"))]
     pub ip: String,
     #[schemars(length(min = 1))]
     pub hostnames: Vec<String>,

@@ -46,7 +46,10 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new(
+        "has(self.spec.serviceName) || (size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-zA-Z0-9](?:[-_]*[A-Za-z0-9]+)*$'))"
+    ).message("metadata.name is the Swarm service name when spec.serviceName is not set, so it must be a DNS label: letters, digits and '-', at most 63 (set spec.serviceName otherwise)")
 )]
 #[x_kube(
     validation = Rule::new(
@@ -64,6 +67,12 @@ use serde::{Deserialize, Serialize};
     validation = Rule::new("!has(self.updateConfig) || !(has(self.mode) && (self.mode == 'ReplicatedJob' || self.mode == 'GlobalJob'))")
         .message("spec.updateConfig does not apply to jobs")
         .field_path(".updateConfig"),
+    validation = Rule::new("(has(self.mode) ? self.mode : 'Replicated') == (has(oldSelf.mode) ? oldSelf.mode : 'Replicated')")
+        .message("spec.mode is immutable: Swarm cannot change a service's mode; delete the resource and create it again")
+        .field_path(".mode"),
+    validation = Rule::new("!has(self.endpointMode) || self.endpointMode != 'DNSRR' || !has(self.ports) || self.ports.all(p, has(p.mode) && p.mode == 'Host')")
+        .message("spec.endpointMode DNSRR cannot publish through the routing mesh: give every port mode: Host, or use VIP")
+        .field_path(".endpointMode"),
     validation = cluster_ref_immutable(),
 )]
 #[serde(rename_all = "camelCase")]
@@ -80,8 +89,11 @@ pub struct SwarmServiceSpec {
     pub service_name: Option<String>,
 
     /// Image to run, e.g. `traefik/whoami:v1.10` or `registry.example:5000/app@sha256:...`.
-    #[schemars(length(min = 1))]
-    #[x_kube(validation = Rule::new("self.trim() != ''").message("spec.image must not be empty"))]
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(
+        validation = Rule::new("self.trim() != ''").message("spec.image must not be empty"),
+        validation = Rule::new(IMAGE_REFERENCE).message("spec.image must be an image reference such as nginx:1.27, registry.example:5000/team/app:2 or app@sha256:<64 hex>: a lowercase repository, no spaces")
+    )]
     pub image: String,
 
     /// Replaces the image's ENTRYPOINT (`docker service create --entrypoint`).
@@ -105,7 +117,7 @@ pub struct SwarmServiceSpec {
 
     /// Number of tasks (`docker service scale`), mode Replicated only. Defaults to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
 
     /// Replicated (default), Global, ReplicatedJob or GlobalJob.
@@ -114,12 +126,12 @@ pub struct SwarmServiceSpec {
 
     /// ReplicatedJob: tasks running at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub max_concurrent: Option<i64>,
 
     /// ReplicatedJob: tasks that must complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 1000))]
     pub total_completions: Option<i64>,
 
     /// Container healthcheck, overriding the image's HEALTHCHECK.
@@ -175,6 +187,8 @@ pub struct SwarmServiceSpec {
 
     /// Signal that stops the container, e.g. SIGINT.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new(STOP_SIGNAL).message("spec.stopSignal must be a signal such as SIGTERM, SIGINT, SIGQUIT or a number from 1 to 64"))]
     pub stop_signal: Option<String>,
 
     /// Time to wait after the stop signal before killing. Default 10s.
@@ -195,10 +209,14 @@ pub struct SwarmServiceSpec {
 
     /// Kernel capabilities to add, e.g. CAP_NET_ADMIN.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 32)))]
+    #[x_kube(validation = Rule::new(CAPABILITIES).message("spec.capabilityAdd: each must be a Linux capability such as CAP_NET_ADMIN (or ALL)"))]
     pub capability_add: Vec<String>,
 
     /// Kernel capabilities to drop.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 32)))]
+    #[x_kube(validation = Rule::new(CAPABILITIES).message("spec.capabilityDrop: each must be a Linux capability such as CAP_NET_RAW (or ALL)"))]
     pub capability_drop: Vec<String>,
 
     /// Namespaced kernel parameters, e.g. net.core.somaxconn.
@@ -217,6 +235,7 @@ pub struct SwarmServiceSpec {
 
     /// Extra /etc/hosts entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub hosts: Vec<HostEntry>,
 
     /// Labels on the containers (not on the service).
@@ -248,13 +267,19 @@ pub struct SwarmServiceSpec {
     /// SwarmSecrets (same namespace) mounted in the containers, merged by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["name".into()]),
+        validation = Rule::new(UNIQUE_TARGETS).message("spec.secrets: two secrets would be mounted at the same target (the target defaults to the name)")
+    )]
     pub secrets: Vec<DataReference>,
 
     /// SwarmConfigs (same namespace) mounted in the containers, merged by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["name".into()]),
+        validation = Rule::new(UNIQUE_TARGETS).message("spec.configs: two configs would be mounted at the same target (the target defaults to the name)")
+    )]
     pub configs: Vec<DataReference>,
 
     /// Published ports, merged by target port and protocol under server-side apply.
@@ -268,6 +293,19 @@ pub struct SwarmServiceSpec {
     )]
     pub ports: Vec<PortConfig>,
 }
+
+/// Docker's image reference grammar (distribution/reference): an optional registry (a host with a
+/// dot or a port, or localhost), lowercase path components, an optional tag and an optional digest.
+const IMAGE_REFERENCE: &str = r"self.matches(r'^(?:(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)+|\[[0-9a-fA-F:]+\])(?::[0-9]+)?/|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?:[0-9]+/)?[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,127})?(?:@[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-fA-F0-9]{32,})?$')";
+
+/// The signals Linux knows, by name (with or without SIG) or number.
+const STOP_SIGNAL: &str = r"self.matches(r'^(SIG)?(ABRT|ALRM|BUS|CHLD|CLD|CONT|FPE|HUP|ILL|INT|IO|IOT|KILL|PIPE|POLL|PROF|PWR|QUIT|SEGV|STKFLT|STOP|SYS|TERM|TRAP|TSTP|TTIN|TTOU|URG|USR1|USR2|VTALRM|WINCH|XCPU|XFSZ|RTMIN(\+([1-9]|1[0-5]))?|RTMAX(-([1-9]|1[0-5]))?)$|^([1-9]|[1-5][0-9]|6[0-4])$')";
+
+/// The capabilities Linux knows, with or without CAP_, or ALL.
+const CAPABILITIES: &str = r"self.all(c, c.matches(r'^(?i)(CAP_)?(AUDIT_CONTROL|AUDIT_READ|AUDIT_WRITE|BLOCK_SUSPEND|BPF|CHECKPOINT_RESTORE|CHOWN|DAC_OVERRIDE|DAC_READ_SEARCH|FOWNER|FSETID|IPC_LOCK|IPC_OWNER|KILL|LEASE|LINUX_IMMUTABLE|MAC_ADMIN|MAC_OVERRIDE|MKNOD|NET_ADMIN|NET_BIND_SERVICE|NET_BROADCAST|NET_RAW|PERFMON|SETFCAP|SETGID|SETPCAP|SETUID|SYS_ADMIN|SYS_BOOT|SYS_CHROOT|SYS_MODULE|SYS_NICE|SYS_PACCT|SYS_PTRACE|SYS_RAWIO|SYS_RESOURCE|SYS_TIME|SYS_TTY_CONFIG|SYSLOG|WAKE_ALARM)$|^ALL$'))";
+
+/// No two references mounted at the same file (a target defaults to the name).
+const UNIQUE_TARGETS: &str = "self.all(a, self.exists_one(b, (has(b.target) ? b.target : b.name) == (has(a.target) ? a.target : a.name)))";
 
 /// One environment variable of the service's containers.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -306,11 +344,12 @@ pub struct PortConfig {
 #[serde(rename_all = "camelCase")]
 pub struct DataReference {
     /// The SwarmSecret or SwarmConfig in the same namespace.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// File name: under /run/secrets/ for secrets (or an absolute path for configs). Defaults to
     /// `name`, so a secret appears at /run/secrets/<name>.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
     pub target: Option<String>,
     /// Owner of the file; "0" when not given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,6 +435,31 @@ pub struct SwarmServiceStatus {
     /// Virtual IPs and published ports.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<EndpointStatus>,
+    /// The generation whose spec the operator last wrote to the swarm. Apart from
+    /// observedGeneration (what the conditions speak of): a generation can be observed long before
+    /// it is written, while it waits for a dependency. A generation Swarm rolled back is not
+    /// written again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_generation: Option<i64>,
+    /// Which imagePullSecret, at which resourceVersion (`name@version`), gave the registry
+    /// credentials the manager last got: a Secret fixed in place sends them again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_credentials_from: Option<String>,
+    /// Progress of a ReplicatedJob or GlobalJob, as a Kubernetes Job reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobProgress>,
+}
+
+/// How far a job's current run got.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobProgress {
+    /// Tasks that completed (exit 0).
+    pub succeeded: i32,
+    /// Tasks that failed or were rejected.
+    pub failed: i32,
+    /// Completions asked for: totalCompletions, or for a GlobalJob the eligible nodes.
+    pub completions: i32,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

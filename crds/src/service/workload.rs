@@ -6,7 +6,7 @@ use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Duration, Quantity};
+use crate::common::{Duration, Quantity, cpu_bounds, whole_bytes, zero_or_at_least_1ms};
 
 /// Scheduling mode (`docker service create --mode`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
@@ -33,8 +33,10 @@ pub struct Healthcheck {
         .message("spec.healthcheck.test must start with NONE, CMD or CMD-SHELL"))]
     pub test: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = zero_or_at_least_1ms("spec.healthcheck.interval"))]
     pub interval: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = zero_or_at_least_1ms("spec.healthcheck.timeout"))]
     pub timeout: Option<Duration>,
     /// Consecutive failures before the task is unhealthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +44,7 @@ pub struct Healthcheck {
     pub retries: Option<i64>,
     /// Grace period after start during which failures do not count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = zero_or_at_least_1ms("spec.healthcheck.startPeriod"))]
     pub start_period: Option<Duration>,
 }
 
@@ -111,8 +114,14 @@ pub enum RestartCondition {
 }
 
 /// CPU, memory and process limits and reservations (`--limit-*`, `--reserve-*`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.limits) || !has(self.reservations) || !has(self.limits.memory) || !has(self.reservations.memory) || !isQuantity(string(self.reservations.memory)) || !isQuantity(string(self.limits.memory)) || quantity(string(self.reservations.memory)).compareTo(quantity(string(self.limits.memory))) <= 0")
+        .message("spec.resources.reservations.memory cannot exceed spec.resources.limits.memory"),
+    validation = Rule::new("!has(self.limits) || !has(self.reservations) || !has(self.limits.cpu) || !has(self.reservations.cpu) || !isQuantity(string(self.reservations.cpu)) || !isQuantity(string(self.limits.cpu)) || quantity(string(self.reservations.cpu)).compareTo(quantity(string(self.limits.cpu))) <= 0")
+        .message("spec.resources.reservations.cpu cannot exceed spec.resources.limits.cpu"),
+)]
 pub struct Resources {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<ResourceLimits>,
@@ -120,14 +129,20 @@ pub struct Resources {
     pub reservations: Option<ResourceReservations>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceLimits {
     /// CPUs as a Kubernetes quantity: `500m`, `2`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = cpu_bounds("spec.resources.limits.cpu"))]
     pub cpu: Option<Quantity>,
-    /// Memory as a Kubernetes quantity: `200Mi`, `1Gi`.
+    /// Memory as a Kubernetes quantity: `200Mi`, `1Gi`. At least 4Mi, as the Engine requires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(
+        validation = whole_bytes("spec.resources.limits.memory"),
+        validation = Rule::new("!isQuantity(string(self)) || quantity(string(self)).compareTo(quantity('4Mi')) >= 0")
+            .message("spec.resources.limits.memory must be at least 4Mi: the Engine refuses less")
+    )]
     pub memory: Option<Quantity>,
     /// Maximum processes in the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,21 +150,26 @@ pub struct ResourceLimits {
     pub pids: Option<i64>,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceReservations {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = cpu_bounds("spec.resources.reservations.cpu"))]
     pub cpu: Option<Quantity>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = whole_bytes("spec.resources.reservations.memory"))]
     pub memory: Option<Quantity>,
 }
 
 /// Where tasks may run (`--constraint`, `--placement-pref`, `--replicas-max-per-node`).
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Placement {
     /// E.g. `node.role == manager`, `node.labels.zone != east`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(length(max = 256)))]
+    #[x_kube(validation = Rule::new(CONSTRAINT)
+        .message("spec.placement.constraints: each must be `key == value` or `key != value` with key node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.<name> or engine.labels.<name>, e.g. node.role == manager"))]
     pub constraints: Vec<String>,
     /// Spread tasks over the values of node labels, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -166,6 +186,9 @@ pub struct PlacementPreference {
     /// A node label to spread over, e.g. `node.labels.zone`.
     pub spread: String,
 }
+
+/// Swarm's constraint syntax: one known key, `==` or `!=`, a value.
+const CONSTRAINT: &str = r"self.all(c, c.matches(r'^\s*(node\.(id|hostname|role|platform\.os|platform\.arch)|(node|engine)\.labels\.[^=!\s]+)\s*(==|!=)\s*[^=!\s][^=!]*$'))";
 
 /// Logging driver of the tasks' containers (`--log-driver`, `--log-opt`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -37,10 +37,17 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
     })?;
     let name = svc.service_name();
     let existing = engine.find_service(&name).await?;
-    let plan = plan::plan(svc, &desired, existing.as_ref(), credentials.is_some());
+    let source = credentials.as_ref().map(|c| c.source.clone());
+    let credentials = credentials.map(|c| c.credentials);
+    let plan = plan::plan(svc, &desired, existing.as_ref(), source.as_deref());
     debug!(service = %name, ?plan, "planned");
-    let (id, held) = match plan {
-        Plan::Create => (create(svc, ctx, &engine, desired, credentials).await?, false),
+    // Which Swarm service, whether Swarm rolled this generation back, whether it was written now.
+    let (id, held, wrote) = match plan {
+        Plan::Create => (
+            create(svc, ctx, &engine, desired, credentials).await?,
+            false,
+            true,
+        ),
         Plan::Conflict(owner) => {
             return Ok(Outcome {
                 summary: status::name_conflict(&name, &owner),
@@ -54,15 +61,27 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
             let id = existing.id.clone().unwrap_or_default();
             announce_claim(svc, ctx, &claim, &id).await;
             let held = change == Change::HoldRolledBack;
+            let wrote = matches!(change, Change::Update { .. });
             if let Change::Update { fields, cause } = change {
                 let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
                 engine.update_service(&id, version, desired, credentials).await?;
                 announce_update(svc, ctx, &fields, &cause).await;
             }
-            (id, held)
+            (id, held, wrote)
         }
     };
-    observe(svc, ctx, &engine, &id, held).await
+    let mut outcome = observe(svc, ctx, &engine, &id, held).await?;
+    let before = Facts::before(svc);
+    // Every write carries the spec of this generation and the credentials in use.
+    (
+        outcome.facts.written_generation,
+        outcome.facts.pull_credentials_from,
+    ) = if wrote {
+        (svc.metadata.generation, source.or(before.pull_credentials_from))
+    } else {
+        (before.written_generation, before.pull_credentials_from)
+    };
+    Ok(outcome)
 }
 
 /// What the tasks show, after the plan was carried out. `held`: Swarm rolled this generation back.
@@ -75,8 +94,8 @@ async fn observe(
 ) -> Result<Outcome<Facts>, Error> {
     let service: Service = engine.inspect_service(id).await?;
     let tasks = engine.service_tasks(id).await?;
-    let nodes = engine.node_hostnames().await?;
-    let assessment = tasks::assess(&service, &tasks);
+    let nodes = engine.node_facts().await?;
+    let assessment = tasks::assess(&service, &tasks, &nodes);
     debug!(tasks = tasks.len(), ?assessment, "assessed tasks");
     let (summary, requeue) = if held {
         (
@@ -162,6 +181,9 @@ async fn announce_update(svc: &SwarmService, ctx: &Context, fields: &[String], c
             let note = format!("Swarm service {name} was changed outside swarm-operator; reverted {fields}");
             ctx.publish(svc, EventType::Warning, "DriftReverted", "Update", note)
                 .await;
+        }
+        Cause::SameSpec => {
+            debug!(service = %name, "recorded a generation that changes nothing the swarm runs")
         }
         Cause::NewGeneration | Cause::Credentials => {
             let what = if *cause == Cause::Credentials {

@@ -22,7 +22,7 @@ use swarm_operator_crds::service::{
     UpdateOrder,
 };
 
-use crate::labels::owner_labels;
+use crate::labels::{GENERATION, owner_labels};
 
 /// A field whose value cannot be turned into the Engine's form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,6 +84,9 @@ pub fn service_spec(svc: &SwarmService, resolved: &Resolved) -> Result<ServiceSp
     let spec = &svc.spec;
     let mut labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
     labels.extend(owner_labels(svc));
+    if let Some(generation) = svc.metadata.generation {
+        labels.insert(GENERATION.to_string(), generation.to_string());
+    }
     Ok(ServiceSpec {
         name: Some(svc.service_name()),
         labels: Some(labels),

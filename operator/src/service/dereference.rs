@@ -18,7 +18,7 @@ pub enum Dependencies {
     /// Everything exists. The credentials are sent as X-Registry-Auth and are no part of the spec.
     Found {
         resolved: Resolved,
-        credentials: Option<Box<DockerCredentials>>,
+        credentials: Option<Box<PullCredentials>>,
     },
     /// These do not exist (yet), in the user's words ("SwarmSecret db-password").
     Missing(Vec<String>),
@@ -139,12 +139,20 @@ fn current_version(status: Option<&VersionedStatus>) -> Option<(String, String)>
     status.swarm_id.clone().zip(status.swarm_name.clone())
 }
 
+/// Credentials for the image's registry, and which version of which Secret they come from (so a
+/// Secret fixed in place is told from the one the manager last got, without keeping the value).
+pub struct PullCredentials {
+    pub credentials: DockerCredentials,
+    /// `<Secret name>@<resourceVersion>`
+    pub source: String,
+}
+
 /// The first imagePullSecret with credentials for the image's registry.
 async fn pull_credentials(
     svc: &SwarmService,
     client: &kube::Client,
     missing: &mut Vec<String>,
-) -> Result<Option<DockerCredentials>, Error> {
+) -> Result<Option<PullCredentials>, Error> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &svc.namespace().unwrap_or_default());
     let mut credentials = None;
     for reference in &svc.spec.image_pull_secrets {
@@ -165,7 +173,11 @@ async fn pull_credentials(
         let found = registry_auth::credentials_for(&document.0, &svc.spec.image)
             .map_err(|why| invalid(format!(": {why}")))?;
         if credentials.is_none() {
-            credentials = found;
+            let version = secret.metadata.resource_version.clone().unwrap_or_default();
+            credentials = found.map(|credentials| PullCredentials {
+                credentials,
+                source: format!("{}@{version}", reference.name),
+            });
         }
     }
     Ok(credentials)

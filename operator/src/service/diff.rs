@@ -16,20 +16,53 @@ const SERVICE_DEFAULTS: &[(&[&str], &str)] = &[(&["EndpointSpec", "Mode"], "vip"
 /// Empty when nothing needs writing.
 pub fn spec_differences(desired: &ServiceSpec, actual: &ServiceSpec) -> Vec<String> {
     let mut out = Vec::new();
+    let digest = Digest::of(desired);
     diff_values(
         "",
-        &normalized_service(desired),
-        &normalized_service(actual),
+        &normalized_service(desired, digest),
+        &normalized_service(actual, digest),
         &mut out,
     );
     out
+}
+
+/// How image digests are compared, which depends on what the user wrote.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Digest {
+    /// The user gave a tag: a digest the manager pinned to it is no difference.
+    PinnedByTheManager,
+    /// The user gave a digest: it is compared whole.
+    GivenByTheUser,
+}
+
+impl Digest {
+    fn of(desired: &ServiceSpec) -> Self {
+        let image = desired
+            .task_template
+            .as_ref()
+            .and_then(|t| t.container_spec.as_ref())
+            .and_then(|c| c.image.as_deref())
+            .unwrap_or_default();
+        if image.contains('@') {
+            Digest::GivenByTheUser
+        } else {
+            Digest::PinnedByTheManager
+        }
+    }
+}
+
+/// The generation of the resource whose spec this Swarm service holds, as the operator recorded
+/// it when it wrote the spec (label `swarmoperator.io/generation`); None for a service it never
+/// wrote. After Swarm rolls an update back, the spec it restored says the earlier generation.
+pub fn written_generation(spec: &ServiceSpec) -> Option<i64> {
+    spec.labels.as_ref()?.get(crate::labels::GENERATION)?.parse().ok()
 }
 
 /// Whether `desired` and `actual` differ only in which version of a secret or config they mount
 /// (a SwarmSecret or SwarmConfig rotated): the same references with other Swarm IDs and names.
 pub fn only_data_versions_differ(desired: &ServiceSpec, actual: &ServiceSpec) -> bool {
     let without_versions = |spec: &ServiceSpec| {
-        let mut v = normalized_service(spec);
+        let mut v = normalized_service(spec, Digest::of(desired));
         for (list, keys) in [
             ("Secrets", ["SecretID", "SecretName"]),
             ("Configs", ["ConfigID", "ConfigName"]),
@@ -45,7 +78,8 @@ pub fn only_data_versions_differ(desired: &ServiceSpec, actual: &ServiceSpec) ->
         }
         v
     };
-    normalized_service(desired) != normalized_service(actual)
+    let digest = Digest::of(desired);
+    normalized_service(desired, digest) != normalized_service(actual, digest)
         && without_versions(desired) == without_versions(actual)
 }
 
@@ -55,9 +89,15 @@ pub fn task_is_current(task: &TaskSpec, template: &TaskSpec) -> bool {
     normalized_task(task) == normalized_task(template)
 }
 
-fn normalized_service(spec: &ServiceSpec) -> Value {
+fn normalized_service(spec: &ServiceSpec, digest: Digest) -> Value {
     let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
-    strip_pinned_digest(&mut v);
+    if digest == Digest::PinnedByTheManager {
+        strip_pinned_digest(&mut v);
+    }
+    // Which generation wrote the spec is the operator's bookkeeping, not a difference.
+    if let Some(Value::Object(labels)) = v.get_mut("Labels") {
+        labels.remove(crate::labels::GENERATION);
+    }
     // Clients that resolve the image (the docker CLI) add the platforms its manifest lists; the
     // spec has no field for them and they follow from the image.
     if let Some(Value::Object(placement)) = v.pointer_mut("/TaskTemplate/Placement") {
@@ -364,6 +404,38 @@ mod tests {
             spec_differences(&spec(desired()), &spec(other_tag)),
             ["TaskTemplate.ContainerSpec.Image"]
         );
+    }
+
+    #[test]
+    fn a_digest_the_user_gave_is_compared_whole() {
+        let by_digest = |d: &str| {
+            let mut v = as_engine_reports();
+            v["TaskTemplate"]["ContainerSpec"]["Image"] = json!(format!("img@sha256:{d}"));
+            spec(v)
+        };
+        assert_eq!(
+            spec_differences(&by_digest("aaaa"), &by_digest("bbbb")),
+            ["TaskTemplate.ContainerSpec.Image"]
+        );
+        assert_eq!(
+            spec_differences(&by_digest("aaaa"), &by_digest("aaaa")),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn the_written_generation_is_bookkeeping_not_a_difference() {
+        let with_generation = |g: &str| {
+            let mut v = as_engine_reports();
+            v["Labels"] = json!({crate::labels::GENERATION: g});
+            spec(v)
+        };
+        assert_eq!(
+            spec_differences(&with_generation("2"), &with_generation("1")),
+            Vec::<String>::new()
+        );
+        assert_eq!(written_generation(&with_generation("7")), Some(7));
+        assert_eq!(written_generation(&spec(as_engine_reports())), None);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod build;
 mod cleanup;
 mod dereference;
 pub mod diff;
+pub mod placement;
 pub mod plan;
 pub mod registry_auth;
 pub mod report;
@@ -22,7 +23,7 @@ pub mod tasks;
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Condition};
 use kube::{
     ResourceExt,
     runtime::{controller::Action, reflector::ObjectRef, watcher},
@@ -71,7 +72,8 @@ impl Reconciled for SwarmService {
 
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all. Besides
 /// its own resources and their Swarm services' events, it wakes the services that refer to a
-/// SwarmNetwork, SwarmSecret or SwarmConfig when that changes (a new version, or Ready at last).
+/// SwarmNetwork, SwarmSecret, SwarmConfig or pull Secret when that changes (a new version, Ready
+/// at last, or credentials created or fixed).
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let queue = ctx.queues.of::<SwarmService>();
     let api = scoped_api::<SwarmService>(ctx.client.clone(), namespace);
@@ -87,7 +89,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 .map(|svc| ObjectRef::from_obj(svc.as_ref())),
         )
     };
-    let (by_secret, by_config, by_network) = (users.clone(), users.clone(), users);
+    let (by_secret, by_config, by_network, by_pull_secret) =
+        (users.clone(), users.clone(), users.clone(), users);
     let client = ctx.client.clone();
     let controller = controller
         .watches(
@@ -107,6 +110,17 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 let name = o.name_any();
                 by_config(o.namespace(), &|svc| {
                     svc.spec.configs.iter().any(|r| r.name == name)
+                })
+            },
+        )
+        // Creating or fixing the Secret an imagePullSecret names sends the credentials at once.
+        .watches(
+            scoped_api::<Secret>(client.clone(), namespace),
+            watcher::Config::default().fields("type=kubernetes.io/dockerconfigjson"),
+            move |s: Secret| {
+                let name = s.name_any();
+                by_pull_secret(s.namespace(), &|svc| {
+                    svc.spec.image_pull_secrets.iter().any(|r| r.name == name)
                 })
             },
         )

@@ -47,8 +47,11 @@ pub enum Change {
 pub enum Cause {
     /// The user changed the resource.
     NewGeneration,
-    /// Nothing but the registry credentials is new: a new generation that carries them is pushed
-    /// once so the manager gets them (Swarm reports no credentials to compare).
+    /// A new generation that changes nothing the swarm runs: only its number is written, quietly,
+    /// so that later differences are told apart from drift.
+    SameSpec,
+    /// Nothing but the registry credentials is new (another Secret, or the Secret fixed in
+    /// place): pushed so the manager gets them (Swarm reports no credentials to compare).
     Credentials,
     /// A SwarmSecret or SwarmConfig the service mounts has a new version.
     Rotation,
@@ -56,11 +59,12 @@ pub enum Cause {
     DriftReverted,
 }
 
+/// `credentials`: where the pull credentials in use come from (`Secret@resourceVersion`), if any.
 pub fn plan(
     svc: &SwarmService,
     desired: &ServiceSpec,
     existing: Option<&Service>,
-    has_credentials: bool,
+    credentials: Option<&str>,
 ) -> Plan {
     let Some(existing) = existing else {
         return Plan::Create;
@@ -74,17 +78,27 @@ pub fn plan(
     };
     let actual = existing.spec.clone().unwrap_or_default();
     let fields = diff::spec_differences(desired, &actual);
-    let applied = status.and_then(|s| s.observed_generation) == svc.metadata.generation;
+    // Read from the swarm, not from status: status says what the conditions speak of, and a
+    // generation can be observed (waiting for a dependency, say) long before it is written.
+    let generation = svc.metadata.generation;
+    let applied = generation.is_some() && diff::written_generation(&actual) == generation;
+    let new_credentials =
+        credentials.is_some() && status.and_then(|s| s.pull_credentials_from.as_deref()) != credentials;
     let change = if fields.is_empty() {
-        if !applied && has_credentials {
-            Change::Update {
+        match (new_credentials, applied) {
+            (true, _) => Change::Update {
                 fields,
                 cause: Cause::Credentials,
-            }
-        } else {
-            Change::Nothing
+            },
+            (false, true) => Change::Nothing,
+            (false, false) => Change::Update {
+                fields,
+                cause: Cause::SameSpec,
+            },
         }
-    } else if applied && swarm_rolled_back(existing) {
+    } else if rolling_back(existing) && status.and_then(|s| s.written_generation) == generation {
+        // Swarm put back the previous spec after this generation was written (Swarm keeps no
+        // trace of which: it drops the spec it undid).
         Change::HoldRolledBack
     } else {
         let cause = if !applied {
@@ -99,8 +113,9 @@ pub fn plan(
     Plan::Converge { claim, change }
 }
 
-/// Swarm is rolling back, or has rolled back, the spec the service had (failureAction Rollback).
-fn swarm_rolled_back(service: &Service) -> bool {
+/// Whether Swarm is rolling the service back, or has rolled it back (failureAction Rollback, or
+/// `docker service update --rollback`).
+fn rolling_back(service: &Service) -> bool {
     let state = service.update_status.as_ref().and_then(|u| u.state);
     matches!(
         state,
@@ -117,15 +132,18 @@ mod tests {
     use std::collections::HashMap;
 
     use bollard::models::{ServiceUpdateStatus, TaskSpecContainerSpecSecrets};
-    use swarm_operator_crds::SwarmServiceStatus;
+    use swarm_operator_crds::{SwarmServiceStatus, service::ADOPT_ANNOTATION};
 
     use super::*;
-    use crate::{labels, service::build};
+    use crate::{
+        labels::{self, GENERATION},
+        service::build,
+    };
 
     const UID: &str = "uid-1";
 
-    /// Generation 2 of `web`, with `applied` saying whether generation 2 was already pushed.
-    fn resource(applied: bool, known_id: bool) -> SwarmService {
+    /// Generation 2 of `web`; `known_id`: its status names the Swarm service.
+    fn resource(known_id: bool) -> SwarmService {
         let mut svc: SwarmService = serde_yaml_ng::from_str(
             "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {name: web, namespace: shop}\nspec: {image: nginx:1}",
         )
@@ -133,15 +151,35 @@ mod tests {
         svc.metadata.uid = Some(UID.into());
         svc.metadata.generation = Some(2);
         svc.status = Some(SwarmServiceStatus {
-            observed_generation: Some(if applied { 2 } else { 1 }),
+            observed_generation: Some(2),
             service_id: known_id.then(|| "svc-id".into()),
             ..Default::default()
         });
         svc
     }
 
+    /// What generation 2 of `svc` wants the swarm to hold.
     fn desired(svc: &SwarmService) -> ServiceSpec {
         build::service_spec(svc, &build::Resolved::default()).unwrap()
+    }
+
+    /// `spec` as written for generation `generation`.
+    fn written_by(mut spec: ServiceSpec, generation: i64) -> ServiceSpec {
+        spec.labels
+            .get_or_insert_default()
+            .insert(GENERATION.into(), generation.to_string());
+        spec
+    }
+
+    fn with_image(mut spec: ServiceSpec, image: &str) -> ServiceSpec {
+        spec.task_template
+            .as_mut()
+            .unwrap()
+            .container_spec
+            .as_mut()
+            .unwrap()
+            .image = Some(image.into());
+        spec
     }
 
     /// The Swarm service as the Engine would report `spec`.
@@ -162,37 +200,39 @@ mod tests {
         Plan::Converge { claim, change }
     }
 
+    fn cause_of(plan: Plan) -> Cause {
+        match plan {
+            Plan::Converge {
+                change: Change::Update { cause, .. },
+                ..
+            } => cause,
+            other => panic!("not an update: {other:?}"),
+        }
+    }
+
     #[test]
     fn nothing_there_is_created() {
-        let svc = resource(false, false);
-        assert_eq!(plan(&svc, &desired(&svc), None, false), Plan::Create);
+        let svc = resource(false);
+        assert_eq!(plan(&svc, &desired(&svc), None, None), Plan::Create);
     }
 
     #[test]
     fn an_unchanged_service_is_left_alone() {
-        let svc = resource(true, true);
+        let svc = resource(true);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), false),
+            plan(&svc, &spec, Some(&found(spec.clone())), None),
             converge(Claim::Ours, Change::Nothing)
         );
     }
 
     #[test]
     fn a_new_generation_is_written_with_the_fields_it_changes() {
-        let svc = resource(false, true);
+        let svc = resource(true);
         let spec = desired(&svc);
-        let mut before = spec.clone();
-        before
-            .task_template
-            .as_mut()
-            .unwrap()
-            .container_spec
-            .as_mut()
-            .unwrap()
-            .image = Some("nginx:0".into());
+        let before = written_by(with_image(spec.clone(), "nginx:0"), 1);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(before)), false),
+            plan(&svc, &spec, Some(&found(before)), None),
             converge(
                 Claim::Ours,
                 Change::Update {
@@ -204,8 +244,24 @@ mod tests {
     }
 
     #[test]
-    fn an_out_of_band_change_to_an_applied_generation_is_drift() {
-        let svc = resource(true, true);
+    fn a_new_generation_that_changes_nothing_records_its_number_quietly() {
+        let svc = resource(true);
+        let spec = desired(&svc);
+        assert_eq!(
+            plan(&svc, &spec, Some(&found(written_by(spec.clone(), 1))), None),
+            converge(
+                Claim::Ours,
+                Change::Update {
+                    fields: vec![],
+                    cause: Cause::SameSpec
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn an_out_of_band_change_to_a_written_generation_is_drift() {
+        let svc = resource(true);
         let spec = desired(&svc);
         let mut drifted = spec.clone();
         drifted
@@ -216,19 +272,28 @@ mod tests {
             .as_mut()
             .unwrap()
             .env = Some(vec!["MODE=drifted".into()]);
-        let Plan::Converge {
-            change: Change::Update { cause, .. },
-            ..
-        } = plan(&svc, &spec, Some(&found(drifted)), false)
-        else {
-            panic!("not an update");
-        };
-        assert_eq!(cause, Cause::DriftReverted);
+        assert_eq!(
+            cause_of(plan(&svc, &spec, Some(&found(drifted)), None)),
+            Cause::DriftReverted
+        );
     }
 
     #[test]
-    fn a_new_secret_version_on_an_applied_generation_is_a_rotation() {
-        let svc = resource(true, true);
+    fn a_users_own_edit_observed_but_not_yet_written_is_never_drift() {
+        // Status already observed generation 2 (it waited for a dependency, say); the swarm still
+        // holds generation 1.
+        let svc = resource(true);
+        let spec = desired(&svc);
+        let before = written_by(with_image(spec.clone(), "nginx:0"), 1);
+        assert_eq!(
+            cause_of(plan(&svc, &spec, Some(&found(before)), None)),
+            Cause::NewGeneration
+        );
+    }
+
+    #[test]
+    fn a_new_secret_version_on_a_written_generation_is_a_rotation() {
+        let svc = resource(true);
         let secret = |id: &str| TaskSpecContainerSpecSecrets {
             secret_id: Some(id.into()),
             secret_name: Some(format!("db-{id}")),
@@ -251,59 +316,50 @@ mod tests {
             .as_mut()
             .unwrap()
             .secrets = Some(vec![secret("old")]);
-        let Plan::Converge {
-            change: Change::Update { cause, .. },
-            ..
-        } = plan(&svc, &spec, Some(&found(running)), false)
-        else {
-            panic!("not an update");
-        };
-        assert_eq!(cause, Cause::Rotation);
+        assert_eq!(
+            cause_of(plan(&svc, &spec, Some(&found(running)), None)),
+            Cause::Rotation
+        );
     }
 
     #[test]
     fn a_generation_swarm_rolled_back_is_held_but_a_new_one_proceeds() {
-        let rolled_back = |spec: ServiceSpec| Service {
+        let svc = resource(true);
+        let spec = desired(&svc);
+        // Generation 2 was written; Swarm put generation 1 back.
+        let rolled_back = Service {
             update_status: Some(ServiceUpdateStatus {
                 state: Some(ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED),
                 ..Default::default()
             }),
-            ..found(spec)
+            ..found(written_by(with_image(spec.clone(), "nginx:0"), 1))
         };
-        let svc = resource(true, true);
-        let spec = desired(&svc);
-        let mut previous = spec.clone();
-        previous
-            .task_template
-            .as_mut()
-            .unwrap()
-            .container_spec
-            .as_mut()
-            .unwrap()
-            .image = Some("nginx:0".into());
+        let mut written = resource(true);
+        written.status.as_mut().unwrap().written_generation = Some(2);
         assert_eq!(
-            plan(&svc, &spec, Some(&rolled_back(previous.clone())), false),
+            plan(&written, &spec, Some(&rolled_back), None),
             converge(Claim::Ours, Change::HoldRolledBack)
         );
-        let next = resource(false, true);
-        assert!(matches!(
-            plan(&next, &desired(&next), Some(&rolled_back(previous)), false),
-            Plan::Converge {
-                change: Change::Update {
-                    cause: Cause::NewGeneration,
-                    ..
-                },
-                ..
-            }
-        ));
+        let mut next = written.clone();
+        next.metadata.generation = Some(3);
+        assert_eq!(
+            cause_of(plan(&next, &desired(&next), Some(&rolled_back), None)),
+            Cause::NewGeneration,
+            "generation 3 is pushed, even if status observed it before (waiting for a dependency)"
+        );
     }
 
     #[test]
-    fn credentials_of_a_new_generation_are_pushed_once() {
-        let svc = resource(false, true);
+    fn credentials_are_pushed_when_they_come_from_another_secret_or_version() {
+        let mut svc = resource(true);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), true),
+            plan(
+                &svc,
+                &spec,
+                Some(&found(written_by(spec.clone(), 1))),
+                Some("right@7")
+            ),
             converge(
                 Claim::Ours,
                 Change::Update {
@@ -312,41 +368,40 @@ mod tests {
                 }
             )
         );
-        let applied = resource(true, true);
+        svc.status.as_mut().unwrap().pull_credentials_from = Some("right@7".into());
         assert_eq!(
-            plan(&applied, &spec, Some(&found(spec.clone())), true),
+            plan(&svc, &spec, Some(&found(spec.clone())), Some("right@7")),
             converge(Claim::Ours, Change::Nothing),
-            "not again once the generation is applied"
+            "not again once the manager has them"
+        );
+        assert_eq!(
+            cause_of(plan(&svc, &spec, Some(&found(spec.clone())), Some("right@8"))),
+            Cause::Credentials,
+            "the Secret fixed in place"
         );
     }
 
     #[test]
     fn ours_but_never_reported_is_a_lost_create() {
-        let svc = resource(false, false);
+        let svc = resource(false);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), false),
+            plan(&svc, &spec, Some(&found(spec.clone())), None),
             converge(Claim::LostCreate, Change::Nothing)
         );
     }
 
     #[test]
     fn an_unmanaged_service_is_adopted_only_when_asked() {
-        let mut svc = resource(false, false);
+        let mut svc = resource(false);
         let spec = desired(&svc);
         let unmanaged = found(with_labels(spec.clone(), HashMap::new()));
         assert_eq!(
-            plan(&svc, &spec, Some(&unmanaged), false),
+            plan(&svc, &spec, Some(&unmanaged), None),
             Plan::Conflict(Ownership::Unmanaged)
         );
-        svc.metadata.annotations = Some(
-            [(
-                swarm_operator_crds::service::ADOPT_ANNOTATION.to_string(),
-                "true".to_string(),
-            )]
-            .into(),
-        );
-        let Plan::Converge { claim, change } = plan(&svc, &spec, Some(&unmanaged), false) else {
+        svc.metadata.annotations = Some([(ADOPT_ANNOTATION.to_string(), "true".to_string())].into());
+        let Plan::Converge { claim, change } = plan(&svc, &spec, Some(&unmanaged), None) else {
             panic!("not adopted");
         };
         assert_eq!(claim, Claim::Adopt);
@@ -364,14 +419,8 @@ mod tests {
 
     #[test]
     fn a_service_of_another_resource_is_a_conflict_even_with_the_adopt_annotation() {
-        let mut svc = resource(false, false);
-        svc.metadata.annotations = Some(
-            [(
-                swarm_operator_crds::service::ADOPT_ANNOTATION.to_string(),
-                "true".to_string(),
-            )]
-            .into(),
-        );
+        let mut svc = resource(false);
+        svc.metadata.annotations = Some([(ADOPT_ANNOTATION.to_string(), "true".to_string())].into());
         let spec = desired(&svc);
         let theirs = HashMap::from([
             (labels::OWNER_UID.to_string(), "uid-other".to_string()),
@@ -379,12 +428,7 @@ mod tests {
             (labels::OWNER_NAME.to_string(), "web".to_string()),
         ]);
         assert_eq!(
-            plan(
-                &svc,
-                &spec,
-                Some(&found(with_labels(spec.clone(), theirs))),
-                false
-            ),
+            plan(&svc, &spec, Some(&found(with_labels(spec.clone(), theirs))), None),
             Plan::Conflict(Ownership::Other {
                 namespace: "other".into(),
                 name: "web".into()

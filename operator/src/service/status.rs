@@ -8,14 +8,15 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use swarm_operator_crds::{
     SwarmService, SwarmServiceStatus,
     conditions::{
-        REASON_NAME_CONFLICT, REASON_PROGRESSING, REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING,
-        REASON_UPDATE_PAUSED,
+        COMPLETE, FAILED, FALSE, READY, REASON_COMPLETED, REASON_JOB_FAILED, REASON_NAME_CONFLICT,
+        REASON_NO_ELIGIBLE_NODE, REASON_PROGRESSING, REASON_ROLLED_BACK, REASON_RUNNING,
+        REASON_TASKS_FAILING, REASON_UPDATE_PAUSED, STALLED, TRUE,
     },
-    service::{EndpointStatus, TaskStatus, UpdateStatus},
+    service::{EndpointStatus, JobProgress, TaskStatus, UpdateStatus},
 };
 
 use super::{diff, report, tasks};
-use crate::{conditions::Summary, context::Settings, labels::Ownership};
+use crate::{conditions::Summary, context::Settings, labels::Ownership, swarm::NodeFacts};
 
 /// What the status reports of the Swarm service besides the conditions.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,6 +27,11 @@ pub struct Facts {
     pub update_status: Option<UpdateStatus>,
     pub tasks: Vec<TaskStatus>,
     pub endpoint: Option<EndpointStatus>,
+    pub job: Option<JobProgress>,
+    /// The generation whose spec the operator last wrote to the swarm.
+    pub written_generation: Option<i64>,
+    /// The Secret version whose pull credentials the manager last got.
+    pub pull_credentials_from: Option<String>,
 }
 
 impl Facts {
@@ -38,6 +44,9 @@ impl Facts {
             update_status: previous.update_status,
             tasks: previous.tasks,
             endpoint: previous.endpoint,
+            job: previous.job,
+            written_generation: previous.written_generation,
+            pull_credentials_from: previous.pull_credentials_from,
         }
     }
 
@@ -45,20 +54,54 @@ impl Facts {
     pub fn seen(
         service: &Service,
         tasks: &[Task],
-        nodes: &std::collections::HashMap<String, String>,
+        nodes: &[NodeFacts],
         assessment: &tasks::Assessment,
     ) -> Self {
+        let hostnames = nodes.iter().map(|n| (n.id.clone(), n.hostname.clone())).collect();
         Facts {
             service_id: service.id.clone(),
             replicas: Some((assessment.running, assessment.desired)),
             update_status: report::update_status(service),
-            tasks: report::task_statuses(tasks, nodes),
+            tasks: report::task_statuses(tasks, &hostnames),
             endpoint: report::endpoint_status(service),
+            job: assessment.job.clone(),
+            written_generation: None,
+            pull_credentials_from: None,
         }
     }
 }
 
-pub fn status(svc: &SwarmService, facts: Facts, conditions: Vec<Condition>) -> SwarmServiceStatus {
+/// The status for `facts` and the kstatus `conditions`; a job also gets Complete and Failed, as a
+/// Kubernetes Job has, read off the summary the conditions carry.
+pub fn status(svc: &SwarmService, facts: Facts, mut conditions: Vec<Condition>) -> SwarmServiceStatus {
+    if facts.job.is_some() {
+        let holds = |type_: &str, reason: &str| {
+            conditions
+                .iter()
+                .find(|c| c.type_ == type_ && c.status == TRUE && c.reason == reason)
+                .map(|c| c.message.clone())
+        };
+        let previous = svc
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        let generation = svc.metadata.generation;
+        let complete = holds(READY, REASON_COMPLETED);
+        let failed = holds(STALLED, REASON_JOB_FAILED);
+        for (type_, reason, message) in [
+            (COMPLETE, REASON_COMPLETED, complete),
+            (FAILED, REASON_JOB_FAILED, failed),
+        ] {
+            let (status, text) = match &message {
+                Some(m) => (TRUE, m.as_str()),
+                None => (FALSE, ""),
+            };
+            conditions.push(crate::conditions::condition(
+                previous, generation, type_, status, reason, text,
+            ));
+        }
+    }
     SwarmServiceStatus {
         observed_generation: svc.metadata.generation,
         conditions,
@@ -69,6 +112,9 @@ pub fn status(svc: &SwarmService, facts: Facts, conditions: Vec<Condition>) -> S
         update_status: facts.update_status,
         tasks: facts.tasks,
         endpoint: facts.endpoint,
+        job: facts.job,
+        written_generation: facts.written_generation,
+        pull_credentials_from: facts.pull_credentials_from,
     }
 }
 
@@ -92,6 +138,27 @@ pub fn summary(assessment: &tasks::Assessment, settings: &Settings) -> (Summary,
         tasks::Health::Paused(message) => (
             Summary::Stalled {
                 reason: REASON_UPDATE_PAUSED,
+                message: message.clone(),
+            },
+            settings.resync_interval,
+        ),
+        tasks::Health::NoEligibleNode(message) => (
+            Summary::Reconciling {
+                reason: REASON_NO_ELIGIBLE_NODE,
+                message: message.clone(),
+            },
+            settings.progress_interval * 5,
+        ),
+        tasks::Health::Complete(message) => (
+            Summary::Ready {
+                reason: REASON_COMPLETED,
+                message: message.clone(),
+            },
+            settings.resync_interval,
+        ),
+        tasks::Health::JobFailed(message) => (
+            Summary::Stalled {
+                reason: REASON_JOB_FAILED,
                 message: message.clone(),
             },
             settings.resync_interval,

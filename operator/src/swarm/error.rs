@@ -9,6 +9,14 @@ const NOT_A_WORKING_MANAGER: [&str; 4] = [
     "rpc error: code = Unavailable",
 ];
 
+/// How Swarm words a refusal of the spec whatever the HTTP status (Engine 20.10 to 28).
+const REFUSALS: [&str; 4] = [
+    "code = InvalidArgument",
+    "code = Unimplemented",
+    "constraint expected one operator",
+    "invalid constraint",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot connect to the Docker Engine at {host}: {source}")]
@@ -106,8 +114,59 @@ impl EngineError {
         }
     }
 
-    /// 400: the Engine rejected the spec itself; retrying the same spec cannot succeed.
+    /// The Engine refused the spec itself, so retrying the same spec cannot succeed: a 400, a 501
+    /// (what Swarm cannot do, such as changing a service's mode), or Swarm's gRPC words for a bad
+    /// argument behind another status (a malformed constraint comes back as a 500).
     pub fn is_invalid_spec(&self) -> bool {
-        self.status() == Some(400)
+        let message = self.engine_message();
+        matches!(self.status(), Some(400 | 501)) || REFUSALS.iter().any(|m| message.contains(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(status: u16, message: &str) -> EngineError {
+        EngineError::Read {
+            operation: "create service",
+            object: "web".into(),
+            status: Some(status),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn refusals_of_the_spec_are_told_from_what_a_retry_may_fix() {
+        assert!(
+            answered(
+                400,
+                "rpc error: code = InvalidArgument desc = name must be valid as a DNS name component"
+            )
+            .is_invalid_spec()
+        );
+        assert!(
+            answered(
+                501,
+                "rpc error: code = Unimplemented desc = service mode change is not allowed"
+            )
+            .is_invalid_spec()
+        );
+        assert!(
+            answered(
+                500,
+                "rpc error: code = Unknown desc = constraint expected one operator from ==, !="
+            )
+            .is_invalid_spec()
+        );
+        assert!(!answered(500, "rpc error: code = Unknown desc = raft: proposal dropped").is_invalid_spec());
+        assert!(!answered(503, "This node is not a swarm manager.").is_invalid_spec());
+        assert!(
+            !answered(
+                409,
+                "rpc error: code = AlreadyExists desc = name conflicts with an existing object"
+            )
+            .is_invalid_spec()
+        );
     }
 }

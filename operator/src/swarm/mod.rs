@@ -33,7 +33,7 @@ use tracing::{debug, warn};
 pub use data::DataKind;
 pub use error::EngineError;
 pub use limit::EngineCalls;
-pub use nodes::SwarmInfo;
+pub use nodes::{NodeFacts, SwarmInfo};
 use raw::{RawClient, RawError, repair_keys};
 use snapshot::{Listing, Stamped};
 pub use snapshot::{Part, Snapshot};
@@ -142,7 +142,7 @@ impl Engine {
             .services(|| async {
                 let services = self.all_services().await?;
                 let tasks: Vec<Task> = self.read("list tasks", "", "/tasks").await?;
-                let nodes = nodes::hostnames(self.nodes().await?);
+                let nodes = self.nodes().await?.iter().map(NodeFacts::of).collect();
                 Ok::<_, EngineError>(Listing::new(services, tasks, nodes))
             })
             .await?;

@@ -55,20 +55,53 @@ impl Engine {
         })
     }
 
-    /// Hostname of every node by node ID, for `docker service ps`-style task lists.
-    pub async fn node_hostnames(&self) -> Result<HashMap<String, String>, EngineError> {
+    /// Every node as placement sees it, from the shared listing when there is one.
+    pub async fn node_facts(&self) -> Result<Vec<NodeFacts>, EngineError> {
         match self.shared_listing("").await? {
             Some(listing) => Ok(listing.value.nodes.clone()),
-            None => Ok(hostnames(self.nodes().await?)),
+            None => Ok(self.nodes().await?.iter().map(NodeFacts::of).collect()),
         }
     }
 }
 
-pub(super) fn hostnames(nodes: Vec<bollard::models::Node>) -> HashMap<String, String> {
-    nodes
-        .into_iter()
-        .filter_map(|n| Some((n.id?, n.description?.hostname?)))
-        .collect()
+/// What placement and `docker service ps` need of a node: what constraints match against, and
+/// whether it takes tasks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    pub id: String,
+    pub hostname: String,
+    /// manager or worker.
+    pub role: String,
+    /// active, pause or drain.
+    pub availability: String,
+    /// ready, down, unknown or disconnected.
+    pub state: String,
+    pub labels: HashMap<String, String>,
+    pub engine_labels: HashMap<String, String>,
+    /// e.g. linux
+    pub os: String,
+    /// e.g. x86_64
+    pub arch: String,
+}
+
+impl NodeFacts {
+    pub fn of(node: &bollard::models::Node) -> Self {
+        let spec = node.spec.clone().unwrap_or_default();
+        let description = node.description.clone().unwrap_or_default();
+        let platform = description.platform.clone().unwrap_or_default();
+        let text = |v: Option<String>| v.unwrap_or_default().to_lowercase();
+        NodeFacts {
+            id: node.id.clone().unwrap_or_default(),
+            hostname: description.hostname.clone().unwrap_or_default(),
+            role: text(spec.role.map(|r| r.to_string())),
+            availability: text(spec.availability.map(|a| a.to_string())),
+            state: text(node.status.as_ref().and_then(|s| s.state).map(|s| s.to_string())),
+            labels: spec.labels.unwrap_or_default(),
+            engine_labels: description.engine.and_then(|e| e.labels).unwrap_or_default(),
+            os: platform.os.unwrap_or_default(),
+            arch: platform.architecture.unwrap_or_default(),
+        }
+    }
 }
 
 /// What `docker info` reports of the node's swarm membership.

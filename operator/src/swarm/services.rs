@@ -103,6 +103,19 @@ impl Engine {
         }
     }
 
+    /// The spec Swarm set aside as the previous one (`PreviousSpec`: what a rollback restores, or
+    /// after a rollback the spec it undid), which bollard's model does not carry.
+    pub async fn previous_spec(&self, id: &str) -> Result<Option<ServiceSpec>, EngineError> {
+        let mut service: serde_json::Value = self
+            .read(
+                "inspect service",
+                id,
+                &format!("/services/{}", percent_encode(id)),
+            )
+            .await?;
+        Ok(serde_json::from_value(service["PreviousSpec"].take()).ok())
+    }
+
     pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
         if let Some(listing) = self.shared_listing(id).await?
             && let Some(service) = listing.value.service_by_id(id)

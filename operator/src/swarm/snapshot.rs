@@ -19,6 +19,8 @@ use std::{
 
 use bollard::models::{Network, Service, Task};
 
+use super::NodeFacts;
+
 /// How long a listing serves reads.
 const MAX_AGE: Duration = Duration::from_secs(1);
 /// How long the event of one of our own writes is waited for before it no longer counts as ours.
@@ -88,12 +90,11 @@ pub struct Listing {
     pub services: HashMap<String, Service>,
     /// Service ID → its tasks, current and past.
     pub tasks: HashMap<String, Vec<Task>>,
-    /// Node ID → hostname.
-    pub nodes: HashMap<String, String>,
+    pub nodes: Vec<NodeFacts>,
 }
 
 impl Listing {
-    pub fn new(services: Vec<Service>, tasks: Vec<Task>, nodes: HashMap<String, String>) -> Self {
+    pub fn new(services: Vec<Service>, tasks: Vec<Task>, nodes: Vec<NodeFacts>) -> Self {
         let mut by_service: HashMap<String, Vec<Task>> = HashMap::new();
         for task in tasks {
             if let Some(id) = task.service_id.clone() {
@@ -257,13 +258,7 @@ mod tests {
     #[tokio::test]
     async fn a_change_after_the_listing_makes_that_object_dirty_until_the_next() {
         let snapshot = Snapshot::default();
-        let list = || async {
-            Ok::<_, ()>(Listing::new(
-                vec![service("a"), service("b")],
-                vec![],
-                HashMap::new(),
-            ))
-        };
+        let list = || async { Ok::<_, ()>(Listing::new(vec![service("a"), service("b")], vec![], vec![])) };
         let first = snapshot.services(list).await.unwrap();
         assert!(snapshot.is_current(Part::Services, &first, &["a"]));
         snapshot.changed(Part::Services, "a");
