@@ -233,7 +233,11 @@ fn push_private_copy(registry: &str, user: &str, password: &str, name: &str) -> 
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     docker(&["tag", &swarm_operator_e2e::test_image("1"), &image]);
     let login = std::process::Command::new("docker")
@@ -274,7 +278,11 @@ async fn a_pull_secret_fixed_in_place_reaches_the_manager() {
     let doc = serde_json::json!({"auths": {&registry: {"username": &user, "password": &password}}});
     let patch = serde_json::json!({"data": {".dockerconfigjson": ByteString(doc.to_string().into_bytes())}});
     Api::<Secret>::namespaced(env.client.clone(), &env.namespace)
-        .patch("creds", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(patch))
+        .patch(
+            "creds",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(patch),
+        )
         .await
         .unwrap();
     let ready = env.wait_ready(&name, WITHIN).await;
