@@ -117,7 +117,9 @@ kube_up() {
   local certs="$STATE/certs" kc="$STATE/kubeconfig"
   mkdir -p "$certs" "$STATE/logs"
   if [ -f "$kc" ] && "$KUBECTL" --kubeconfig "$kc" get --raw /readyz >/dev/null 2>&1; then
-    log "API server already up on 127.0.0.1:$APISERVER_PORT (reused)"; return 0
+    log "API server already up on 127.0.0.1:$APISERVER_PORT (reused)"
+    controller_manager_up "$("$REPO/scripts/k8s-bins.sh")"
+    return 0
   fi
   local bins; bins=$(timed "$REPO/scripts/k8s-bins.sh") || die "building kube-apiserver/etcd failed"
   [ -f "$certs/ca.crt" ] || make_certs "$certs"
@@ -149,6 +151,19 @@ kube_up() {
   write_kubeconfig "$kc" "$certs"
   wait_process "$STATE/apiserver.pid" "$STATE/logs/kube-apiserver.log" 90 kube-apiserver \
     "$KUBECTL" --kubeconfig "$kc" get --raw /readyz
+  controller_manager_up "$bins"
+}
+
+# kube-controller-manager with what a real cluster does to every object, whatever its kind:
+# namespace deletion and ownerReference garbage collection. No serving port (tests run several beds).
+controller_manager_up() { # controller_manager_up BINS
+  pid_alive "$STATE/controller-manager.pid" && return 0
+  log "starting kube-controller-manager (namespace deletion, garbage collection)"
+  : > "$STATE/logs/kube-controller-manager.log"
+  start_bg "$STATE/controller-manager.pid" "$STATE/logs/kube-controller-manager.log" "$1/kube-controller-manager" \
+    --kubeconfig "$STATE/kubeconfig" --controllers=namespace,garbagecollector \
+    --leader-elect=false --secure-port 0 --use-service-account-credentials=false \
+    --service-account-private-key-file "$STATE/certs/sa.key" --root-ca-file "$STATE/certs/ca.crt"
 }
 
 pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -206,7 +221,7 @@ KC
 # ports are free for the next start.
 kube_down() {
   local f pid i
-  for f in operator apiserver etcd registry; do
+  for f in operator controller-manager apiserver etcd registry; do
     if pid_alive "$STATE/$f.pid"; then
       pid=$(cat "$STATE/$f.pid")
       kill "$pid" 2>/dev/null || true

@@ -58,6 +58,9 @@ pub const REASON_NO_MANAGERS: &str = "NoManagers";
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
+#[x_kube(validation = Rule::new("!self.endpoints.exists(e, e.startsWith('tcp://')) || has(self.tls) || (has(self.insecure) && self.insecure)")
+    .message("spec.tls: tcp:// endpoints need tls, as secrets and registry credentials travel over them; set insecure: true to allow plain HTTP on a trusted network")
+    .field_path(".tls"))]
 #[serde(rename_all = "camelCase")]
 pub struct SwarmClusterSpec {
     /// Manager endpoints in order of preference: `unix:///var/run/docker.sock`,
@@ -69,9 +72,15 @@ pub struct SwarmClusterSpec {
     pub endpoints: Vec<String>,
 
     /// Mutual TLS for the `tcp://` endpoints: a Secret holding `ca.pem`, `cert.pem` and `key.pem`
-    /// (what `docker --tlsverify` reads from ~/.docker). Without it, tcp endpoints are plain HTTP.
+    /// (what `docker --tlsverify` reads from ~/.docker). Required for `tcp://` endpoints unless
+    /// `insecure` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SecretRef>,
+
+    /// Allow `tcp://` endpoints without TLS (plain HTTP). Secret values and registry credentials
+    /// then cross the network in the clear: only for a swarm on a trusted network or a test bed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 
     /// How often to refresh the status and re-check the managers besides node events; 30s by
     /// default.

@@ -183,9 +183,27 @@ async fn shutdown_signal() {
     }
 }
 
+/// Libraries that write request and response bodies or headers at debug or trace level: secret
+/// values (base64 in a create request), registry credentials (X-Registry-Auth) and Kubernetes
+/// Secrets would reach the log. They log at info at most, whatever RUST_LOG asks.
+const NEVER_VERBOSE: [&str; 7] = [
+    "bollard",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "kube_client",
+    "tower",
+];
+
 fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    for target in NEVER_VERBOSE {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if format == "json" {
         builder.json().init()

@@ -47,6 +47,8 @@ pub struct TestEnv {
     operator_log: PathBuf,
     /// Port of the operator's /metrics, /healthz and /readyz.
     pub metrics_port: u16,
+    /// RUST_LOG of the operators this test starts.
+    pub rust_log: String,
 }
 
 fn workspace() -> PathBuf {
@@ -89,6 +91,7 @@ impl TestEnv {
             operator_starts: 0,
             operator_log: PathBuf::new(),
             metrics_port,
+            rust_log: "info,swarm_operator=debug,kube=warn".into(),
         }
     }
 
@@ -150,7 +153,7 @@ impl TestEnv {
                 &self.namespace,
             ])
             .args(flags)
-            .env("RUST_LOG", "info,swarm_operator=debug,kube=warn")
+            .env("RUST_LOG", &self.rust_log)
             .env("POD_NAME", identity)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))

@@ -11,9 +11,10 @@ use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, condition, services_named,
 
 /// A SwarmCluster labelled for this test's operator (it serves only those).
 fn cluster_manifest(env: &TestEnv, name: &str, endpoints: &[String], tls_secret: Option<&str>) -> String {
+    // The lab's plain tcp endpoints have to be allowed in so many words.
     let tls = tls_secret
         .map(|s| format!("\n  tls: {{namespace: {}, name: {s}}}", env.namespace))
-        .unwrap_or_default();
+        .unwrap_or_else(|| "\n  insecure: true".to_string());
     format!(
         "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmCluster\nmetadata:\n  name: {name}\n  labels: {{{CLUSTER_LABEL}: {}}}\nspec:\n  endpoints: [{}]\n  resyncInterval: 5s{tls}\n",
         env.namespace,

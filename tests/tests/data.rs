@@ -64,6 +64,8 @@ async fn set_source(env: &TestEnv, password: &str, config: &str) {
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn secrets_and_configs_reach_the_containers_and_rotate_without_a_failed_request() {
     let mut env = TestEnv::new("data").await;
+    // Every target at trace level: the Engine client and HTTP stack log what they send there.
+    env.rust_log = "trace".into();
     env.start_operator();
     let secrets: Api<SwarmSecret> = Api::namespaced(env.client.clone(), &env.namespace);
     let configs: Api<SwarmConfig> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -246,7 +248,13 @@ spec:
     )
     .into_owned();
     let swarm_labels = env.docker_cli(&["secret", "ls", "--format", "{{.Name}} {{.Labels}}"]);
+    use base64::Engine as _;
     for value in [&password1, &password2] {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+        assert!(
+            !logs.contains(&encoded),
+            "a secret value, base64, in the operator log"
+        );
         for (place, text) in [
             ("operator log", &logs),
             ("events", &events),

@@ -441,8 +441,15 @@ const REFUSED_AT_APPLY: &[(&str, &str, &str, &str, &str)] = &[
         "cluster resync below 1s",
         "SwarmCluster",
         "bad-cluster",
-        "{endpoints: ['tcp://m:2376'], resyncInterval: 100ms}",
+        "{endpoints: ['tcp://m:2376'], insecure: true, resyncInterval: 100ms}",
         "spec.resyncInterval",
+    ),
+    (
+        "cluster on plain tcp without tls",
+        "SwarmCluster",
+        "bad-cluster",
+        "{endpoints: ['tcp://m:2375']}",
+        "spec.tls",
     ),
 ];
 

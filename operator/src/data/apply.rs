@@ -5,13 +5,19 @@ use std::collections::HashMap;
 
 use kube::{ResourceExt, runtime::events::EventType};
 use swarm_operator_crds::{
-    conditions::{REASON_RUNNING, REASON_SOURCE_MISSING},
+    conditions::{REASON_NAME_CONFLICT, REASON_RUNNING, REASON_SOURCE_MISSING},
     data::DataVersion,
 };
 use tracing::info;
 
-use super::{DataResource, Facts, content_hash, plan::plan};
-use crate::{conditions::Summary, context::Context, error::Error, labels::owner_labels, pass::Outcome};
+use super::{DataResource, Facts, plan::plan, version_hash};
+use crate::{
+    conditions::Summary,
+    context::Context,
+    error::Error,
+    labels::{owner_labels, ownership},
+    pass::Outcome,
+};
 
 pub async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Outcome<Facts>, Error> {
     let content = match obj.content(&ctx.client).await? {
@@ -27,7 +33,8 @@ pub async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Outcome
             });
         }
     };
-    let name = format!("{}-{}", obj.name_any(), content_hash(&content));
+    let uid = obj.uid().unwrap_or_default();
+    let name = format!("{}-{}", obj.name_any(), version_hash(&uid, &content));
     let engine = ctx.engine_for(obj).await?;
     let owned = engine.owned_data(K::KIND, &obj.uid().unwrap_or_default()).await?;
     // Older versions stay while services use them (they roll over at their own pace) and go after.
@@ -46,7 +53,27 @@ pub async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Outcome
         Some(name) => {
             let mut labels: HashMap<String, String> = obj.labels().clone().into_iter().collect();
             labels.extend(owner_labels(obj));
-            let id = engine.create_data(K::KIND, name, &content, labels).await?;
+            let id = match engine.create_data(K::KIND, name, &content, labels).await {
+                Ok(id) => id,
+                // Swarm names are global in a swarm: someone else holds this one.
+                Err(e) if e.is_conflict() => {
+                    let labels = engine.data_labels(K::KIND, name).await?;
+                    let holder = ownership(obj, labels.as_ref()).holder(&K::kind(&()));
+                    let message = format!(
+                        "a Swarm {word} named {name} already exists and belongs to {holder}; it is left untouched. \
+                         Remove it or rename this resource"
+                    );
+                    return Ok(Outcome {
+                        summary: Summary::Stalled {
+                            reason: REASON_NAME_CONFLICT,
+                            message,
+                        },
+                        facts: Facts::before(obj),
+                        requeue: ctx.settings.resync_interval,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
             info!(swarm_object = %name, %id, "created new version");
             let note = format!("Created {word} version {name} ({id})");
             ctx.publish(obj, EventType::Normal, "VersionCreated", "Create", note)

@@ -36,9 +36,17 @@ use crate::{
     swarm::DataKind,
 };
 
-/// The first 10 hex digits of the content's SHA-256: enough to tell versions apart.
-pub fn content_hash(data: &[u8]) -> String {
-    Sha256::digest(data)
+/// What tells one version of a resource's content from another: the first 10 hex digits of the
+/// SHA-256 of the resource's UID and the content. Salted by the UID, the name (in status, events
+/// and `docker secret ls`) says nothing about the value: the same password in two namespaces gets
+/// two unrelated names, and no one can test a guess against it.
+pub fn version_hash(owner_uid: &str, data: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(owner_uid.as_bytes());
+    hasher.update([0]);
+    hasher.update(data);
+    hasher
+        .finalize()
         .iter()
         .take(5)
         .map(|b| format!("{b:02x}"))
@@ -214,9 +222,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hash_is_short_stable_and_content_bound() {
-        assert_eq!(content_hash(b"s3cr3t"), content_hash(b"s3cr3t"));
-        assert_ne!(content_hash(b"s3cr3t"), content_hash(b"s3cr3t2"));
-        assert_eq!(content_hash(b"").len(), 10);
+    fn version_names_are_short_stable_and_reveal_nothing() {
+        assert_eq!(version_hash("uid-a", b"s3cr3t"), version_hash("uid-a", b"s3cr3t"));
+        assert_ne!(
+            version_hash("uid-a", b"s3cr3t"),
+            version_hash("uid-a", b"s3cr3t2")
+        );
+        assert_eq!(version_hash("uid-a", b"").len(), 10);
+        // The same value in another resource (another namespace, say) says nothing of it.
+        assert_ne!(version_hash("uid-a", b"s3cr3t"), version_hash("uid-b", b"s3cr3t"));
+        let unsalted: String = Sha256::digest(b"s3cr3t")
+            .iter()
+            .take(5)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_ne!(version_hash("uid-a", b"s3cr3t"), unsalted);
     }
 }

@@ -11,7 +11,12 @@ use swarm_operator_crds::{
 };
 
 use super::{build::Resolved, registry_auth};
-use crate::{context::resource_name, error::Error, swarm::Engine};
+use crate::{
+    context::resource_name,
+    error::Error,
+    labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID},
+    swarm::Engine,
+};
 
 /// What dereferencing found.
 pub enum Dependencies {
@@ -36,7 +41,9 @@ pub async fn dependencies(
     for network in &svc.spec.networks {
         let external = network.external == Some(true);
         let id = if external {
-            engine.network_id(&network.name).await?
+            let found = engine.find_network(&network.name).await?;
+            not_a_swarm_network(svc, found.as_ref())?;
+            found.and_then(|n| n.id)
         } else {
             let found = get(&swarm_networks, "get SwarmNetwork", &network.name).await?;
             same_cluster(svc, "spec.networks", found.as_ref())?;
@@ -191,6 +198,32 @@ where
         operation,
         object: name.to_string(),
         source,
+    })
+}
+
+/// `external: true` joins only networks the operator does not manage: one it manages belongs to a
+/// SwarmNetwork, which only services of its own namespace may join, by naming it.
+fn not_a_swarm_network(svc: &SwarmService, found: Option<&bollard::models::Network>) -> Result<(), Error> {
+    let Some(network) = found else { return Ok(()) };
+    let labels = network.labels.as_ref();
+    let owner = |key| labels.and_then(|l| l.get(key)).cloned().unwrap_or_default();
+    if labels.is_none_or(|l| !l.contains_key(OWNER_UID)) {
+        return Ok(());
+    }
+    let (namespace, name) = (owner(OWNER_NAMESPACE), owner(OWNER_NAME));
+    let network_name = network.name.clone().unwrap_or_default();
+    let message = if Some(namespace.as_str()) == svc.namespace().as_deref() {
+        format!(
+            "spec.networks: network {network_name} is SwarmNetwork {name} of this namespace: name it without external: true"
+        )
+    } else {
+        format!(
+            "spec.networks: network {network_name} belongs to namespace {namespace}; external: true joins only networks swarm-operator does not manage"
+        )
+    };
+    Err(Error::InvalidSpec {
+        object: resource_name(svc),
+        message,
     })
 }
 

@@ -67,9 +67,30 @@ impl Engine {
     }
 
     /// Swarm secrets or configs carrying `label` (`key` or `key=value`).
+    /// The labels of the secret or config named exactly `name`, if one exists: who holds a name.
+    pub async fn data_labels(
+        &self,
+        kind: DataKind,
+        name: &str,
+    ) -> Result<Option<HashMap<String, String>>, EngineError> {
+        let found = self.list_data_by(kind, "name", name).await?;
+        Ok(found.into_iter().find(|o| o.name == name).map(|o| o.labels))
+    }
+
     async fn list_data(&self, kind: DataKind, label: &str) -> Result<Vec<DataObject>, EngineError> {
+        self.list_data_by(kind, "label", label).await
+    }
+
+    /// Swarm secrets or configs matching the Engine's list `filter` (`label` or `name`) `value`.
+    async fn list_data_by(
+        &self,
+        kind: DataKind,
+        filter: &str,
+        value: &str,
+    ) -> Result<Vec<DataObject>, EngineError> {
         type Listed = (Option<String>, Option<String>, Option<HashMap<String, String>>);
-        let filters = Some(HashMap::from([("label".to_string(), vec![label.to_string()])]));
+        let label = value;
+        let filters = Some(HashMap::from([(filter.to_string(), vec![value.to_string()])]));
         let found: Vec<Listed> = match kind {
             DataKind::Secret => {
                 let options = bollard::query_parameters::ListSecretsOptions { filters };
