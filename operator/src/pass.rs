@@ -38,6 +38,27 @@ use crate::{
     status::apply_status,
 };
 
+/// A status that carries kstatus conditions.
+pub trait WithConditions {
+    fn conditions(&self) -> &[Condition];
+}
+
+macro_rules! with_conditions {
+    ($($status:ty),*) => {$(
+        impl WithConditions for $status {
+            fn conditions(&self) -> &[Condition] {
+                &self.conditions
+            }
+        }
+    )*};
+}
+
+with_conditions!(
+    swarm_operator_crds::SwarmServiceStatus,
+    swarm_operator_crds::SwarmNetworkStatus,
+    swarm_operator_crds::VersionedStatus
+);
+
 /// What a kind's `converge` concluded: the summary for the conditions, the facts for the rest of
 /// the status, and when to look again.
 pub struct Outcome<F> {
@@ -58,7 +79,7 @@ pub trait Reconciled:
     + Sync
     + 'static
 {
-    type Status: serde::Serialize + PartialEq + Send + Sync;
+    type Status: WithConditions + serde::Serialize + PartialEq + Send + Sync;
     /// What a pass learned of the swarm that the status reports besides the conditions.
     type Facts: Send;
 
@@ -68,7 +89,10 @@ pub trait Reconciled:
     /// this resource.
     fn concerns(&self, kind: &str, name: &str) -> bool;
     fn status(&self) -> Option<&Self::Status>;
-    fn conditions(&self) -> &[Condition];
+    /// The conditions the status holds now.
+    fn conditions(&self) -> &[Condition] {
+        self.status().map(WithConditions::conditions).unwrap_or_default()
+    }
     /// The facts the status holds now, kept by a pass that fails before it could observe.
     fn facts_before(&self) -> Self::Facts;
     /// The whole status: `facts`, `conditions`, and the generation they speak of.

@@ -153,12 +153,6 @@ macro_rules! reconciled_data {
             fn status(&self) -> Option<&VersionedStatus> {
                 self.status.as_ref()
             }
-            fn conditions(&self) -> &[Condition] {
-                self.status
-                    .as_ref()
-                    .map(|s| s.conditions.as_slice())
-                    .unwrap_or_default()
-            }
             fn facts_before(&self) -> Facts {
                 Facts::before(self)
             }

@@ -50,12 +50,6 @@ impl Reconciled for SwarmNetwork {
     fn status(&self) -> Option<&SwarmNetworkStatus> {
         self.status.as_ref()
     }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
     fn facts_before(&self) -> Facts {
         let previous = self.status.clone().unwrap_or_default();
         Facts {

@@ -50,12 +50,6 @@ impl Reconciled for SwarmService {
     fn status(&self) -> Option<&SwarmServiceStatus> {
         self.status.as_ref()
     }
-    fn conditions(&self) -> &[Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
     fn facts_before(&self) -> status::Facts {
         status::Facts::before(self)
     }

@@ -89,14 +89,13 @@ impl Engine {
         value: &str,
     ) -> Result<Vec<DataObject>, EngineError> {
         type Listed = (Option<String>, Option<String>, Option<HashMap<String, String>>);
-        let label = value;
         let filters = Some(HashMap::from([(filter.to_string(), vec![value.to_string()])]));
         let found: Vec<Listed> = match kind {
             DataKind::Secret => {
                 let options = bollard::query_parameters::ListSecretsOptions { filters };
                 self.call(
                     "list secrets",
-                    label,
+                    value,
                     false,
                     self.docker.list_secrets(Some(options)),
                 )
@@ -112,7 +111,7 @@ impl Engine {
                 let options = bollard::query_parameters::ListConfigsOptions { filters };
                 self.call(
                     "list configs",
-                    label,
+                    value,
                     false,
                     self.docker.list_configs(Some(options)),
                 )
