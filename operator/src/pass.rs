@@ -131,6 +131,16 @@ async fn finalized<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Action, 
     let action = finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
             Finalizer::Apply(obj) => apply(obj.as_ref(), ctx, &api).await,
+            Finalizer::Cleanup(obj) if released(obj.as_ref()) => {
+                // The user let go: its swarm is gone for good, or its objects are to stay.
+                warn!(object = %ObjectRef::from_obj(obj.as_ref()), "released without touching the swarm");
+                let note = format!(
+                    "Released: {RELEASE_ANNOTATION} is set, so its Swarm objects were left as they are"
+                );
+                ctx.publish(obj.as_ref(), EventType::Normal, "Released", "Delete", note)
+                    .await;
+                Ok(Action::await_change())
+            }
             Finalizer::Cleanup(obj) => obj.cleanup(ctx).await,
         }
     })
@@ -141,6 +151,18 @@ async fn finalized<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Action, 
     })?;
     ctx.succeeded(&ObjectRef::from_obj(obj.as_ref()));
     Ok(action)
+}
+
+/// Set to "true" on a resource being deleted, it lets the deletion finish without touching the
+/// swarm: for a resource whose cluster is gone for good, which would otherwise wait forever.
+pub const RELEASE_ANNOTATION: &str = "swarmoperator.io/release";
+
+fn released<K: Resource>(obj: &K) -> bool {
+    obj.meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(RELEASE_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {

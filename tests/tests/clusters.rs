@@ -456,3 +456,87 @@ async fn the_first_change_after_a_quiet_spell_wakes_its_resource() {
     let took = drift_and_wait_reverted(&env, &lab, &name, Duration::from_secs(30)).await;
     println!("reverted {took:?} after the change");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
+async fn failover_never_moves_to_another_swarm() {
+    // Two separate swarms; the cluster lists a manager of each, as a typo or a reused address would.
+    let (ours, theirs) = (Lab::up(27, 1, None), Lab::up(28, 1, None));
+    let mut env = TestEnv::new("oneswarm").await;
+    env.start_operator();
+    let cluster = format!("{}-c", env.prefix);
+    env.kubectl_apply(
+        &cluster_manifest(&env, &cluster, &[ours.endpoint(1), theirs.endpoint(1)], None),
+        false,
+    )
+    .unwrap();
+    let status = wait_cluster(&env, &cluster, "Ready on the first swarm", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(status.active_endpoint.as_deref(), Some(ours.endpoint(1).as_str()));
+    let name = format!("{}-web", env.prefix);
+    env.kubectl_apply(&service_manifest(&name, Some(&cluster), ""), false)
+        .unwrap();
+    env.wait_ready(&name, Duration::from_secs(60)).await;
+
+    // Our only manager goes: the other swarm answers, but is never used.
+    ours.stop(1);
+    let status = wait_cluster(&env, &cluster, "unavailable, naming the other swarm", |s| {
+        cond(s, "Ready").is_some_and(|c| c.0 == "False" && c.2.contains("another swarm"))
+    })
+    .await;
+    assert_ne!(
+        status.active_endpoint.as_deref(),
+        Some(theirs.endpoint(1).as_str())
+    );
+    env.wait_condition(
+        &name,
+        "Reconciling",
+        "ClusterUnavailable",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        services_named(&theirs.docker(1).await, &name).await.is_empty(),
+        "the service was made in the other swarm"
+    );
+    ours.start(1);
+    env.wait_ready(&name, Duration::from_secs(90)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server: scripts/test.sh runs it"]
+async fn a_resource_whose_cluster_is_gone_for_good_is_released_by_annotation() {
+    let mut env = TestEnv::new("release").await;
+    env.start_operator();
+    let name = format!("{}-web", env.prefix);
+    env.kubectl_apply(&service_manifest(&name, Some("gone-for-good"), ""), false)
+        .unwrap();
+    env.wait_condition(
+        &name,
+        "Reconciling",
+        "ClusterUnavailable",
+        Duration::from_secs(30),
+    )
+    .await;
+    env.kubectl(&["delete", "swarmservice", &name, "--wait=false"]);
+    // Its cluster might come back: the deletion waits, finalizer kept.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let waiting = env.services().get(&name).await.unwrap();
+    assert!(waiting.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        waiting.metadata.finalizers.unwrap_or_default(),
+        ["swarmoperator.io/cleanup"]
+    );
+    // The admin says it is gone for good.
+    env.kubectl(&["annotate", "swarmservice", &name, "swarmoperator.io/release=true"]);
+    env.wait_for("the resource gone", Duration::from_secs(30), || async {
+        match env.services().get_opt(&name).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    assert_eq!(env.events("Released").await.len(), 1);
+}

@@ -39,11 +39,21 @@ pub struct Connection {
     snapshot: Arc<Snapshot>,
     /// Held while probing; remembers when and why the last probe of every endpoint failed.
     selecting: tokio::sync::Mutex<Option<(Instant, String)>>,
+    /// The swarm this cluster is (its ID), once known: a manager of another swarm is never used,
+    /// whatever endpoint it answers on.
+    swarm: Mutex<Option<String>>,
     calls: Arc<EngineCalls>,
 }
 
 impl Connection {
-    pub fn new(name: &str, endpoints: Vec<String>, tls: Option<TlsFiles>, calls: Arc<EngineCalls>) -> Self {
+    /// `swarm`: the ID of the swarm this cluster is known to be, if any (from its status).
+    pub fn new(
+        name: &str,
+        endpoints: Vec<String>,
+        tls: Option<TlsFiles>,
+        swarm: Option<String>,
+        calls: Arc<EngineCalls>,
+    ) -> Self {
         Connection {
             name: name.to_string(),
             endpoints,
@@ -51,6 +61,7 @@ impl Connection {
             active: Mutex::default(),
             snapshot: Arc::default(),
             selecting: tokio::sync::Mutex::default(),
+            swarm: Mutex::new(swarm),
             calls,
         }
     }
@@ -112,6 +123,8 @@ impl Connection {
             .map(|e| probe(e, self.tls.as_ref(), self.calls.clone()));
         let mut failures = Vec::new();
         for (endpoint, result) in self.endpoints.iter().zip(futures::future::join_all(probes).await) {
+            let result =
+                result.and_then(|(engine, swarm)| self.same_swarm(swarm.as_deref()).map(|()| engine));
             match result {
                 Ok(engine) => {
                     if previous.as_deref() != Some(endpoint) {
@@ -134,6 +147,22 @@ impl Connection {
         Err(self.unavailable(message))
     }
 
+    /// Whether a manager of swarm `found` may serve this cluster: the first swarm seen is the
+    /// cluster's, and a failover never moves to another one.
+    fn same_swarm(&self, found: Option<&str>) -> Result<(), String> {
+        let mut swarm = self.swarm.lock().unwrap_or_else(|p| p.into_inner());
+        match (swarm.as_deref(), found) {
+            (Some(ours), Some(theirs)) if ours != theirs => Err(format!(
+                "a manager of another swarm ({theirs}), not of this cluster's ({ours}); never used"
+            )),
+            (None, Some(theirs)) => {
+                *swarm = Some(theirs.to_string());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
     fn unavailable(&self, message: String) -> Unavailable {
         Unavailable {
             cluster: self.name.clone(),
@@ -143,8 +172,12 @@ impl Connection {
 }
 
 /// Connects to `endpoint` and checks it can act for the swarm: part of one, a manager, and its
-/// swarm has a leader (listing nodes fails without quorum).
-async fn probe(endpoint: &str, tls: Option<&TlsFiles>, calls: Arc<EngineCalls>) -> Result<Engine, String> {
+/// swarm has a leader (listing nodes fails without quorum). Returns the engine and its swarm's ID.
+async fn probe(
+    endpoint: &str,
+    tls: Option<&TlsFiles>,
+    calls: Arc<EngineCalls>,
+) -> Result<(Engine, Option<String>), String> {
     let attempt = async {
         let engine = Engine::connect(endpoint, tls, calls)
             .await
@@ -163,9 +196,37 @@ async fn probe(endpoint: &str, tls: Option<&TlsFiles>, calls: Arc<EngineCalls>) 
             return Err("a worker, not a manager".to_string());
         }
         engine.nodes().await.map_err(|e| e.engine_message())?;
-        Ok(engine)
+        Ok((engine, info.swarm_id))
     };
     tokio::time::timeout(PROBE_TIMEOUT, attempt)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {PROBE_TIMEOUT:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection(swarm: Option<&str>) -> Connection {
+        let calls = EngineCalls::new(0, Arc::new(crate::metrics::Metrics::new()));
+        Connection::new("c", vec![], None, swarm.map(str::to_string), calls)
+    }
+
+    #[test]
+    fn the_first_swarm_seen_is_the_clusters_and_another_is_never_used() {
+        let fresh = connection(None);
+        assert_eq!(fresh.same_swarm(Some("swarm-a")), Ok(()));
+        assert!(
+            fresh
+                .same_swarm(Some("swarm-b"))
+                .unwrap_err()
+                .contains("another swarm (swarm-b)")
+        );
+        assert_eq!(fresh.same_swarm(Some("swarm-a")), Ok(()));
+        let known = connection(Some("swarm-b"));
+        assert!(
+            known.same_swarm(Some("swarm-a")).is_err(),
+            "known from status before any probe"
+        );
+    }
 }

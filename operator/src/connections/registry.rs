@@ -46,6 +46,7 @@ impl Clusters {
                 DEFAULT_CLUSTER,
                 vec![fallback_endpoint.to_string()],
                 None,
+                None,
                 calls.clone(),
             )),
             connections: Mutex::default(),
@@ -105,10 +106,16 @@ impl Clusters {
             *made = made_for;
             return Ok(kept.clone());
         }
+        // The swarm the status saw for this very spec; a new spec may name another swarm.
+        let status = cluster.status.as_ref();
+        let swarm = status
+            .filter(|s| s.observed_generation == cluster.metadata.generation)
+            .and_then(|s| s.swarm_id.clone());
         let made = Arc::new(Connection::new(
             &name,
             cluster.spec.endpoints.clone(),
             tls,
+            swarm,
             self.calls.clone(),
         ));
         connections.insert(name, (made_for, made.clone()));
