@@ -5,12 +5,8 @@ use std::collections::HashMap;
 use super::{Engine, EngineError, Part, gone_is_fine};
 
 impl Engine {
-    /// ID of the swarm-scoped network named exactly `name` (the name filter also matches prefixes).
-    pub async fn network_id(&self, name: &str) -> Result<Option<String>, EngineError> {
-        Ok(self.find_network(name).await?.and_then(|n| n.id))
-    }
-
-    /// The swarm-scoped network named exactly `name`, if any. A managed network comes from the
+    /// The swarm-scoped network named exactly `name`, if any (the Engine's name filter also
+    /// matches prefixes). A managed network comes from the
     /// cluster's shared listing of them when that saw it as it is.
     pub async fn find_network(&self, name: &str) -> Result<Option<bollard::models::Network>, EngineError> {
         let is_it = |n: &bollard::models::Network| {
