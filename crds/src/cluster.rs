@@ -82,6 +82,12 @@ pub struct SwarmClusterSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub insecure: bool,
 
+    /// Whether resources on this cluster may take over existing Swarm services they did not
+    /// create (annotation `swarmoperator.io/adopt: "true"`). Off by default: without it, any
+    /// namespace could take over, and later delete, a service an admin made by hand.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_adoption: bool,
+
     /// How often to refresh the status and re-check the managers besides node events; 30s by
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -16,6 +16,8 @@ pub const REASON_RUNNING: &str = "Running";
 pub const REASON_PROGRESSING: &str = "Progressing";
 /// A Swarm object of the same name exists and is not owned by this resource.
 pub const REASON_NAME_CONFLICT: &str = "NameConflict";
+/// The cluster's policy does not allow what the resource asks (adoption of an unmanaged service).
+pub const REASON_NOT_PERMITTED: &str = "NotPermitted";
 /// A job's tasks completed as many times as asked.
 pub const REASON_COMPLETED: &str = "Completed";
 /// A job's tasks failed and Swarm runs none any more.

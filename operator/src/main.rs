@@ -55,6 +55,12 @@ struct Args {
     /// Seconds a leader's lease lasts without renewal; a standby takes over after that.
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
+    /// Let resources on the --docker-host engine (cluster `default` without a SwarmCluster) adopt
+    /// Swarm services they did not make, with the annotation swarmoperator.io/adopt. Off: any
+    /// namespace could otherwise take over a service made by hand. SwarmClusters say it themselves
+    /// (spec.allowAdoption).
+    #[arg(long, env = "SWARM_OPERATOR_ALLOW_ADOPTION", default_value_t = false)]
+    allow_adoption: bool,
     /// Log format: text or json.
     #[arg(long, env = "SWARM_OPERATOR_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -88,6 +94,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         store,
         ready,
         &args.docker_host,
+        args.allow_adoption,
         engine_calls,
     ));
     info!(fallback_endpoint = %args.docker_host, "resources of cluster `default` use this engine while no SwarmCluster `default` exists");

@@ -217,13 +217,43 @@ async fn out_of_band_changes_are_reverted_and_reported() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn the_adopt_annotation_alone_takes_nothing_over() {
+    let mut env = TestEnv::new("noadopt").await;
+    let name = format!("{}-admins", env.prefix);
+    let created = env
+        .create_unmanaged_service(&name, &image("1"), &[("team", "admin")])
+        .await;
+    env.start_operator();
+    let manifest = format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\n  annotations: {{swarmoperator.io/adopt: \"true\"}}\n\
+         spec: {{image: {}, replicas: 0}}",
+        image("2")
+    );
+    env.apply(&manifest).await;
+    let message = env.wait_condition(&name, "Stalled", "NotPermitted", WITHIN).await;
+    assert!(message.contains("allowAdoption"), "{message}");
+    let spec = env.swarm_service_json(&name)["Spec"].clone();
+    assert!(spec["Labels"].get(OWNER_UID).is_none(), "taken over: {spec}");
+    assert_eq!(
+        spec["TaskTemplate"]["ContainerSpec"]["Image"],
+        image("1").as_str()
+    );
+    // Deleting the resource leaves the admin's service where it was.
+    env.kubectl(&["delete", &format!("swarmservice/{name}"), "--timeout=60s"]);
+    assert_eq!(env.swarm_service_json(&name)["ID"], created.as_str());
+    env.docker.delete_service(&name).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn adopt_then_orphan() {
     let mut env = TestEnv::new("adopt").await;
     let name = format!("{}-legacy", env.prefix);
     let created = env
         .create_unmanaged_service(&name, &image("1"), &[("team", "legacy")])
         .await;
-    env.start_operator();
+    // The operator's own engine allows adoption only when its admin says so.
+    env.start_operator_with(&["--allow-adoption"]);
     let manifest = format!(
         "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata:\n  name: {name}\n  annotations: {{swarmoperator.io/adopt: \"true\"}}\n\
          spec: {{image: {}, replicas: 2, deletionPolicy: Orphan, labels: {{team: platform}}}}",

@@ -27,6 +27,8 @@ pub struct Clusters {
     ready: tokio::sync::watch::Receiver<bool>,
     /// The --engine-qps bound and call counters every connection's engines share.
     calls: Arc<EngineCalls>,
+    /// Whether resources on the fallback engine may adopt unmanaged services (--allow-adoption).
+    fallback_allows_adoption: bool,
 }
 
 type Made = (Option<String>, Option<i64>);
@@ -37,6 +39,7 @@ impl Clusters {
         store: Store<SwarmCluster>,
         ready: tokio::sync::watch::Receiver<bool>,
         fallback_endpoint: &str,
+        fallback_allows_adoption: bool,
         calls: Arc<EngineCalls>,
     ) -> Self {
         Clusters {
@@ -52,6 +55,7 @@ impl Clusters {
             connections: Mutex::default(),
             ready,
             calls,
+            fallback_allows_adoption,
         }
     }
 
@@ -67,6 +71,15 @@ impl Clusters {
     /// Names of the SwarmClusters this operator serves.
     pub fn names(&self) -> Vec<String> {
         self.store.state().iter().map(|c| c.name_any()).collect()
+    }
+
+    /// Whether resources on the cluster named `name` may adopt Swarm services they did not make:
+    /// the SwarmCluster's `allowAdoption`, or --allow-adoption for the fallback engine.
+    pub fn adoption_allowed(&self, name: &str) -> bool {
+        match self.store.get(&ObjectRef::new(name)) {
+            Some(cluster) => cluster.spec.allow_adoption,
+            None => name == DEFAULT_CLUSTER && self.fallback_allows_adoption,
+        }
     }
 
     /// The connection of the cluster named `name`.

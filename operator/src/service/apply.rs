@@ -4,7 +4,7 @@
 use bollard::auth::DockerCredentials;
 use bollard::models::{Service, ServiceSpec};
 use kube::runtime::events::EventType;
-use swarm_operator_crds::{SwarmService, conditions::REASON_WAITING_FOR_DEPENDENCY};
+use swarm_operator_crds::{OnCluster, SwarmService, conditions::REASON_WAITING_FOR_DEPENDENCY};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -39,7 +39,14 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
     let existing = engine.find_service(&name).await?;
     let source = credentials.as_ref().map(|c| c.source.clone());
     let credentials = credentials.map(|c| c.credentials);
-    let plan = plan::plan(svc, &desired, existing.as_ref(), source.as_deref());
+    let adoption_allowed = ctx.clusters.adoption_allowed(svc.cluster_name());
+    let plan = plan::plan(
+        svc,
+        &desired,
+        existing.as_ref(),
+        source.as_deref(),
+        adoption_allowed,
+    );
     debug!(service = %name, ?plan, "planned");
     // Which Swarm service, whether Swarm rolled this generation back, whether it was written now.
     let (id, held, wrote) = match plan {
@@ -51,6 +58,13 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
         Plan::Conflict(owner) => {
             return Ok(Outcome {
                 summary: status::name_conflict(&name, &owner),
+                facts: Facts::default(),
+                requeue: ctx.settings.resync_interval,
+            });
+        }
+        Plan::AdoptionNotAllowed => {
+            return Ok(Outcome {
+                summary: status::adoption_not_allowed(&name, svc.cluster_name()),
                 facts: Facts::default(),
                 requeue: ctx.settings.resync_interval,
             });

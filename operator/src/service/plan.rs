@@ -14,6 +14,8 @@ pub enum Plan {
     Create,
     /// The name belongs to someone else: touch nothing.
     Conflict(Ownership),
+    /// An unmanaged service the resource asks to adopt, on a cluster whose policy forbids it.
+    AdoptionNotAllowed,
     /// A Swarm service this resource may manage exists.
     Converge { claim: Claim, change: Change },
 }
@@ -59,12 +61,14 @@ pub enum Cause {
     DriftReverted,
 }
 
-/// `credentials`: where the pull credentials in use come from (`Secret@resourceVersion`), if any.
+/// `credentials`: where the pull credentials in use come from (`Secret@resourceVersion`), if any;
+/// `adoption_allowed`: the cluster's policy on taking over services the operator did not make.
 pub fn plan(
     svc: &SwarmService,
     desired: &ServiceSpec,
     existing: Option<&Service>,
     credentials: Option<&str>,
+    adoption_allowed: bool,
 ) -> Plan {
     let Some(existing) = existing else {
         return Plan::Create;
@@ -73,7 +77,8 @@ pub fn plan(
     let claim = match ownership(svc, existing.spec.as_ref().and_then(|s| s.labels.as_ref())) {
         Ownership::Ours if status.and_then(|s| s.service_id.as_ref()).is_none() => Claim::LostCreate,
         Ownership::Ours => Claim::Ours,
-        Ownership::Unmanaged if svc.wants_adoption() => Claim::Adopt,
+        Ownership::Unmanaged if svc.wants_adoption() && adoption_allowed => Claim::Adopt,
+        Ownership::Unmanaged if svc.wants_adoption() => return Plan::AdoptionNotAllowed,
         other => return Plan::Conflict(other),
     };
     let actual = existing.spec.clone().unwrap_or_default();
@@ -213,7 +218,7 @@ mod tests {
     #[test]
     fn nothing_there_is_created() {
         let svc = resource(false);
-        assert_eq!(plan(&svc, &desired(&svc), None, None), Plan::Create);
+        assert_eq!(plan(&svc, &desired(&svc), None, None, true), Plan::Create);
     }
 
     #[test]
@@ -221,7 +226,7 @@ mod tests {
         let svc = resource(true);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), None),
+            plan(&svc, &spec, Some(&found(spec.clone())), None, true),
             converge(Claim::Ours, Change::Nothing)
         );
     }
@@ -232,7 +237,7 @@ mod tests {
         let spec = desired(&svc);
         let before = written_by(with_image(spec.clone(), "nginx:0"), 1);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(before)), None),
+            plan(&svc, &spec, Some(&found(before)), None, true),
             converge(
                 Claim::Ours,
                 Change::Update {
@@ -248,7 +253,7 @@ mod tests {
         let svc = resource(true);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(written_by(spec.clone(), 1))), None),
+            plan(&svc, &spec, Some(&found(written_by(spec.clone(), 1))), None, true),
             converge(
                 Claim::Ours,
                 Change::Update {
@@ -273,7 +278,7 @@ mod tests {
             .unwrap()
             .env = Some(vec!["MODE=drifted".into()]);
         assert_eq!(
-            cause_of(plan(&svc, &spec, Some(&found(drifted)), None)),
+            cause_of(plan(&svc, &spec, Some(&found(drifted)), None, true)),
             Cause::DriftReverted
         );
     }
@@ -286,7 +291,7 @@ mod tests {
         let spec = desired(&svc);
         let before = written_by(with_image(spec.clone(), "nginx:0"), 1);
         assert_eq!(
-            cause_of(plan(&svc, &spec, Some(&found(before)), None)),
+            cause_of(plan(&svc, &spec, Some(&found(before)), None, true)),
             Cause::NewGeneration
         );
     }
@@ -317,7 +322,7 @@ mod tests {
             .unwrap()
             .secrets = Some(vec![secret("old")]);
         assert_eq!(
-            cause_of(plan(&svc, &spec, Some(&found(running)), None)),
+            cause_of(plan(&svc, &spec, Some(&found(running)), None, true)),
             Cause::Rotation
         );
     }
@@ -337,13 +342,13 @@ mod tests {
         let mut written = resource(true);
         written.status.as_mut().unwrap().written_generation = Some(2);
         assert_eq!(
-            plan(&written, &spec, Some(&rolled_back), None),
+            plan(&written, &spec, Some(&rolled_back), None, true),
             converge(Claim::Ours, Change::HoldRolledBack)
         );
         let mut next = written.clone();
         next.metadata.generation = Some(3);
         assert_eq!(
-            cause_of(plan(&next, &desired(&next), Some(&rolled_back), None)),
+            cause_of(plan(&next, &desired(&next), Some(&rolled_back), None, true)),
             Cause::NewGeneration,
             "generation 3 is pushed, even if status observed it before (waiting for a dependency)"
         );
@@ -358,7 +363,8 @@ mod tests {
                 &svc,
                 &spec,
                 Some(&found(written_by(spec.clone(), 1))),
-                Some("right@7")
+                Some("right@7"),
+                true
             ),
             converge(
                 Claim::Ours,
@@ -370,12 +376,18 @@ mod tests {
         );
         svc.status.as_mut().unwrap().pull_credentials_from = Some("right@7".into());
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), Some("right@7")),
+            plan(&svc, &spec, Some(&found(spec.clone())), Some("right@7"), true),
             converge(Claim::Ours, Change::Nothing),
             "not again once the manager has them"
         );
         assert_eq!(
-            cause_of(plan(&svc, &spec, Some(&found(spec.clone())), Some("right@8"))),
+            cause_of(plan(
+                &svc,
+                &spec,
+                Some(&found(spec.clone())),
+                Some("right@8"),
+                true
+            )),
             Cause::Credentials,
             "the Secret fixed in place"
         );
@@ -386,7 +398,7 @@ mod tests {
         let svc = resource(false);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), None),
+            plan(&svc, &spec, Some(&found(spec.clone())), None, true),
             converge(Claim::LostCreate, Change::Nothing)
         );
     }
@@ -397,11 +409,18 @@ mod tests {
         let spec = desired(&svc);
         let unmanaged = found(with_labels(spec.clone(), HashMap::new()));
         assert_eq!(
-            plan(&svc, &spec, Some(&unmanaged), None),
+            plan(&svc, &spec, Some(&unmanaged), None, true),
             Plan::Conflict(Ownership::Unmanaged)
         );
+        let mut asking = svc.clone();
+        asking.metadata.annotations = Some([(ADOPT_ANNOTATION.to_string(), "true".to_string())].into());
+        assert_eq!(
+            plan(&asking, &spec, Some(&unmanaged), None, false),
+            Plan::AdoptionNotAllowed,
+            "the annotation alone does not take a service over"
+        );
         svc.metadata.annotations = Some([(ADOPT_ANNOTATION.to_string(), "true".to_string())].into());
-        let Plan::Converge { claim, change } = plan(&svc, &spec, Some(&unmanaged), None) else {
+        let Plan::Converge { claim, change } = plan(&svc, &spec, Some(&unmanaged), None, true) else {
             panic!("not adopted");
         };
         assert_eq!(claim, Claim::Adopt);
@@ -428,7 +447,13 @@ mod tests {
             (labels::OWNER_NAME.to_string(), "web".to_string()),
         ]);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(with_labels(spec.clone(), theirs))), None),
+            plan(
+                &svc,
+                &spec,
+                Some(&found(with_labels(spec.clone(), theirs))),
+                None,
+                true
+            ),
             Plan::Conflict(Ownership::Other {
                 namespace: "other".into(),
                 name: "web".into()

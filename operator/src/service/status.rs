@@ -9,8 +9,8 @@ use swarm_operator_crds::{
     SwarmService, SwarmServiceStatus,
     conditions::{
         COMPLETE, FAILED, FALSE, READY, REASON_COMPLETED, REASON_JOB_FAILED, REASON_NAME_CONFLICT,
-        REASON_NO_ELIGIBLE_NODE, REASON_PROGRESSING, REASON_ROLLED_BACK, REASON_RUNNING,
-        REASON_TASKS_FAILING, REASON_UPDATE_PAUSED, STALLED, TRUE,
+        REASON_NO_ELIGIBLE_NODE, REASON_NOT_PERMITTED, REASON_PROGRESSING, REASON_ROLLED_BACK,
+        REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED, STALLED, TRUE,
     },
     service::{EndpointStatus, JobProgress, TaskStatus, UpdateStatus},
 };
@@ -200,6 +200,18 @@ pub fn rolled_back(svc: &SwarmService, service: &Service, tasks: &[Task]) -> Sum
     Summary::Stalled {
         reason: REASON_ROLLED_BACK,
         message,
+    }
+}
+
+/// The resource asks to adopt Swarm service `name`, and its cluster's policy does not allow it.
+pub fn adoption_not_allowed(name: &str, cluster: &str) -> Summary {
+    Summary::Stalled {
+        reason: REASON_NOT_PERMITTED,
+        message: format!(
+            "a Swarm service named {name} exists and swarm-operator did not make it; cluster {cluster} does not allow \
+             taking it over (an admin sets spec.allowAdoption on the SwarmCluster, or --allow-adoption for the \
+             operator's own engine). It is left untouched"
+        ),
     }
 }
 
