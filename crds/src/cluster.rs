@@ -88,6 +88,11 @@ pub struct SwarmClusterSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_adoption: bool,
 
+    /// Which namespaces' resources may use this cluster, by their labels; every namespace when
+    /// unset. A resource of another namespace is `Stalled/NotPermitted` and touches nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+
     /// How often to refresh the status and re-check the managers besides node events; 30s by
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,7 +24,7 @@ use kube::{
 };
 use swarm_operator_crds::{
     OnCluster,
-    conditions::{STALLED, TRUE},
+    conditions::{REASON_NOT_PERMITTED, STALLED, TRUE},
 };
 use tracing::warn;
 
@@ -166,7 +166,18 @@ fn released<K: Resource>(obj: &K) -> bool {
 }
 
 async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
-    match obj.converge(ctx).await {
+    let outcome = match not_permitted(obj, ctx).await? {
+        Some(message) => Ok(Outcome {
+            summary: Summary::Stalled {
+                reason: REASON_NOT_PERMITTED,
+                message,
+            },
+            facts: obj.facts_before(),
+            requeue: ctx.settings.resync_interval,
+        }),
+        None => obj.converge(ctx).await,
+    };
+    match outcome {
         Ok(outcome) => {
             announce_stalled(obj, ctx, &outcome.summary).await;
             write_status(obj, ctx, api, outcome.facts, &outcome.summary).await?;
@@ -194,6 +205,35 @@ async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Ac
             Err(err)
         }
     }
+}
+
+/// Why the resource's namespace may not use its cluster, when the SwarmCluster's
+/// namespaceSelector leaves it out. Read on every pass, so labelling a namespace takes effect at
+/// the next pass of its resources.
+async fn not_permitted<K: Reconciled>(obj: &K, ctx: &Context) -> Result<Option<String>, Error> {
+    use kube::core::{Selector, SelectorExt};
+    let cluster = obj.cluster_name();
+    let Some(selector) = ctx.clusters.namespace_selector(cluster) else {
+        return Ok(None);
+    };
+    let namespace = obj.namespace().unwrap_or_default();
+    let labels = Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
+        .get_opt(&namespace)
+        .await
+        .map_err(|source| Error::Kube {
+            operation: "get Namespace",
+            object: namespace.clone(),
+            source,
+        })?
+        .and_then(|ns| ns.metadata.labels)
+        .unwrap_or_default();
+    // A selector that does not parse admits no one.
+    let admitted = Selector::try_from(selector).is_ok_and(|s| s.matches(&labels));
+    Ok((!admitted).then(|| {
+        format!(
+            "namespace {namespace} may not use SwarmCluster {cluster}: its spec.namespaceSelector leaves this namespace out"
+        )
+    }))
 }
 
 /// Writes the status for `facts` and `summary`, unless the API server holds it already.

@@ -540,3 +540,35 @@ async fn a_resource_whose_cluster_is_gone_for_good_is_released_by_annotation() {
     .await;
     assert_eq!(env.events("Released").await.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn a_cluster_serves_only_the_namespaces_its_selector_admits() {
+    let mut env = TestEnv::new("nsselect").await;
+    env.start_operator();
+    let cluster = format!("{}-c", env.prefix);
+    env.kubectl_apply(
+        &format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmCluster\nmetadata:\n  name: {cluster}\n  labels: {{{CLUSTER_LABEL}: {}}}\n\
+             spec:\n  endpoints: [unix:///var/run/docker.sock]\n  namespaceSelector: {{matchLabels: {{team: {}}}}}\n",
+            env.namespace, env.prefix
+        ),
+        false,
+    )
+    .unwrap();
+    let name = format!("{}-web", env.prefix);
+    env.kubectl_apply(&service_manifest(&name, Some(&cluster), ""), false)
+        .unwrap();
+    let message = env
+        .wait_condition(&name, "Stalled", "NotPermitted", Duration::from_secs(60))
+        .await;
+    assert!(message.contains("spec.namespaceSelector"), "{message}");
+    assert!(env.swarm_service(&name).await.is_none(), "created anyway");
+
+    // The admin admits the namespace; the resource's next pass proceeds.
+    let ns = env.namespace.clone();
+    env.kubectl(&["label", "namespace", &ns, &format!("team={}", env.prefix)]);
+    env.kubectl(&["annotate", "swarmservice", &name, "touched=after-labelling"]);
+    env.wait_ready(&name, Duration::from_secs(60)).await;
+    assert!(env.swarm_service(&name).await.is_some());
+}

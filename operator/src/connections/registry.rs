@@ -82,6 +82,18 @@ impl Clusters {
         }
     }
 
+    /// Which namespaces may use the cluster named `name`, when its SwarmCluster says.
+    pub fn namespace_selector(
+        &self,
+        name: &str,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector> {
+        self.store
+            .get(&ObjectRef::new(name))?
+            .spec
+            .namespace_selector
+            .clone()
+    }
+
     /// The connection of the cluster named `name`.
     pub async fn connection(&self, name: &str) -> Result<Arc<Connection>, Unavailable> {
         match self.store.get(&ObjectRef::new(name)) {
