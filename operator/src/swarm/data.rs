@@ -198,27 +198,20 @@ impl Engine {
         id: &str,
         exact: bool,
     ) -> Result<Vec<String>, EngineError> {
-        let all = self.services_for_users(exact).await?;
-        let mut names: Vec<String> = all
-            .into_iter()
-            .filter_map(|s| s.spec)
-            .filter(|spec| {
-                let c = spec
-                    .task_template
-                    .as_ref()
-                    .and_then(|t| t.container_spec.as_ref());
-                match kind {
-                    DataKind::Secret => c
-                        .and_then(|c| c.secrets.as_ref())
-                        .is_some_and(|v| v.iter().any(|s| s.secret_id.as_deref() == Some(id))),
-                    DataKind::Config => c
-                        .and_then(|c| c.configs.as_ref())
-                        .is_some_and(|v| v.iter().any(|s| s.config_id.as_deref() == Some(id))),
-                }
-            })
-            .filter_map(|spec| spec.name)
-            .collect();
-        names.sort();
-        Ok(names)
+        self.service_names_where(exact, |spec| {
+            let c = spec
+                .task_template
+                .as_ref()
+                .and_then(|t| t.container_spec.as_ref());
+            match kind {
+                DataKind::Secret => c
+                    .and_then(|c| c.secrets.as_ref())
+                    .is_some_and(|v| v.iter().any(|s| s.secret_id.as_deref() == Some(id))),
+                DataKind::Config => c
+                    .and_then(|c| c.configs.as_ref())
+                    .is_some_and(|v| v.iter().any(|s| s.config_id.as_deref() == Some(id))),
+            }
+        })
+        .await
     }
 }

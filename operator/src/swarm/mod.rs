@@ -159,12 +159,36 @@ impl Engine {
             .then_some(listing))
     }
 
-    /// The shared listing of services when there is one, however recent, or a fresh list of all.
-    pub(super) async fn services_for_users(&self, exact: bool) -> Result<Vec<Service>, EngineError> {
-        if !exact && let Some(listing) = self.shared_listing("").await? {
-            return Ok(listing.value.services.values().cloned().collect());
-        }
-        self.all_services().await
+    /// Names of the services whose spec satisfies `uses`, sorted: from the shared listing (up to
+    /// a second old) for status, or `exact`ly as they are now before a removal. Only the names
+    /// are copied out of the listing.
+    pub(super) async fn service_names_where(
+        &self,
+        exact: bool,
+        uses: impl Fn(&bollard::models::ServiceSpec) -> bool,
+    ) -> Result<Vec<String>, EngineError> {
+        let name_if_used = |s: &Service| {
+            s.spec
+                .as_ref()
+                .filter(|spec| uses(spec))
+                .and_then(|spec| spec.name.clone())
+        };
+        let listing = if exact {
+            None
+        } else {
+            self.shared_listing("").await?
+        };
+        let mut names: Vec<String> = match listing {
+            Some(listing) => listing.value.services.values().filter_map(name_if_used).collect(),
+            None => self
+                .all_services()
+                .await?
+                .iter()
+                .filter_map(name_if_used)
+                .collect(),
+        };
+        names.sort();
+        Ok(names)
     }
 
     /// Runs our own write `call` to the `part` object `name`, whose swarm event is then known as

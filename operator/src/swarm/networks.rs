@@ -72,17 +72,10 @@ impl Engine {
         network_id: &str,
         exact: bool,
     ) -> Result<Vec<String>, EngineError> {
-        let all = self.services_for_users(exact).await?;
-        let mut names: Vec<String> = all
-            .into_iter()
-            .filter_map(|s| s.spec)
-            .filter(|spec| {
-                let attached = spec.task_template.as_ref().and_then(|t| t.networks.as_ref());
-                attached.is_some_and(|n| n.iter().any(|a| a.target.as_deref() == Some(network_id)))
-            })
-            .filter_map(|spec| spec.name)
-            .collect();
-        names.sort();
-        Ok(names)
+        self.service_names_where(exact, |spec| {
+            let attached = spec.task_template.as_ref().and_then(|t| t.networks.as_ref());
+            attached.is_some_and(|n| n.iter().any(|a| a.target.as_deref() == Some(network_id)))
+        })
+        .await
     }
 }
