@@ -29,6 +29,35 @@ pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 /// Longest wait before a resource whose cluster was unavailable looks again.
 const CLUSTER_RETRY: Duration = Duration::from_secs(5);
 
+/// How every watch retries after the API server failed it (restarted, unreachable): soon, then
+/// doubling, never more than `WATCH_RETRY_CAP` apart, so a change made once the API server is back
+/// is seen within seconds. client-go's 30 s cap would leave the operator deaf for that long.
+pub fn watch_backoff() -> kube::runtime::watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(WATCH_RETRY_CAP)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .into()
+}
+
+/// Longest wait between two attempts of a failed watch.
+pub const WATCH_RETRY_CAP: Duration = Duration::from_secs(2);
+
+/// The objects of `api` touched (created, changed, deleted), watched with [`watch_backoff`]: what
+/// a controller's `.watches_stream()` wakes its own objects on.
+pub fn touched<O>(
+    api: kube::Api<O>,
+    config: kube::runtime::watcher::Config,
+) -> impl futures::Stream<Item = Result<O, kube::runtime::watcher::Error>> + Send + 'static
+where
+    O: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use kube::runtime::{WatchStreamExt, watcher};
+    watcher(api, config).backoff(watch_backoff()).touched_objects()
+}
+
 /// The API of a namespaced kind over one namespace, or over all when `namespace` is None.
 pub fn scoped_api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>
 where
@@ -60,9 +89,11 @@ where
         .combine(predicates::labels)
         .combine(predicates::annotations);
     // managedFields are the larger part of a small object and nothing here reads them.
-    let watch = watcher(api, watcher::Config::default().any_semantic()).modify(|obj| {
-        obj.meta_mut().managed_fields = None;
-    });
+    let watch = watcher(api, watcher::Config::default().any_semantic())
+        .backoff(watch_backoff())
+        .modify(|obj| {
+            obj.meta_mut().managed_fields = None;
+        });
     let stream = reflector(writer, watch)
         .applied_objects()
         .predicate_filter(changes, Default::default())

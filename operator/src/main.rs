@@ -7,7 +7,7 @@ use swarm_operator::{
     Context, Settings, cluster,
     connections::{self, Clusters},
     data,
-    leader::LeaderElection,
+    leader::{LeaderElection, Leadership, Timing, WriteGate},
     metrics::Metrics,
     network,
     queue::Queues,
@@ -52,7 +52,8 @@ struct Args {
     /// Name of the leader Lease.
     #[arg(long, default_value = "swarm-operator")]
     leader_election_id: String,
-    /// Seconds a leader's lease lasts without renewal; a standby takes over after that.
+    /// Seconds a leader's lease lasts without renewal; a standby takes over after that. The leader
+    /// stops acting two thirds of it after its last renewal began, and renews every 2/15 of it.
     #[arg(long, default_value_t = 15)]
     lease_duration_seconds: u64,
     /// Let resources on the --docker-host engine (cluster `default` without a SwarmCluster) adopt
@@ -82,8 +83,92 @@ async fn main() -> ExitCode {
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let metrics = Arc::new(Metrics::new());
     let queues = Arc::new(Queues::default());
-    let engine_calls = EngineCalls::new(args.engine_qps, metrics.clone());
-    let client = kube::Client::try_default().await?;
+    let leadership = if args.leader_elect {
+        Leadership::elected()
+    } else {
+        Leadership::always()
+    };
+    let engine_calls = EngineCalls::new(args.engine_qps, metrics.clone(), leadership.clone());
+    let config = kube::Config::infer().await?;
+    // The controllers' client sends writes only while this replica leads; the election's own
+    // client writes the Lease before it does.
+    let client = kube::client::ClientBuilder::try_from(config.clone())?
+        .with_layer(&WriteGate::new(leadership.clone(), metrics.clone()))
+        .build();
+    let addr = args.metrics_addr;
+    let (served_metrics, served_queues) = (metrics.clone(), queues.clone());
+    tokio::spawn(async move {
+        if let Err(e) = swarm_operator::metrics::serve(addr, served_metrics, served_queues).await {
+            error!(%addr, "cannot serve metrics: {e}");
+        }
+    });
+    metrics.set_ready();
+    info!(fallback_endpoint = %args.docker_host, "resources of cluster `default` use this engine while no SwarmCluster `default` exists");
+    let election = match args.leader_elect {
+        true => {
+            // A pod keeps its name across container restarts, and takes its own lease back at once.
+            let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+                let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "swarm-operator".into());
+                format!("{host}-{}", std::process::id())
+            });
+            Some(LeaderElection::new(
+                kube::Client::try_from(config)?,
+                &args.leader_election_namespace,
+                &args.leader_election_id,
+                &identity,
+                Timing::from_lease(Duration::from_secs(args.lease_duration_seconds)),
+                leadership,
+                metrics.clone(),
+            ))
+        }
+        false => {
+            metrics.set_leader(true);
+            None
+        }
+    };
+    let Some(election) = election else {
+        term(&args, client, metrics, queues, engine_calls).await;
+        info!("shut down");
+        return Ok(());
+    };
+    // Terms of leadership: a replica that loses its lease drops everything the term started
+    // (watches, queues, event streams) and stands by again, as a fresh standby would.
+    loop {
+        tokio::select! {
+            _ = election.acquire() => {}
+            // A standby asked to stop has nothing to finish.
+            _ = shutdown_signal() => {
+                info!("shut down while standing by");
+                return Ok(());
+            }
+        }
+        let work = term(
+            &args,
+            client.clone(),
+            metrics.clone(),
+            queues.clone(),
+            engine_calls.clone(),
+        );
+        tokio::select! {
+            _ = work => {
+                election.release().await;
+                info!("shut down");
+                return Ok(());
+            }
+            lost = election.hold() => error!("{lost}; stopped acting and standing by again"),
+        }
+    }
+}
+
+/// One term of work: the controllers of every kind, and the swarm event streams they wake on,
+/// until a shutdown signal (or until the caller drops it).
+async fn term(
+    args: &Args,
+    client: kube::Client,
+    metrics: Arc<Metrics>,
+    queues: Arc<Queues>,
+    engine_calls: Arc<EngineCalls>,
+) {
     let (clusters_controller, store, ready) = cluster::controller(
         client.clone(),
         args.cluster_selector.as_deref(),
@@ -97,52 +182,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         args.allow_adoption,
         engine_calls,
     ));
-    info!(fallback_endpoint = %args.docker_host, "resources of cluster `default` use this engine while no SwarmCluster `default` exists");
     let settings = Settings {
         resync_interval: Duration::from_secs(args.resync_seconds),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        clusters,
-        settings,
-        metrics.clone(),
-        queues.clone(),
-    ));
-    let addr = args.metrics_addr;
-    tokio::spawn(async move {
-        if let Err(e) = swarm_operator::metrics::serve(addr, metrics, queues).await {
-            error!(%addr, "cannot serve metrics: {e}");
-        }
-    });
-    ctx.metrics.set_ready();
-    let election = args.leader_elect.then(|| {
-        // A pod keeps its name across container restarts, and takes its own lease back at once.
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "swarm-operator".into());
-            format!("{host}-{}", std::process::id())
-        });
-        LeaderElection::new(
-            client,
-            &args.leader_election_namespace,
-            &args.leader_election_id,
-            &identity,
-            Duration::from_secs(args.lease_duration_seconds),
-            ctx.metrics.clone(),
-        )
-    });
-    match &election {
-        // A standby asked to stop has nothing to finish.
-        Some(election) => tokio::select! {
-            _ = election.acquire() => {}
-            _ = shutdown_signal() => {
-                info!("shut down while standing by");
-                return Ok(());
-            }
-        },
-        None => ctx.metrics.set_leader(true),
-    }
-    tokio::spawn(connections::follow_all(ctx.clusters.clone(), ctx.events.clone()));
+    let ctx = Arc::new(Context::new(client, clusters, settings, metrics, queues));
     let namespace = args.namespace.as_deref();
     // Resources wait until the SwarmClusters are known, so none goes to the fallback engine by
     // mistake while a SwarmCluster `default` is still loading.
@@ -155,23 +199,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             data::run::<SwarmConfig>(ctx.clone(), namespace, args.concurrency),
         )
     };
-    let work = async {
-        tokio::join!(
-            cluster::run(clusters_controller, ctx.clone(), args.concurrency),
-            resources
-        )
-    };
-    match &election {
-        Some(election) => tokio::select! {
-            _ = work => election.release().await,
-            lost = election.hold() => return Err(lost.into()),
-        },
-        None => {
-            work.await;
-        }
+    // The event streams end with the term: they are part of this future, not spawned.
+    let events = connections::follow_all(ctx.clusters.clone(), ctx.events.clone());
+    tokio::select! {
+        _ = async {
+            tokio::join!(
+                cluster::run(clusters_controller, ctx.clone(), args.concurrency),
+                resources
+            )
+        } => {}
+        () = events => {}
     }
-    info!("shut down");
-    Ok(())
 }
 
 /// SIGTERM (what Kubernetes sends) or Ctrl-C.

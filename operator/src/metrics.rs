@@ -58,12 +58,25 @@ pub struct Metrics {
     pub endpoint_switches: Family<ClusterLabels, Counter>,
     pub engine_events: Family<ResultLabels, Counter>,
     pub leader: Gauge,
+    pub kubernetes_writes: Family<MethodLabels, Counter>,
+    pub writes_refused: Family<TargetLabels, Counter>,
     pub engine_throttled_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub reconciles_in_flight: Family<KindLabels, Gauge>,
     pub reconcile_queue_depth: Family<KindLabels, Gauge>,
     pub reconcile_queue_scheduled: Family<KindLabels, Gauge>,
     /// What /readyz answers: clients connected, controllers started.
     ready: AtomicBool,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MethodLabels {
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// kubernetes or engine
+    pub to: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,7 +172,21 @@ impl Metrics {
             "1 while this replica holds the leader lease (or runs without leader election)",
             leader.clone(),
         );
+        let kubernetes_writes = Family::<MethodLabels, Counter>::default();
+        registry.register(
+            "kubernetes_writes",
+            "Requests that change something sent to the Kubernetes API by the controllers (the leader lease's own aside), by HTTP method",
+            kubernetes_writes.clone(),
+        );
+        let writes_refused = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "writes_refused",
+            "Writes not sent because this replica no longer knew itself leader (its lease unrenewed past the renew deadline)",
+            writes_refused.clone(),
+        );
         Metrics {
+            kubernetes_writes,
+            writes_refused,
             ready: AtomicBool::new(false),
             registry,
             engine_throttled_seconds,
@@ -233,6 +260,18 @@ impl Metrics {
             .clone();
         gauge.inc();
         InFlight(gauge)
+    }
+
+    pub fn kubernetes_write(&self, method: &str) {
+        self.kubernetes_writes
+            .get_or_create(&MethodLabels {
+                method: method.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn write_refused(&self, to: &'static str) {
+        self.writes_refused.get_or_create(&TargetLabels { to }).inc();
     }
 
     pub fn set_leader(&self, leading: bool) {

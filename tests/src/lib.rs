@@ -166,6 +166,17 @@ impl TestEnv {
         self.operator.as_ref().map(Child::id)
     }
 
+    /// Sends `signal` (STOP, CONT, ...) to this test's (first) operator: SIGSTOP freezes it as a
+    /// long GC pause, a stalled VM or a suspended container would.
+    pub fn signal_operator(&self, signal: &str) {
+        let pid = self.operator_pid().expect("operator running").to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Kills the operator at once (SIGKILL), as a crash or an evicted pod would.
     pub fn kill_operator(&mut self) {
         if let Some(mut child) = self.operator.take() {

@@ -179,6 +179,98 @@ async fn two_replicas_only_the_leader_writes_and_the_standby_takes_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn a_leader_frozen_past_its_lease_writes_nothing_once_resumed() {
+    let mut env = TestEnv::new("frozen").await;
+    // One Engine call a second: the leader's passes wait between calls, so it can be frozen with
+    // a write on its way, as a GC pause or a stalled VM catches a process.
+    env.start_operator_with(&["--lease-duration-seconds", "4", "--engine-qps", "1"]);
+    let old = env.metrics_port;
+    let leading = |text: &str| sample(text, "swarm_operator_leader", &[]);
+    env.wait_for("the first replica to lead", Duration::from_secs(30), || async {
+        let m = http_get(old, "/metrics").await?;
+        if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
+    })
+    .await;
+    let manifest = |name: &str| {
+        format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
+            test_image("1")
+        )
+    };
+    let first = format!("{}-first", env.prefix);
+    env.apply(&manifest(&first)).await;
+    env.wait_ready(&first, Duration::from_secs(120)).await;
+    let standby = env.start_standby(&["--lease-duration-seconds", "4"]);
+    env.wait_for("the standby to answer", Duration::from_secs(30), || async {
+        http_get(standby, "/healthz").await
+    })
+    .await;
+
+    // The leader starts on a second service and waits for its Engine calls' turn: freeze it then.
+    let writes = |m: &str| {
+        sample(m, "swarm_operator_engine_api_calls_total", &[r#"access="write""#])
+            + sample(m, "swarm_operator_kubernetes_writes_total", &[])
+    };
+    let waited = |m: &str| sample(m, "swarm_operator_engine_throttled_seconds_total", &[]);
+    let idle = waited(&http_get(old, "/metrics").await.unwrap());
+    let second = format!("{}-second", env.prefix);
+    env.apply(&manifest(&second)).await;
+    let before = env
+        .wait_for("the leader to start on it", Duration::from_secs(30), || async {
+            let m = http_get(old, "/metrics").await?;
+            if waited(&m) > idle { Ok(m) } else { Err(m) }
+        })
+        .await;
+    env.signal_operator("STOP");
+    let frozen = std::time::Instant::now();
+    assert!(
+        env.swarm_service(&second).await.is_none(),
+        "frozen before it created the service"
+    );
+    // The standby takes the lease by its own clock and does the work.
+    env.wait_ready(&second, Duration::from_secs(60)).await;
+    let m = http_get(standby, "/metrics").await.unwrap();
+    assert_eq!(leading(&m), 1.0);
+    println!(
+        "the standby led and created the service {:?} after the leader froze (lease 4 s)",
+        frozen.elapsed()
+    );
+
+    // The old leader resumes with a call about to go: it must see that it lost the lease before
+    // anything reaches the Engine or the API server.
+    env.signal_operator("CONT");
+    let after = env
+        .wait_for(
+            "the old leader to stand by again",
+            Duration::from_secs(30),
+            || async {
+                let m = http_get(old, "/metrics").await?;
+                if leading(&m) == 0.0 && env.operator_log().contains("standing by again") {
+                    Ok(m)
+                } else {
+                    Err(m)
+                }
+            },
+        )
+        .await;
+    println!(
+        "the old leader after it resumed: {} writes refused, {} sent",
+        sample(&after, "swarm_operator_writes_refused_total", &[]).max(0.0),
+        writes(&after) - writes(&before)
+    );
+    assert_eq!(
+        writes(&after),
+        writes(&before),
+        "the old leader wrote after it resumed: {after}"
+    );
+    let services = swarm_operator_e2e::services_named(&env.docker, &second).await;
+    assert_eq!(services.len(), 1, "one service, created once");
+    let m = http_get(standby, "/metrics").await.unwrap();
+    assert_eq!(leading(&m), 1.0, "the new leader keeps the lease");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn engine_calls_wait_for_the_configured_bound() {
     let mut env = TestEnv::new("qps").await;
     // Creating a service takes more Engine calls than two a second allow.

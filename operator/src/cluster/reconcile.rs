@@ -61,7 +61,8 @@ pub fn controller(
     let (reader, writer) = reflector::store();
     // The store's own readiness wakes a single waiter, and the controller is already it.
     let (ready_tx, ready_rx) = watch::channel(false);
-    let stream = reflector(writer, watcher(Api::<SwarmCluster>::all(client), config))
+    let watch = watcher(Api::<SwarmCluster>::all(client), config).backoff(crate::controller::watch_backoff());
+    let stream = reflector(writer, watch)
         .inspect(move |event| {
             if matches!(event, Ok(watcher::Event::InitDone)) {
                 ready_tx.send_replace(true);

@@ -208,7 +208,11 @@ mod tests {
     use super::*;
 
     fn connection(swarm: Option<&str>) -> Connection {
-        let calls = EngineCalls::new(0, Arc::new(crate::metrics::Metrics::new()));
+        let calls = EngineCalls::new(
+            0,
+            Arc::new(crate::metrics::Metrics::new()),
+            crate::leader::Leadership::always(),
+        );
         Connection::new("c", vec![], None, swarm.map(str::to_string), calls)
     }
 

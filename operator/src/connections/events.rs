@@ -99,25 +99,28 @@ where
     .flatten()
 }
 
+/// A follower task that ends with its handle: dropping [`follow_all`] ends every stream it follows.
+struct Follower(JoinHandle<()>);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Follows the events of every cluster this operator serves, and of `default` (which may be the
-/// engine of the operator's flags), until the hub has no receiver left.
+/// engine of the operator's flags), until dropped.
 pub async fn follow_all(clusters: Arc<Clusters>, events: Hub) {
     clusters.wait_until_ready().await;
-    let mut followers: HashMap<String, JoinHandle<()>> = HashMap::new();
-    while events.receiver_count() > 0 {
+    let mut followers: HashMap<String, Follower> = HashMap::new();
+    loop {
         let mut names = clusters.names();
         names.push(swarm_operator_crds::DEFAULT_CLUSTER.to_string());
-        followers.retain(|name, task| {
-            let keep = names.contains(name);
-            if !keep {
-                task.abort();
-            }
-            keep
-        });
+        followers.retain(|name, _| names.contains(name));
         for name in names {
             followers
                 .entry(name.clone())
-                .or_insert_with(|| tokio::spawn(follow(clusters.clone(), events.clone(), name)));
+                .or_insert_with(|| Follower(tokio::spawn(follow(clusters.clone(), events.clone(), name))));
         }
         tokio::time::sleep(MATCH_EVERY).await;
     }

@@ -30,7 +30,7 @@ use swarm_operator_crds::{DeletionPolicy, SwarmConfig, SwarmSecret, VersionedSta
 
 use crate::{
     context::Context,
-    controller::{scoped_api, user_changes_controller},
+    controller::{scoped_api, touched, user_changes_controller},
     error::Error,
     pass::{Outcome, Reconciled},
     swarm::DataKind,
@@ -197,13 +197,13 @@ pub async fn run<K: DataResource + Reconciled>(ctx: Arc<Context>, namespace: Opt
     let controller = match K::KIND {
         DataKind::Secret => {
             let secrets = scoped_api::<Secret>(ctx.client.clone(), namespace);
-            controller.watches(secrets, watcher::Config::default(), move |s: Secret| {
+            controller.watches_stream(touched(secrets, watcher::Config::default()), move |s: Secret| {
                 sources(s.namespace(), s.name_any())
             })
         }
         DataKind::Config => {
             let maps = scoped_api::<ConfigMap>(ctx.client.clone(), namespace);
-            controller.watches(maps, watcher::Config::default(), move |m: ConfigMap| {
+            controller.watches_stream(touched(maps, watcher::Config::default()), move |m: ConfigMap| {
                 sources(m.namespace(), m.name_any())
             })
         }

@@ -32,7 +32,7 @@ use swarm_operator_crds::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, 
 
 use crate::{
     context::Context,
-    controller::{scoped_api, user_changes_controller},
+    controller::{scoped_api, touched, user_changes_controller},
     error::Error,
     pass::{Outcome, Reconciled},
 };
@@ -87,9 +87,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
         (users.clone(), users.clone(), users.clone(), users);
     let client = ctx.client.clone();
     let controller = controller
-        .watches(
-            scoped_api::<SwarmSecret>(client.clone(), namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            touched(
+                scoped_api::<SwarmSecret>(client.clone(), namespace),
+                watcher::Config::default(),
+            ),
             move |o: SwarmSecret| {
                 let name = o.name_any();
                 by_secret(o.namespace(), &|svc| {
@@ -97,9 +99,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 })
             },
         )
-        .watches(
-            scoped_api::<SwarmConfig>(client.clone(), namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            touched(
+                scoped_api::<SwarmConfig>(client.clone(), namespace),
+                watcher::Config::default(),
+            ),
             move |o: SwarmConfig| {
                 let name = o.name_any();
                 by_config(o.namespace(), &|svc| {
@@ -108,9 +112,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             },
         )
         // Creating or fixing the Secret an imagePullSecret names sends the credentials at once.
-        .watches(
-            scoped_api::<Secret>(client.clone(), namespace),
-            watcher::Config::default().fields("type=kubernetes.io/dockerconfigjson"),
+        .watches_stream(
+            touched(
+                scoped_api::<Secret>(client.clone(), namespace),
+                watcher::Config::default().fields("type=kubernetes.io/dockerconfigjson"),
+            ),
             move |s: Secret| {
                 let name = s.name_any();
                 by_pull_secret(s.namespace(), &|svc| {
@@ -118,9 +124,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 })
             },
         )
-        .watches(
-            scoped_api::<SwarmNetwork>(client, namespace),
-            watcher::Config::default(),
+        .watches_stream(
+            touched(
+                scoped_api::<SwarmNetwork>(client, namespace),
+                watcher::Config::default(),
+            ),
             move |net: SwarmNetwork| {
                 let name = net.name_any();
                 by_network(net.namespace(), &|svc| {

@@ -43,6 +43,9 @@ pub enum EngineError {
         #[source]
         source: bollard::errors::Error,
     },
+    /// This replica's leadership lapsed (see `leader::Leadership`): the write was not sent.
+    #[error("Engine API {operation} {object}: not sent, this replica is not the leader")]
+    NotLeader { operation: &'static str, object: String },
 }
 
 impl EngineError {
@@ -97,6 +100,7 @@ impl EngineError {
         use bollard::errors::Error as B;
         match self {
             EngineError::Connect { .. } | EngineError::TooOld { .. } | EngineError::Tls { .. } => true,
+            EngineError::NotLeader { .. } => false,
             EngineError::Read { status: None, .. } => true,
             EngineError::Call {
                 source: B::JsonDataError { .. } | B::JsonSerdeError { .. },

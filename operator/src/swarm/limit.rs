@@ -57,13 +57,20 @@ impl RateLimit {
 pub struct EngineCalls {
     pub limit: RateLimit,
     pub metrics: Arc<Metrics>,
+    /// Writes go only while this says so.
+    pub leadership: Arc<crate::leader::Leadership>,
 }
 
 impl EngineCalls {
-    pub fn new(per_second: u32, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        per_second: u32,
+        metrics: Arc<Metrics>,
+        leadership: Arc<crate::leader::Leadership>,
+    ) -> Arc<Self> {
         Arc::new(EngineCalls {
             limit: RateLimit::new(per_second),
             metrics,
+            leadership,
         })
     }
 

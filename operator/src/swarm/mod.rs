@@ -241,6 +241,13 @@ impl Engine {
         call: impl Future<Output = Result<T, bollard::errors::Error>>,
     ) -> Result<T, EngineError> {
         self.calls.admit().await;
+        if write && !self.calls.leadership.holds() {
+            self.calls.metrics.write_refused("engine");
+            return Err(EngineError::NotLeader {
+                operation,
+                object: object.to_string(),
+            });
+        }
         let result = call.await;
         self.calls.metrics.engine_call(operation, write, result.is_ok());
         result.map_err(|e| self.endpoint_checked(EngineError::call(operation, object, e)))
