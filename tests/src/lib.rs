@@ -49,6 +49,8 @@ pub struct TestEnv {
     pub metrics_port: u16,
     /// RUST_LOG of the operators this test starts.
     pub rust_log: String,
+    /// The API server this test and its operators use, when not the shared one (KUBECONFIG).
+    kubeconfig: Option<PathBuf>,
 }
 
 fn workspace() -> PathBuf {
@@ -61,9 +63,23 @@ pub fn kubectl_bin() -> String {
 
 impl TestEnv {
     pub async fn new(test: &str) -> TestEnv {
-        let client = Client::try_default()
-            .await
-            .expect("KUBECONFIG must point at the test API server: run scripts/test.sh");
+        Self::on(test, None).await
+    }
+
+    /// A test on the API server of `kubeconfig` (e.g. a [`PrivateApiServer`]) instead of the shared one.
+    pub async fn on(test: &str, kubeconfig: Option<PathBuf>) -> TestEnv {
+        let client = match &kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path).unwrap();
+                let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+                    .await
+                    .unwrap();
+                Client::try_from(config).unwrap()
+            }
+            None => Client::try_default()
+                .await
+                .expect("KUBECONFIG must point at the test API server: run scripts/test.sh"),
+        };
         let docker = Docker::connect_with_defaults()
             .unwrap()
             .negotiate_version()
@@ -92,7 +108,17 @@ impl TestEnv {
             operator_log: PathBuf::new(),
             metrics_port,
             rust_log: "info,swarm_operator=debug,kube=warn".into(),
+            kubeconfig,
         }
+    }
+
+    /// kubectl on this test's API server.
+    fn kubectl_command(&self) -> Command {
+        let mut command = Command::new(kubectl_bin());
+        if let Some(path) = &self.kubeconfig {
+            command.arg("--kubeconfig").arg(path);
+        }
+        command
     }
 
     pub fn services(&self) -> Api<SwarmService> {
@@ -140,7 +166,11 @@ impl TestEnv {
         std::fs::create_dir_all(&logs).unwrap();
         self.operator_starts += 1;
         let log = std::fs::File::create(self.log_file()).unwrap();
-        Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if let Some(path) = &self.kubeconfig {
+            command.env("KUBECONFIG", path);
+        }
+        command
             .args([
                 "--namespace",
                 &self.namespace,
@@ -202,7 +232,8 @@ impl TestEnv {
     }
 
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        let out = Command::new(kubectl_bin())
+        let out = self
+            .kubectl_command()
             .args(["-n", &self.namespace])
             .args(args)
             .output()
@@ -223,7 +254,8 @@ impl TestEnv {
         if dry_run {
             args.push("--dry-run=server");
         }
-        let mut child = Command::new(kubectl_bin())
+        let mut child = self
+            .kubectl_command()
             .args(&args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -382,7 +414,8 @@ impl Drop for TestEnv {
             let _ = standby.kill();
             let _ = standby.wait();
         }
-        let _ = Command::new(kubectl_bin())
+        let _ = self
+            .kubectl_command()
             .args(["delete", "swarmclusters", "--wait=false", "-l"])
             .arg(format!("{CLUSTER_LABEL}={}", self.namespace))
             .output();
@@ -597,4 +630,59 @@ pub async fn services_named(docker: &Docker, name: &str) -> Vec<Service> {
         .into_iter()
         .filter(|s| s.spec.as_ref().and_then(|s| s.name.as_deref()) == Some(name))
         .collect()
+}
+
+/// A private API server (etcd, kube-apiserver, kube-controller-manager, the CRDs) for a test that
+/// kills and restarts it: `scripts/kube-bed.sh`. Gone with the value.
+pub struct PrivateApiServer {
+    dir: PathBuf,
+    apiserver_port: u16,
+    etcd_port: u16,
+}
+
+impl PrivateApiServer {
+    pub fn up(name: &str) -> PrivateApiServer {
+        let dir = workspace().join("target/e2e-beds").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        let bed = PrivateApiServer {
+            dir,
+            apiserver_port: free_port(),
+            etcd_port: free_port(),
+        };
+        bed.start();
+        bed
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    /// Starts what is not running (after `kill_apiserver`: the API server) and waits until ready.
+    pub fn start(&self) {
+        let (api, etcd) = (self.apiserver_port.to_string(), self.etcd_port.to_string());
+        kube_bed(&["up", self.dir.to_str().unwrap(), &api, &etcd]);
+    }
+
+    /// kill -9 of the API server, as a crash or an OOM kill would.
+    pub fn kill_apiserver(&self) {
+        kube_bed(&["kill-apiserver", self.dir.to_str().unwrap()]);
+    }
+}
+
+impl Drop for PrivateApiServer {
+    fn drop(&mut self) {
+        kube_bed(&["down", self.dir.to_str().unwrap()]);
+    }
+}
+
+fn kube_bed(args: &[&str]) {
+    let out = Command::new(workspace().join("scripts/kube-bed.sh"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kube-bed.sh {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
