@@ -46,6 +46,9 @@ ensure_packages() {
   command -v file >/dev/null || missing+=(file)
   command -v go >/dev/null || missing+=(golang-go)
   command -v nsenter >/dev/null || missing+=(util-linux)
+  # runc for the current Engine (scripts/engine-bins.sh) is built with cgo and seccomp.
+  command -v gcc >/dev/null || missing+=(gcc)
+  dpkg -s libseccomp-dev >/dev/null 2>&1 || missing+=(libseccomp-dev)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -63,7 +63,8 @@ start_manager() { # start_manager N I [TLSDIR]
   else
     listen+=(-H "tcp://$ip:2375" --tls=false)
   fi
-  local dockerd; dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
+  # DOCKERD picks another engine build (a current one, see scripts/engine-bins.sh).
+  local dockerd=${DOCKERD:-}; [ -n "$dockerd" ] || dockerd=$(command -v dockerd || echo /usr/sbin/dockerd)
   start_bg "$dir/dockerd.pid" "$ROOT/$n-$i.log" \
     nsenter --net="/var/run/netns/$(netns "$n" "$i")" unshare --uts sh -c 'hostname "$0"; exec "$@"' "$(netns "$n" "$i")" \
     "$dockerd" --data-root "$ROOT/$n-$i/docker" --exec-root "$dir/exec" --pidfile "$dir/docker.pid" \

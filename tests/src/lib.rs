@@ -488,6 +488,26 @@ pub fn condition<'a>(
 }
 
 /// A plain HTTP/1.0 GET to 127.0.0.1:port; the body, or an error.
+/// GET `path` from a task's host-mode `port` on the node that runs it: this machine, or, when the
+/// tests run against a lab swarm, the node's network namespace (SWARM_TEST_NETNS).
+pub async fn task_http_get(port: u16, path: &str) -> Result<String, String> {
+    let Ok(netns) = std::env::var("SWARM_TEST_NETNS") else {
+        return http_get(port, path).await;
+    };
+    let out = tokio::process::Command::new("nsenter")
+        .arg(format!("--net=/var/run/netns/{netns}"))
+        .args(["curl", "-sSf", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}{path}"))
+        .output()
+        .await
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
 pub async fn http_get(port: u16, path: &str) -> Result<String, String> {
     let fut = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))

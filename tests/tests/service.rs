@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::events::v1::Event;
 use kube::{Api, api::ListParams};
 use rand::Rng;
-use swarm_operator_e2e::{OWNER_UID, TestEnv, condition, http_get, task_host_ports};
+use swarm_operator_e2e::{OWNER_UID, TestEnv, condition, task_host_ports, task_http_get};
 
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
@@ -89,7 +89,7 @@ spec:
     assert_eq!(tasks.len(), 2);
     for task in &tasks {
         let port = task_host_ports(task)[0];
-        let body = http_get(port, "/").await.unwrap();
+        let body = task_http_get(port, "/").await.unwrap();
         assert!(
             body.contains("Hostname: ") && body.contains("Version: 1"),
             "{body}"
@@ -123,7 +123,7 @@ spec:
             .and_then(|s| s.container_spec.as_ref())
             .and_then(|c| c.image.clone());
         assert_eq!(task_image, Some(image("2")));
-        let body = http_get(task_host_ports(task)[0], "/").await.unwrap();
+        let body = task_http_get(task_host_ports(task)[0], "/").await.unwrap();
         assert!(body.contains("Version: 2"), "{body}");
     }
     assert_eq!(
@@ -220,8 +220,10 @@ async fn image_that_cannot_run_is_reported_and_blocks_nothing() {
             }
         })
         .await;
+    // Engine 20.10 says "No such image", current ones say why the reference did not resolve.
     assert!(
-        failing.contains("No such image") && failing.contains("does-not-exist"),
+        (failing.contains("No such image") || failing.contains("failed to resolve reference"))
+            && failing.contains("does-not-exist"),
         "{failing}"
     );
     assert!(failing.starts_with("0/1 tasks running"), "{failing}");
