@@ -133,6 +133,11 @@ pub struct SwarmNetworkStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// ID of the swarm this resource's objects are on (`docker info`'s Swarm.Cluster.ID). A
+    /// cluster that comes to reach another swarm (its SwarmCluster deleted, selected away or
+    /// pointed elsewhere) leaves the resource ClusterUnavailable instead of moving it there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "networkID")]

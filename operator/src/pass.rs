@@ -38,22 +38,31 @@ use crate::{
     status::apply_status,
 };
 
-/// A status that carries kstatus conditions.
-pub trait WithConditions {
+/// What the pass reads and writes of every kind's status: the kstatus conditions, and the swarm
+/// the resource's objects are on.
+pub trait PassStatus {
     fn conditions(&self) -> &[Condition];
+    fn swarm(&self) -> Option<&str>;
+    fn set_swarm(&mut self, swarm: Option<String>);
 }
 
-macro_rules! with_conditions {
+macro_rules! pass_status {
     ($($status:ty),*) => {$(
-        impl WithConditions for $status {
+        impl PassStatus for $status {
             fn conditions(&self) -> &[Condition] {
                 &self.conditions
+            }
+            fn swarm(&self) -> Option<&str> {
+                self.swarm.as_deref()
+            }
+            fn set_swarm(&mut self, swarm: Option<String>) {
+                self.swarm = swarm;
             }
         }
     )*};
 }
 
-with_conditions!(
+pass_status!(
     swarm_operator_crds::SwarmServiceStatus,
     swarm_operator_crds::SwarmNetworkStatus,
     swarm_operator_crds::VersionedStatus
@@ -79,7 +88,7 @@ pub trait Reconciled:
     + Sync
     + 'static
 {
-    type Status: WithConditions + serde::Serialize + PartialEq + Send + Sync;
+    type Status: PassStatus + serde::Serialize + PartialEq + Send + Sync;
     /// What a pass learned of the swarm that the status reports besides the conditions.
     type Facts: Send;
 
@@ -91,7 +100,7 @@ pub trait Reconciled:
     fn status(&self) -> Option<&Self::Status>;
     /// The conditions the status holds now.
     fn conditions(&self) -> &[Condition] {
-        self.status().map(WithConditions::conditions).unwrap_or_default()
+        self.status().map(PassStatus::conditions).unwrap_or_default()
     }
     /// The facts the status holds now, kept by a pass that fails before it could observe.
     fn facts_before(&self) -> Self::Facts;
@@ -141,7 +150,11 @@ async fn finalized<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Action, 
                     .await;
                 Ok(Action::await_change())
             }
-            Finalizer::Cleanup(obj) => obj.cleanup(ctx).await,
+            Finalizer::Cleanup(obj) => {
+                // Its objects are on the swarm it recorded: never clean up elsewhere and let go.
+                reached_swarm(obj.as_ref(), ctx).await?;
+                obj.cleanup(ctx).await
+            }
         }
     })
     .await
@@ -175,7 +188,10 @@ async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Ac
             facts: obj.facts_before(),
             requeue: ctx.settings.resync_interval,
         }),
-        None => obj.converge(ctx).await,
+        None => match reached_swarm(obj, ctx).await {
+            Ok(_) => obj.converge(ctx).await,
+            Err(e) => Err(e),
+        },
     };
     match outcome {
         Ok(outcome) => {
@@ -204,6 +220,39 @@ async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Ac
             }
             Err(err)
         }
+    }
+}
+
+/// The ID of the swarm the resource's cluster reaches now, when it is the swarm the resource's
+/// objects are on (its status says which, once written). A cluster that comes to reach another
+/// swarm — its SwarmCluster deleted or selected away, so that `default` means the --docker-host
+/// engine, or its endpoints pointed at another swarm — leaves the resource ClusterUnavailable and
+/// its finalizer in place: nothing is created on, or cleaned up from, a swarm it is not on.
+async fn reached_swarm<K: Reconciled>(obj: &K, ctx: &Context) -> Result<Option<String>, Error> {
+    let cluster = obj.cluster_name();
+    let connection = ctx.clusters.connection(cluster).await?;
+    // Picking a working manager learns its swarm's ID.
+    connection.engine().await?;
+    let reached = connection.swarm_id();
+    let recorded = obj.status().and_then(PassStatus::swarm);
+    match moved(recorded, reached.as_deref()) {
+        None => Ok(reached),
+        Some(message) => Err(crate::connections::Unavailable {
+            cluster: cluster.to_string(),
+            message,
+        }
+        .into()),
+    }
+}
+
+/// Why the swarm `reached` is not the swarm `recorded` the objects are on, if it is not.
+fn moved(recorded: Option<&str>, reached: Option<&str>) -> Option<String> {
+    match (recorded, reached) {
+        (Some(on), Some(now)) if on != now => Some(format!(
+            "it now reaches swarm {now}, and this resource's objects are on swarm {on}: they are not moved \
+             (make the cluster reach swarm {on} again, or delete the resource with {RELEASE_ANNOTATION}=true to let them go)"
+        )),
+        _ => None,
     }
 }
 
@@ -245,8 +294,20 @@ pub async fn write_status<K: Reconciled>(
     summary: &Summary,
 ) -> Result<(), Error> {
     let conditions = conditions::conditions(obj.conditions(), obj.meta().generation, summary);
-    let status = obj.status_with(facts, conditions);
+    let mut status = obj.status_with(facts, conditions);
+    status.set_swarm(swarm_of(obj, ctx, summary).await);
     apply_status(&ctx.metrics, api, obj, obj.status(), &status).await
+}
+
+/// The swarm the status records: the one the cluster reaches, once the pass wrote to it (a
+/// failed pass keeps what the status said).
+async fn swarm_of<K: Reconciled>(obj: &K, ctx: &Context, summary: &Summary) -> Option<String> {
+    let recorded = obj.status().and_then(PassStatus::swarm).map(str::to_string);
+    if recorded.is_some() || matches!(summary, Summary::Stalled { .. }) {
+        return recorded;
+    }
+    let connection = ctx.clusters.connection(obj.cluster_name()).await.ok()?;
+    connection.swarm_id()
 }
 
 /// A Warning event when a resource enters a Stalled state (or changes its reason), not on every
@@ -287,6 +348,18 @@ mod tests {
 
     fn stalled(status: &str, reason: &str) -> Vec<Condition> {
         vec![conditions::condition(&[], Some(1), STALLED, status, reason, "m")]
+    }
+
+    #[test]
+    fn objects_stay_on_the_swarm_they_are_on() {
+        assert_eq!(moved(None, Some("b")), None, "not yet written anywhere");
+        assert_eq!(moved(Some("a"), Some("a")), None);
+        assert_eq!(moved(Some("a"), None), None, "nothing known of the swarm reached");
+        let moved = moved(Some("a"), Some("b")).unwrap();
+        assert!(
+            moved.contains("swarm b") && moved.contains("on swarm a"),
+            "{moved}"
+        );
     }
 
     #[test]

@@ -572,3 +572,108 @@ async fn a_cluster_serves_only_the_namespaces_its_selector_admits() {
     env.wait_ready(&name, Duration::from_secs(60)).await;
     assert!(env.swarm_service(&name).await.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn resources_of_default_never_fall_back_to_the_flags_engine() {
+    // SwarmCluster `default` is one per API server: this test has its own.
+    let bed = swarm_operator_e2e::PrivateApiServer::up("default-cluster");
+    let mut env = TestEnv::on("dflt", Some(bed.kubeconfig())).await;
+    let lab = Lab::up(29, 1, None);
+    // The operator's --docker-host is this machine's engine, another swarm than the lab's.
+    env.start_operator();
+    env.kubectl_apply(
+        &cluster_manifest(&env, "default", &[lab.endpoint(1)], None),
+        false,
+    )
+    .unwrap();
+    let name = format!("{}-web", env.prefix);
+    env.kubectl_apply(&service_manifest(&name, None, ""), false)
+        .unwrap();
+    let ready = env.wait_ready(&name, Duration::from_secs(120)).await;
+    let lab_swarm = ready.status.unwrap().swarm.expect("the status names the swarm");
+    let on_lab = lab.docker(1).await;
+    assert_eq!(services_named(&on_lab, &name).await.len(), 1);
+    let nowhere_else = |env: &TestEnv| {
+        let name = name.clone();
+        let docker = env.docker.clone();
+        async move { services_named(&docker, &name).await.is_empty() }
+    };
+    assert!(nowhere_else(&env).await);
+
+    // Selected away (the label this operator serves is taken off): a change is not sent to the
+    // flags' engine; the resource says why.
+    let label = format!("{CLUSTER_LABEL}-");
+    env.kubectl(&["label", "swarmcluster", "default", &label]);
+    env.kubectl(&["scale", "swarmservice", &name, "--replicas", "2"]);
+    let message = env
+        .wait_condition(
+            &name,
+            "Reconciling",
+            "ClusterUnavailable",
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(message.contains(&format!("on swarm {lab_swarm}")), "{message}");
+    assert!(nowhere_else(&env).await, "created on the --docker-host engine");
+
+    // Selected again: back to work on the lab.
+    let label = format!("{CLUSTER_LABEL}={}", env.namespace);
+    env.kubectl(&["label", "swarmcluster", "default", &label]);
+    env.kubectl(&["annotate", "swarmservice", &name, "e2e/poke=1"]);
+    env.wait_ready(&name, Duration::from_secs(60)).await;
+
+    // Deleted: the same, and deleting the resource waits with its finalizer kept.
+    env.kubectl(&["delete", "swarmcluster", "default"]);
+    env.kubectl(&["annotate", "swarmservice", &name, "e2e/poke=2", "--overwrite"]);
+    env.wait_condition(
+        &name,
+        "Reconciling",
+        "ClusterUnavailable",
+        Duration::from_secs(60),
+    )
+    .await;
+    env.kubectl(&["delete", "swarmservice", &name, "--wait=false"]);
+    let failed = || async {
+        let m = swarm_operator_e2e::http_get(env.metrics_port, "/metrics")
+            .await
+            .unwrap();
+        swarm_operator_e2e::sample(&m, "swarm_operator_reconciles_total", &[r#"outcome="error""#])
+    };
+    let before = failed().await;
+    env.wait_for(
+        "two cleanup attempts refused",
+        Duration::from_secs(60),
+        || async {
+            let now = failed().await;
+            if now >= before + 2.0 {
+                Ok(())
+            } else {
+                Err(format!("{now}"))
+            }
+        },
+    )
+    .await;
+    let waiting = env.services().get(&name).await.unwrap();
+    assert_eq!(
+        waiting.metadata.finalizers.unwrap_or_default(),
+        ["swarmoperator.io/cleanup"]
+    );
+    assert!(nowhere_else(&env).await);
+    assert_eq!(services_named(&on_lab, &name).await.len(), 1, "left where it is");
+
+    // The cluster back: the deletion completes, on the lab.
+    env.kubectl_apply(
+        &cluster_manifest(&env, "default", &[lab.endpoint(1)], None),
+        false,
+    )
+    .unwrap();
+    env.wait_for("the resource gone", Duration::from_secs(60), || async {
+        match env.services().get_opt(&name).await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    assert!(services_named(&on_lab, &name).await.is_empty());
+}

@@ -66,6 +66,11 @@ impl Connection {
         }
     }
 
+    /// The ID of the swarm this cluster is, once a manager of it answered.
+    pub fn swarm_id(&self) -> Option<String> {
+        self.swarm.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Whether this connection was made from exactly these endpoints and TLS files.
     pub fn matches(&self, endpoints: &[String], tls: Option<&TlsFiles>) -> bool {
         self.endpoints == endpoints && self.tls.as_ref() == tls

@@ -161,6 +161,8 @@ macro_rules! reconciled_data {
                 VersionedStatus {
                     observed_generation: self.metadata.generation,
                     conditions,
+                    // Set by the pass (see pass::write_status).
+                    swarm: None,
                     swarm_name,
                     swarm_id,
                     versions: facts.versions,

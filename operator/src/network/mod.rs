@@ -63,6 +63,8 @@ impl Reconciled for SwarmNetwork {
         SwarmNetworkStatus {
             observed_generation: self.metadata.generation,
             conditions,
+            // Set by the pass (see pass::write_status).
+            swarm: None,
             network_name: Some(self.network_name()),
             network_id: facts.network_id,
             driver: facts.driver,

@@ -105,6 +105,8 @@ pub fn status(svc: &SwarmService, facts: Facts, mut conditions: Vec<Condition>) 
     SwarmServiceStatus {
         observed_generation: svc.metadata.generation,
         conditions,
+        // Set by the pass (see pass::write_status).
+        swarm: None,
         service_name: Some(svc.service_name()),
         service_id: facts.service_id,
         replicas: facts.replicas.map(|r| r.0),
