@@ -8,6 +8,8 @@ use kube::{Resource, ResourceExt};
 pub const OWNER_UID: &str = "swarmoperator.io/owner-uid";
 pub const OWNER_NAMESPACE: &str = "swarmoperator.io/owner-namespace";
 pub const OWNER_NAME: &str = "swarmoperator.io/owner-name";
+/// The labels that say whose a Swarm object is; an object without them is no one's.
+pub const OWNER_LABELS: [&str; 3] = [OWNER_UID, OWNER_NAMESPACE, OWNER_NAME];
 /// On a Swarm service: the generation of the resource whose spec the operator last wrote to it.
 /// Kept apart from status.observedGeneration, which says what the conditions speak of.
 pub const GENERATION: &str = "swarmoperator.io/generation";

@@ -72,3 +72,71 @@ async fn namespaces_are_deleted_and_owned_objects_collected() {
         "its Swarm service was left"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server, controller manager and swarm: scripts/test.sh runs it"]
+async fn a_namespace_whose_orphaned_service_uses_its_secret_terminates() {
+    let mut env = TestEnv::new("orphanns").await;
+    env.start_operator();
+    let service = format!("{}-app", env.prefix);
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db-source}}\nstringData: {{value: s3cr3t-orphan}}\n---\n\
+         apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: db}}\nspec: {{secretRef: {{name: db-source, key: value}}}}\n---\n\
+         apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {service}}}\n\
+         spec: {{image: {}, replicas: 0, deletionPolicy: Orphan, secrets: [{{name: db}}]}}\n",
+        test_image("1")
+    );
+    env.kubectl_apply(&manifest, false).unwrap();
+    env.wait_ready(&service, WITHIN).await;
+    let secret_id =
+        env.swarm_service_json(&service)["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+    // The orphaned service keeps the secret version in use for ever: the namespace must still go.
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    namespaces
+        .delete(&env.namespace, &DeleteParams::default())
+        .await
+        .unwrap();
+    env.wait_for("the namespace gone", WITHIN, || async {
+        match namespaces
+            .get_opt(&env.namespace)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(()),
+            Some(ns) => Err(format!("{:?}", ns.status)),
+        }
+    })
+    .await;
+
+    // Both stay in the swarm, running as before, and neither is anyone's any more.
+    let spec = env.swarm_service_json(&service);
+    assert_eq!(
+        spec["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"],
+        secret_id.as_str()
+    );
+    let secret: serde_json::Value =
+        serde_json::from_str(&env.docker_cli(&["secret", "inspect", &secret_id])).unwrap();
+    for object in [&spec["Spec"]["Labels"], &secret[0]["Spec"]["Labels"]] {
+        let owned = object
+            .as_object()
+            .is_some_and(|l| l.keys().any(|k| k.starts_with("swarmoperator.io/owner")));
+        assert!(!owned, "owner labels left: {object}");
+    }
+    env.docker_cli(&["service", "rm", &service]);
+    env.wait_for("the secret free to remove", WITHIN, || async {
+        let out = std::process::Command::new("docker")
+            .args(["secret", "rm", &secret_id])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    })
+    .await;
+}

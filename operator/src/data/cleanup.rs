@@ -1,7 +1,13 @@
-//! Deleting a SwarmSecret or SwarmConfig: every version goes once no service uses it; while some
-//! do, the finalizer stays and the resource says which.
+//! Deleting a SwarmSecret or SwarmConfig: every version goes once no service uses it; while
+//! services some resource manages do, the finalizer stays and the resource says which. A version
+//! only unmanaged services use (a SwarmService deleted with `deletionPolicy: Orphan`, one made by
+//! hand) would wait for ever, and with it the namespace: it is left in the swarm, released (no
+//! owner labels), and a Warning event names it.
 
-use kube::{ResourceExt, runtime::controller::Action};
+use kube::{
+    ResourceExt,
+    runtime::{controller::Action, events::EventType},
+};
 use swarm_operator_crds::{DeletionPolicy, conditions::REASON_DELETING};
 
 use super::DataResource;
@@ -20,6 +26,14 @@ pub async fn cleanup<K: DataResource>(obj: &K, ctx: &Context) -> Result<Action, 
         let users = engine.services_using_data(K::KIND, &id, true).await?;
         if users.is_empty() {
             engine.remove_data(K::KIND, &id).await?;
+        } else if engine.managed_services_using_data(K::KIND, &id).await?.is_empty() {
+            engine.release_data(K::KIND, &id).await?;
+            let note = format!(
+                "Left {name} in the swarm without owner labels: services no resource manages use it ({})",
+                users.join(", ")
+            );
+            ctx.publish(obj, EventType::Warning, "Released", "Delete", note)
+                .await;
         } else {
             in_use.push(format!("{name} (used by {})", users.join(", ")));
         }

@@ -8,7 +8,7 @@ use tracing::info;
 use crate::{
     context::Context,
     error::Error,
-    labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, Ownership, ownership},
+    labels::{OWNER_LABELS, Ownership, ownership},
 };
 
 pub async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error> {
@@ -35,7 +35,7 @@ pub async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error>
             // needs the adopt annotation to take it over.
             let mut spec = existing.spec.clone().unwrap_or_default();
             if let Some(labels) = spec.labels.as_mut() {
-                for key in [OWNER_UID, OWNER_NAMESPACE, OWNER_NAME] {
+                for key in OWNER_LABELS {
                     labels.remove(key);
                 }
             }

@@ -198,20 +198,78 @@ impl Engine {
         id: &str,
         exact: bool,
     ) -> Result<Vec<String>, EngineError> {
-        self.service_names_where(exact, |spec| {
-            let c = spec
-                .task_template
-                .as_ref()
-                .and_then(|t| t.container_spec.as_ref());
-            match kind {
-                DataKind::Secret => c
-                    .and_then(|c| c.secrets.as_ref())
-                    .is_some_and(|v| v.iter().any(|s| s.secret_id.as_deref() == Some(id))),
-                DataKind::Config => c
-                    .and_then(|c| c.configs.as_ref())
-                    .is_some_and(|v| v.iter().any(|s| s.config_id.as_deref() == Some(id))),
-            }
+        self.service_names_where(exact, |spec| uses_data(spec, kind, id))
+            .await
+    }
+
+    /// Of those, the services some resource manages (owner labels), as they are now: the others
+    /// (orphaned, made by hand) will not stop using it by themselves.
+    pub async fn managed_services_using_data(
+        &self,
+        kind: DataKind,
+        id: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        self.service_names_where(true, |spec| {
+            uses_data(spec, kind, id)
+                && spec
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key(crate::labels::OWNER_UID))
         })
         .await
+    }
+
+    /// Takes the owner labels off secret or config `id` (labels are all the Engine lets change):
+    /// left in the swarm, and no longer anyone's.
+    pub async fn release_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
+        let unowned = |labels: &mut Option<HashMap<String, String>>| {
+            if let Some(labels) = labels.as_mut() {
+                for key in crate::labels::OWNER_LABELS {
+                    labels.remove(key);
+                }
+            }
+        };
+        match kind {
+            DataKind::Secret => {
+                let found = self
+                    .call("inspect secret", id, false, self.docker.inspect_secret(id))
+                    .await?;
+                let mut spec = found.spec.unwrap_or_default();
+                spec.data = None;
+                unowned(&mut spec.labels);
+                let version = found.version.and_then(|v| v.index).unwrap_or(0) as i64;
+                let options = bollard::query_parameters::UpdateSecretOptions { version };
+                let update = self.docker.update_secret(id, spec, options);
+                self.call("update secret", id, true, update).await
+            }
+            DataKind::Config => {
+                let found = self
+                    .call("inspect config", id, false, self.docker.inspect_config(id))
+                    .await?;
+                let mut spec = found.spec.unwrap_or_default();
+                spec.data = None;
+                unowned(&mut spec.labels);
+                let version = found.version.and_then(|v| v.index).unwrap_or(0) as i64;
+                let options = bollard::query_parameters::UpdateConfigOptions { version };
+                let update = self.docker.update_config(id, spec, options);
+                self.call("update config", id, true, update).await
+            }
+        }
+    }
+}
+
+/// Whether the containers of the service `spec` use secret or config `id`.
+fn uses_data(spec: &bollard::models::ServiceSpec, kind: DataKind, id: &str) -> bool {
+    let c = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.container_spec.as_ref());
+    match kind {
+        DataKind::Secret => c
+            .and_then(|c| c.secrets.as_ref())
+            .is_some_and(|v| v.iter().any(|s| s.secret_id.as_deref() == Some(id))),
+        DataKind::Config => c
+            .and_then(|c| c.configs.as_ref())
+            .is_some_and(|v| v.iter().any(|s| s.config_id.as_deref() == Some(id))),
     }
 }
