@@ -63,9 +63,20 @@ fn service_manifest(name: &str, cluster: Option<&str>, extra: &str) -> String {
 /// Changes the env of service `name` on the lab's first manager out of band (`MODE=drifted`) and
 /// waits up to `limit` for the operator to put back `MODE=managed`; returns how long that took.
 async fn drift_and_wait_reverted(env: &TestEnv, lab: &Lab, name: &str, limit: Duration) -> Duration {
+    drift_on_and_wait_reverted(env, lab, 1, name, limit).await
+}
+
+/// The same, on manager `manager`.
+async fn drift_on_and_wait_reverted(
+    env: &TestEnv,
+    lab: &Lab,
+    manager: u8,
+    name: &str,
+    limit: Duration,
+) -> Duration {
     env.docker_cli(&[
         "-H",
-        &lab.endpoint(1),
+        &lab.endpoint(manager),
         "service",
         "update",
         "--detach",
@@ -74,7 +85,7 @@ async fn drift_and_wait_reverted(env: &TestEnv, lab: &Lab, name: &str, limit: Du
         name,
     ]);
     let changed = std::time::Instant::now();
-    let lab_docker = lab.docker(1).await;
+    let lab_docker = lab.docker(manager).await;
     env.wait_for("the change to be reverted", limit, || async {
         let found = services_named(&lab_docker, name).await;
         let envs = found
@@ -676,4 +687,80 @@ async fn resources_of_default_never_fall_back_to_the_flags_engine() {
     })
     .await;
     assert!(services_named(&on_lab, &name).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
+async fn the_event_stream_follows_the_active_manager_when_it_dies_or_is_demoted() {
+    let lab = Lab::up(30, 3, None);
+    let mut env = TestEnv::new("evfailover").await;
+    // No resync to fall back on: only the event stream can bring a change in.
+    env.start_operator_with(&["--resync-seconds", "3600"]);
+    let cluster = format!("{}-ha", env.prefix);
+    let endpoints = [lab.endpoint(1), lab.endpoint(2), lab.endpoint(3)];
+    env.kubectl_apply(&cluster_manifest(&env, &cluster, &endpoints, None), false)
+        .unwrap();
+    let name = format!("{}-web", env.prefix);
+    env.kubectl_apply(
+        &service_manifest(&name, Some(&cluster), ", env: [{name: MODE, value: managed}]"),
+        false,
+    )
+    .unwrap();
+    env.wait_ready(&name, Duration::from_secs(120)).await;
+    let following = |endpoint: &str| {
+        let (cluster, endpoint) = (cluster.clone(), endpoint.to_string());
+        let env = &env;
+        async move {
+            let log = env.operator_log();
+            let last = log
+                .lines()
+                .filter(|l| l.contains("following swarm events") && l.contains(&cluster))
+                .last()
+                .unwrap_or_default()
+                .to_string();
+            if last.contains(&endpoint) {
+                Ok(())
+            } else {
+                Err(last)
+            }
+        }
+    };
+    env.wait_for("the stream on manager 1", Duration::from_secs(30), || {
+        following(&endpoints[0])
+    })
+    .await;
+
+    // The active manager dies: the stream moves to the next, and a change made there is reverted
+    // from the stream (the resync is an hour away).
+    lab.stop(1);
+    let stopped = std::time::Instant::now();
+    env.wait_for("the stream on manager 2", Duration::from_secs(60), || {
+        following(&endpoints[1])
+    })
+    .await;
+    let moved = stopped.elapsed();
+    let reverted = drift_on_and_wait_reverted(&env, &lab, 2, &name, Duration::from_secs(30)).await;
+    println!(
+        "manager 1 died: the stream moved in {moved:?}; a change on manager 2 was reverted in {reverted:?}"
+    );
+    assert!(reverted < Duration::from_secs(3), "reverted after {reverted:?}");
+
+    // Manager 1 back, manager 2 (the followed one) demoted: its stream goes quiet rather than
+    // ending; the operator notices and follows manager 1 again.
+    lab.start(1);
+    env.docker_cli(&["-H", &endpoints[0], "node", "demote", "swl30-m2"]);
+    let demoted = std::time::Instant::now();
+    env.wait_for(
+        "the stream off the demoted manager",
+        Duration::from_secs(60),
+        || following(&endpoints[0]),
+    )
+    .await;
+    let moved = demoted.elapsed();
+    let reverted = drift_on_and_wait_reverted(&env, &lab, 1, &name, Duration::from_secs(30)).await;
+    println!(
+        "manager 2 demoted: the stream moved in {moved:?}; a change on manager 1 was reverted in {reverted:?}"
+    );
+    assert!(reverted < Duration::from_secs(3), "reverted after {reverted:?}");
+    env.docker_cli(&["-H", &endpoints[0], "node", "promote", "swl30-m2"]);
 }

@@ -22,7 +22,14 @@ use crate::queue::Queue;
 
 /// How often the set of followed clusters is matched to the SwarmClusters that exist.
 const MATCH_EVERY: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest wait before a broken stream is opened again: a failover moves it within that.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the followed manager is asked whether it still is one: a demoted manager's stream
+/// goes quiet instead of ending, and so does one whose host vanished (a half-open connection).
+const STILL_MANAGER_EVERY: Duration = Duration::from_secs(3);
+/// How long that question may take before the manager counts as gone (it waits its turn under
+/// --engine-qps like any call).
+const STILL_MANAGER_WITHIN: Duration = Duration::from_secs(10);
 
 /// What the swarm said happened, in the words of the Engine's event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +134,7 @@ pub async fn follow_all(clusters: Arc<Clusters>, events: Hub) {
 }
 
 async fn follow(clusters: Arc<Clusters>, hub: Hub, cluster: String) {
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = Duration::ZERO;
     loop {
         let connection = clusters.connection(&cluster).await.ok();
         let engine = match &connection {
@@ -141,15 +148,32 @@ async fn follow(clusters: Arc<Clusters>, hub: Hub, cluster: String) {
             let _ = hub.send(SwarmEvent::Resync {
                 cluster: cluster.clone(),
             });
-            while let Some(event) = events.next().await {
+            let mut check = tokio::time::interval(STILL_MANAGER_EVERY);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            check.tick().await;
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    _ = check.tick() => match still_manager(&engine).await {
+                        Ok(()) => continue,
+                        Err(why) => {
+                            info!(%cluster, endpoint = engine.host(), %why, "leaving the followed manager");
+                            break;
+                        }
+                    },
+                };
                 let (kind, name) = match event {
-                    Ok(event) => event,
-                    Err(e) => {
+                    Some(Ok(event)) => event,
+                    Some(Err(e)) => {
                         info!(%cluster, error = %crate::cause::cause_chain(&e), "swarm event stream broke");
                         break;
                     }
+                    None => {
+                        info!(%cluster, "swarm event stream ended");
+                        break;
+                    }
                 };
-                backoff = Duration::from_millis(500);
+                backoff = Duration::ZERO;
                 if connection.is_echo(&kind, &name) {
                     debug!(%cluster, %kind, %name, "event of our own write");
                     continue;
@@ -161,9 +185,22 @@ async fn follow(clusters: Arc<Clusters>, hub: Hub, cluster: String) {
                     name,
                 });
             }
-            info!(%cluster, "swarm event stream ended; reopening");
+            // Whatever ended the stream, the next pick probes the endpoints again: the
+            // preferred manager that works now, not the one that just failed.
+            engine.set_failed();
         }
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+    }
+}
+
+/// Whether the followed endpoint still answers as a manager of an active swarm, in time.
+async fn still_manager(engine: &crate::swarm::Engine) -> Result<(), String> {
+    match tokio::time::timeout(STILL_MANAGER_WITHIN, engine.swarm_info()).await {
+        Err(_) => Err(format!("no answer within {STILL_MANAGER_WITHIN:?}")),
+        Ok(Err(e)) => Err(e.engine_message()),
+        Ok(Ok(info)) if info.local_node_state != "active" => Err("no longer part of the swarm".into()),
+        Ok(Ok(info)) if !info.control_available => Err("no longer a manager".into()),
+        Ok(Ok(_)) => Ok(()),
     }
 }

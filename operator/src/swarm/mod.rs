@@ -253,6 +253,11 @@ impl Engine {
         result.map_err(|e| self.endpoint_checked(EngineError::call(operation, object, e)))
     }
 
+    /// This endpoint is not to be used until the connection has probed the endpoints again.
+    pub fn set_failed(&self) {
+        self.healthy.store(false, Ordering::Relaxed);
+    }
+
     pub(super) fn endpoint_checked(&self, err: EngineError) -> EngineError {
         if err.endpoint_failed() && self.healthy.swap(false, Ordering::Relaxed) {
             warn!(endpoint = %self.host, error = %err, "endpoint failed; the next call looks for another manager");
