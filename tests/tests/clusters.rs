@@ -714,8 +714,7 @@ async fn the_event_stream_follows_the_active_manager_when_it_dies_or_is_demoted(
             let log = env.operator_log();
             let last = log
                 .lines()
-                .filter(|l| l.contains("following swarm events") && l.contains(&cluster))
-                .last()
+                .rfind(|l| l.contains("following swarm events") && l.contains(&cluster))
                 .unwrap_or_default()
                 .to_string();
             if last.contains(&endpoint) {
