@@ -49,6 +49,16 @@ pub enum EngineError {
 }
 
 impl EngineError {
+    /// The endpoint was found failed while the call waited on it.
+    pub(super) fn abandoned(operation: &'static str, object: &str) -> Self {
+        EngineError::Read {
+            operation,
+            object: object.to_string(),
+            status: None,
+            message: "given up: the endpoint failed while the call waited (another manager is picked)".into(),
+        }
+    }
+
     pub(super) fn call(operation: &'static str, object: &str, source: bollard::errors::Error) -> Self {
         EngineError::Call {
             operation,

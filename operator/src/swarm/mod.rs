@@ -52,6 +52,9 @@ pub struct Engine {
     /// Cleared when a call finds the endpoint gone, no manager, or without quorum: the cluster's
     /// connection then moves to another endpoint.
     healthy: Arc<AtomicBool>,
+    /// Woken when `healthy` is cleared: calls still waiting on this endpoint give up at once
+    /// rather than at their timeout (a half-open connection answers nothing).
+    failed: Arc<tokio::sync::Notify>,
     /// The cluster's shared listing of services, tasks and nodes, when it has one.
     snapshot: Option<Arc<Snapshot>>,
     /// The --engine-qps bound and the call counters, shared by every engine of the process.
@@ -118,6 +121,7 @@ impl Engine {
             raw,
             host,
             healthy: Arc::new(AtomicBool::new(true)),
+            failed: Arc::new(tokio::sync::Notify::new()),
             snapshot: None,
             calls,
         })
@@ -248,18 +252,38 @@ impl Engine {
                 object: object.to_string(),
             });
         }
-        let result = call.await;
+        let Some(result) = self.unless_failed(call).await else {
+            self.calls.metrics.engine_call(operation, write, false);
+            return Err(EngineError::abandoned(operation, object));
+        };
         self.calls.metrics.engine_call(operation, write, result.is_ok());
         result.map_err(|e| self.endpoint_checked(EngineError::call(operation, object, e)))
+    }
+
+    /// `call`, unless this endpoint is found failed first (by another call, or the event stream's
+    /// check): then None.
+    async fn unless_failed<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+        let failed = self.failed.notified();
+        if !self.is_healthy() {
+            return None;
+        }
+        // Boxed: bollard's futures are large, and every pass nests many of them.
+        let call = Box::pin(call);
+        tokio::select! {
+            result = call => Some(result),
+            () = failed => None,
+        }
     }
 
     /// This endpoint is not to be used until the connection has probed the endpoints again.
     pub fn set_failed(&self) {
         self.healthy.store(false, Ordering::Relaxed);
+        self.failed.notify_waiters();
     }
 
     pub(super) fn endpoint_checked(&self, err: EngineError) -> EngineError {
         if err.endpoint_failed() && self.healthy.swap(false, Ordering::Relaxed) {
+            self.failed.notify_waiters();
             warn!(endpoint = %self.host, error = %err, "endpoint failed; the next call looks for another manager");
         }
         err
@@ -280,13 +304,12 @@ impl Engine {
         };
         self.calls.admit().await;
         let version = self.docker.client_version();
-        let got = self
-            .raw
-            .get(
-                &format!("{}.{}", version.major_version, version.minor_version),
-                path,
-            )
-            .await;
+        let version = format!("{}.{}", version.major_version, version.minor_version);
+        let get = self.raw.get(&version, path);
+        let Some(got) = self.unless_failed(get).await else {
+            self.calls.metrics.engine_call(operation, false, false);
+            return Err(EngineError::abandoned(operation, object));
+        };
         self.calls.metrics.engine_call(operation, false, got.is_ok());
         let mut body =
             got.map_err(|RawError { status, message }| self.endpoint_checked(err(status, message)))?;
