@@ -24,6 +24,7 @@ pub mod network;
 pub mod pass;
 pub mod queue;
 pub mod service;
+pub mod stack;
 pub mod status;
 pub mod swarm;
 
