@@ -467,6 +467,50 @@ mod tests {
         assert!(short.retry < short.renew_deadline && short.renew_deadline < short.lease);
     }
 
+    /// Stands in for the API server: counts what reaches it.
+    #[derive(Clone, Default)]
+    struct Counting(Arc<AtomicU64>);
+
+    impl tower::Service<http::Request<()>> for Counting {
+        type Response = ();
+        type Error = BoxError;
+        type Future = futures::future::Ready<Result<(), BoxError>>;
+
+        fn poll_ready(&mut self, _: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            futures::future::ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn kubernetes_writes_go_only_while_leading_reads_always() {
+        use tower::{Layer, Service};
+        let (leadership, metrics) = (Leadership::elected(), Arc::new(Metrics::new()));
+        let sent = Counting::default();
+        let mut gated = WriteGate::new(leadership.clone(), metrics.clone()).layer(sent.clone());
+        let request = |method: http::Method| http::Request::builder().method(method).body(()).unwrap();
+        assert!(gated.call(request(http::Method::GET)).await.is_ok());
+        let refused = gated.call(request(http::Method::PATCH)).await.unwrap_err();
+        assert!(refused.is::<NotLeader>(), "{refused}");
+        assert_eq!(sent.0.load(Ordering::SeqCst), 1, "only the read was sent");
+        leadership.grant_until(Instant::now() + Duration::from_secs(60));
+        assert!(gated.call(request(http::Method::PATCH)).await.is_ok());
+        assert_eq!(sent.0.load(Ordering::SeqCst), 2);
+        let text = metrics.render(&crate::queue::Queues::default());
+        assert!(
+            text.contains(r#"swarm_operator_kubernetes_writes_total{method="PATCH"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"swarm_operator_writes_refused_total{to="kubernetes"} 1"#),
+            "{text}"
+        );
+    }
+
     #[test]
     fn leadership_lapses_at_its_deadline_and_on_revoke() {
         let leadership = Leadership::elected();
