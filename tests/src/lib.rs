@@ -196,6 +196,35 @@ impl TestEnv {
         self.operator.as_ref().map(Child::id)
     }
 
+    /// Removes the swarm's `kind` object `id` (`docker KIND rm`) once nothing uses it any more.
+    pub async fn docker_rm_when_free(&self, kind: &str, id: &str, limit: Duration) {
+        self.wait_for(&format!("{kind} {id} free to remove"), limit, || async {
+            let out = Command::new("docker").args([kind, "rm", id]).output().unwrap();
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        })
+        .await;
+    }
+
+    /// Waits until this test's namespace is gone (deleted by the controller manager).
+    pub async fn wait_namespace_gone(&self, limit: Duration) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        self.wait_for("the namespace gone", limit, || async {
+            match namespaces
+                .get_opt(&self.namespace)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                None => Ok(()),
+                Some(ns) => Err(format!("{:?}", ns.status)),
+            }
+        })
+        .await;
+    }
+
     /// Sends `signal` (STOP, CONT, ...) to this test's (first) operator: SIGSTOP freezes it as a
     /// long GC pause, a stalled VM or a suspended container would.
     pub fn signal_operator(&self, signal: &str) {

@@ -56,17 +56,7 @@ async fn namespaces_are_deleted_and_owned_objects_collected() {
         .delete(&env.namespace, &DeleteParams::default())
         .await
         .unwrap();
-    env.wait_for("the namespace gone", WITHIN, || async {
-        match namespaces
-            .get_opt(&env.namespace)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            None => Ok(()),
-            Some(ns) => Err(format!("{:?}", ns.status)),
-        }
-    })
-    .await;
+    env.wait_namespace_gone(WITHIN).await;
     assert!(
         env.swarm_service(&other).await.is_none(),
         "its Swarm service was left"
@@ -100,17 +90,7 @@ async fn a_namespace_whose_orphaned_service_uses_its_secret_terminates() {
         .delete(&env.namespace, &DeleteParams::default())
         .await
         .unwrap();
-    env.wait_for("the namespace gone", WITHIN, || async {
-        match namespaces
-            .get_opt(&env.namespace)
-            .await
-            .map_err(|e| e.to_string())?
-        {
-            None => Ok(()),
-            Some(ns) => Err(format!("{:?}", ns.status)),
-        }
-    })
-    .await;
+    env.wait_namespace_gone(WITHIN).await;
 
     // Both stay in the swarm, running as before, and neither is anyone's any more.
     let spec = env.swarm_service_json(&service);
@@ -127,16 +107,5 @@ async fn a_namespace_whose_orphaned_service_uses_its_secret_terminates() {
         assert!(!owned, "owner labels left: {object}");
     }
     env.docker_cli(&["service", "rm", &service]);
-    env.wait_for("the secret free to remove", WITHIN, || async {
-        let out = std::process::Command::new("docker")
-            .args(["secret", "rm", &secret_id])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
-    .await;
+    env.docker_rm_when_free("secret", &secret_id, WITHIN).await;
 }

@@ -66,6 +66,39 @@ async fn drift_and_wait_reverted(env: &TestEnv, lab: &Lab, name: &str, limit: Du
     drift_on_and_wait_reverted(env, lab, 1, name, limit).await
 }
 
+/// Which manager (1, 2 or 3) the operator's stream for `cluster` follows now, if not `left`.
+fn followed_other_than(env: &TestEnv, lab: &Lab, cluster: &str, left: u8) -> Result<u8, String> {
+    let log = env.operator_log();
+    let last = log
+        .lines()
+        .rfind(|l| l.contains("following swarm events") && l.contains(cluster))
+        .unwrap_or_default();
+    (1..=3u8)
+        .find(|&i| i != left && last.contains(&lab.endpoint(i)))
+        .ok_or_else(|| last.to_string())
+}
+
+/// Manager `left` just `went` (died, demoted, silent): waits for the operator's stream to leave
+/// it, then changes service `name` out of band where the stream went and checks the change is
+/// reverted at once, from the stream. Returns the manager followed now.
+async fn stream_leaves(env: &TestEnv, lab: &Lab, cluster: &str, name: &str, left: u8, went: &str) -> u8 {
+    let since = std::time::Instant::now();
+    let now = env
+        .wait_for(
+            &format!("the stream off manager {left}"),
+            Duration::from_secs(60),
+            || async { followed_other_than(env, lab, cluster, left) },
+        )
+        .await;
+    let moved = since.elapsed();
+    let reverted = drift_on_and_wait_reverted(env, lab, now, name, Duration::from_secs(30)).await;
+    println!(
+        "manager {left} {went}: the stream moved to manager {now} in {moved:?}; a change there was reverted in {reverted:?}"
+    );
+    assert!(reverted < Duration::from_secs(3), "reverted after {reverted:?}");
+    now
+}
+
 /// The same, on manager `manager`.
 async fn drift_on_and_wait_reverted(
     env: &TestEnv,
@@ -713,20 +746,9 @@ async fn the_event_stream_follows_the_active_manager_when_it_dies_or_is_demoted(
     )
     .unwrap();
     env.wait_ready(&name, Duration::from_secs(120)).await;
-    // Which manager (1, 2 or 3) the operator's stream follows now, once it is not `left`.
-    let followed_other_than = |left: u8| {
-        let log = env.operator_log();
-        let last = log
-            .lines()
-            .rfind(|l| l.contains("following swarm events") && l.contains(&cluster))
-            .unwrap_or_default()
-            .to_string();
-        let found = (1..=3u8).find(|&i| i != left && last.contains(&lab.endpoint(i)));
-        async move { found.ok_or(last) }
-    };
     let first = env
-        .wait_for("the stream on a manager", Duration::from_secs(30), || {
-            followed_other_than(0)
+        .wait_for("the stream on a manager", Duration::from_secs(30), || async {
+            followed_other_than(&env, &lab, &cluster, 0)
         })
         .await;
     assert_eq!(first, 1, "the first endpoint is preferred");
@@ -734,38 +756,14 @@ async fn the_event_stream_follows_the_active_manager_when_it_dies_or_is_demoted(
     // The active manager dies: the stream moves on, and a change made where it went is reverted
     // from the stream (the resync is an hour away).
     lab.stop(1);
-    let stopped = std::time::Instant::now();
-    let now = env
-        .wait_for("the stream on another manager", Duration::from_secs(60), || {
-            followed_other_than(1)
-        })
-        .await;
-    let moved = stopped.elapsed();
-    let reverted = drift_on_and_wait_reverted(&env, &lab, now, &name, Duration::from_secs(30)).await;
-    println!(
-        "manager 1 died: the stream moved to manager {now} in {moved:?}; a change there was reverted in {reverted:?}"
-    );
-    assert!(reverted < Duration::from_secs(3), "reverted after {reverted:?}");
+    let now = stream_leaves(&env, &lab, &cluster, &name, 1, "died").await;
 
     // Manager 1 back, the followed one demoted: its stream goes quiet rather than ending; the
     // operator notices and follows another.
     lab.start(1);
     let host = format!("swl30-m{now}");
     env.docker_cli(&["-H", &endpoints[0], "node", "demote", &host]);
-    let demoted = std::time::Instant::now();
-    let after = env
-        .wait_for(
-            "the stream off the demoted manager",
-            Duration::from_secs(60),
-            || followed_other_than(now),
-        )
-        .await;
-    let moved = demoted.elapsed();
-    let reverted = drift_on_and_wait_reverted(&env, &lab, after, &name, Duration::from_secs(30)).await;
-    println!(
-        "manager {now} demoted: the stream moved to manager {after} in {moved:?}; a change there was reverted in {reverted:?}"
-    );
-    assert!(reverted < Duration::from_secs(3), "reverted after {reverted:?}");
+    let after = stream_leaves(&env, &lab, &cluster, &name, now, "demoted").await;
     env.docker_cli(&["-H", &endpoints[0], "node", "promote", &host]);
     let now = after;
 
@@ -782,19 +780,6 @@ async fn the_event_stream_follows_the_active_manager_when_it_dies_or_is_demoted(
         assert!(status.success(), "iptables {action}");
     };
     firewall("-I");
-    let silenced = std::time::Instant::now();
-    let after = env
-        .wait_for(
-            "the stream off the silent manager",
-            Duration::from_secs(60),
-            || followed_other_than(now),
-        )
-        .await;
-    let moved = silenced.elapsed();
-    let reverted = drift_on_and_wait_reverted(&env, &lab, after, &name, Duration::from_secs(30)).await;
+    stream_leaves(&env, &lab, &cluster, &name, now, "silent").await;
     firewall("-D");
-    println!(
-        "manager {now} silent: the stream moved to manager {after} in {moved:?}; a change there was reverted in {reverted:?}"
-    );
-    assert!(reverted < Duration::from_secs(3), "reverted after {reverted:?}");
 }

@@ -420,18 +420,7 @@ spec:
     assert_eq!(failed, 0, "failed requests during a StartFirst update");
 
     env.kubectl(&["delete", &format!("swarmservice/{name}"), "--timeout=60s"]);
-    env.wait_for("the network to be free", WITHIN, || async {
-        let out = std::process::Command::new("docker")
-            .args(["network", "rm", &net])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    })
-    .await;
+    env.docker_rm_when_free("network", &net, WITHIN).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
