@@ -252,16 +252,23 @@ impl Engine {
                 object: object.to_string(),
             });
         }
-        let Some(result) = self.unless_failed(call).await else {
-            self.calls.metrics.engine_call(operation, write, false);
-            return Err(EngineError::abandoned(operation, object));
+        // A write is awaited to its end (or timeout): given up half-way, nobody would know
+        // whether it happened. A read is given up as soon as its endpoint is found failed.
+        let result = if write {
+            Box::pin(call).await
+        } else {
+            let Some(result) = self.unless_failed(call).await else {
+                self.calls.metrics.engine_call(operation, write, false);
+                return Err(EngineError::abandoned(operation, object));
+            };
+            result
         };
         self.calls.metrics.engine_call(operation, write, result.is_ok());
         result.map_err(|e| self.endpoint_checked(EngineError::call(operation, object, e)))
     }
 
-    /// `call`, unless this endpoint is found failed first (by another call, or the event stream's
-    /// check): then None.
+    /// The read `call`, unless this endpoint is found failed first (by another call, or the event
+    /// stream's check): then None.
     async fn unless_failed<T>(&self, call: impl Future<Output = T>) -> Option<T> {
         let failed = self.failed.notified();
         if !self.is_healthy() {
