@@ -647,13 +647,18 @@ impl Lab {
 }
 
 fn lab_script(args: &[&str]) {
-    let out = Command::new(workspace().join("scripts/swarm-lab.sh"))
+    run_script("swarm-lab.sh", args);
+}
+
+/// Runs `scripts/<script>` with `args`; panics with its stderr if it fails.
+fn run_script(script: &str, args: &[&str]) {
+    let out = Command::new(workspace().join("scripts").join(script))
         .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "swarm-lab.sh {args:?}: {}",
+        "{script} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -725,13 +730,5 @@ impl Drop for PrivateApiServer {
 }
 
 fn kube_bed(args: &[&str]) {
-    let out = Command::new(workspace().join("scripts/kube-bed.sh"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kube-bed.sh {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_script("kube-bed.sh", args);
 }

@@ -188,17 +188,8 @@ async fn probe(
             .await
             .map_err(|e| cause_chain(&e))?;
         let info = engine.swarm_info().await.map_err(|e| e.engine_message())?;
-        if info.local_node_state != "active" {
-            let state = if info.local_node_state.is_empty() {
-                "inactive"
-            } else {
-                &info.local_node_state
-            };
-            let detail = info.error.map(|e| format!(": {e}")).unwrap_or_default();
-            return Err(format!("not part of a swarm (state {state}{detail})"));
-        }
-        if !info.control_available {
-            return Err("a worker, not a manager".to_string());
+        if let Some(why) = info.not_a_manager() {
+            return Err(why);
         }
         engine.nodes().await.map_err(|e| e.engine_message())?;
         Ok((engine, info.swarm_id))

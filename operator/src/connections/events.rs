@@ -199,8 +199,6 @@ async fn still_manager(engine: &crate::swarm::Engine) -> Result<(), String> {
     match tokio::time::timeout(STILL_MANAGER_WITHIN, engine.swarm_info()).await {
         Err(_) => Err(format!("no answer within {STILL_MANAGER_WITHIN:?}")),
         Ok(Err(e)) => Err(e.engine_message()),
-        Ok(Ok(info)) if info.local_node_state != "active" => Err("no longer part of the swarm".into()),
-        Ok(Ok(info)) if !info.control_available => Err("no longer a manager".into()),
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(info)) => info.not_a_manager().map_or(Ok(()), Err),
     }
 }

@@ -115,3 +115,19 @@ pub struct SwarmInfo {
     pub swarm_id: Option<String>,
     pub error: Option<String>,
 }
+
+impl SwarmInfo {
+    /// Why this node cannot act for its swarm, if it cannot: not in an active swarm, or a worker.
+    pub fn not_a_manager(&self) -> Option<String> {
+        if self.local_node_state != "active" {
+            let state = if self.local_node_state.is_empty() {
+                "inactive"
+            } else {
+                &self.local_node_state
+            };
+            let detail = self.error.as_ref().map(|e| format!(": {e}")).unwrap_or_default();
+            return Some(format!("not part of a swarm (state {state}{detail})"));
+        }
+        (!self.control_available).then(|| "a worker, not a manager".to_string())
+    }
+}
