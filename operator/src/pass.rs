@@ -179,6 +179,8 @@ fn released<K: Resource>(obj: &K) -> bool {
 }
 
 async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Action, Error> {
+    // The swarm the pass works on, once it is known to be the resource's.
+    let mut reached = None;
     let outcome = match not_permitted(obj, ctx).await? {
         Some(message) => Ok(Outcome {
             summary: Summary::Stalled {
@@ -189,14 +191,17 @@ async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Ac
             requeue: ctx.settings.resync_interval,
         }),
         None => match reached_swarm(obj, ctx).await {
-            Ok(_) => obj.converge(ctx).await,
+            Ok(swarm) => {
+                reached = swarm;
+                obj.converge(ctx).await
+            }
             Err(e) => Err(e),
         },
     };
     match outcome {
         Ok(outcome) => {
             announce_stalled(obj, ctx, &outcome.summary).await;
-            write_status(obj, ctx, api, outcome.facts, &outcome.summary).await?;
+            write_status(obj, ctx, api, outcome.facts, &outcome.summary, reached.as_deref()).await?;
             Ok(crate::queue::requeue(outcome.requeue))
         }
         Err(err) => {
@@ -205,7 +210,9 @@ async fn apply<K: Reconciled>(obj: &K, ctx: &Context, api: &Api<K>) -> Result<Ac
             let summary = conditions::failure_summary(&err);
             let told =
                 err.waits_for_change() && already_told(obj.conditions(), obj.meta().generation, &summary);
-            if let Err(e) = write_status(obj, ctx, api, obj.facts_before(), &summary).await {
+            if let Err(e) =
+                write_status(obj, ctx, api, obj.facts_before(), &summary, reached.as_deref()).await
+            {
                 warn!(error = %cause_chain(&e), "could not record the failure in status");
             }
             if !told {
@@ -285,29 +292,31 @@ async fn not_permitted<K: Reconciled>(obj: &K, ctx: &Context) -> Result<Option<S
     }))
 }
 
-/// Writes the status for `facts` and `summary`, unless the API server holds it already.
+/// Writes the status for `facts` and `summary`, unless the API server holds it already;
+/// `reached` is the swarm the pass worked on, if it got that far.
 pub async fn write_status<K: Reconciled>(
     obj: &K,
     ctx: &Context,
     api: &Api<K>,
     facts: K::Facts,
     summary: &Summary,
+    reached: Option<&str>,
 ) -> Result<(), Error> {
     let conditions = conditions::conditions(obj.conditions(), obj.meta().generation, summary);
     let mut status = obj.status_with(facts, conditions);
-    status.set_swarm(swarm_of(obj, ctx, summary).await);
+    let recorded = obj.status().and_then(PassStatus::swarm);
+    status.set_swarm(swarm_to_record(recorded, reached, summary));
     apply_status(&ctx.metrics, api, obj, obj.status(), &status).await
 }
 
-/// The swarm the status records: the one the cluster reaches, once the pass wrote to it (a
-/// failed pass keeps what the status said).
-async fn swarm_of<K: Reconciled>(obj: &K, ctx: &Context, summary: &Summary) -> Option<String> {
-    let recorded = obj.status().and_then(PassStatus::swarm).map(str::to_string);
-    if recorded.is_some() || matches!(summary, Summary::Stalled { .. }) {
-        return recorded;
+/// The swarm the status records: the one it recorded, else the one the pass worked on unless
+/// it stalled before writing anything.
+fn swarm_to_record(recorded: Option<&str>, reached: Option<&str>, summary: &Summary) -> Option<String> {
+    match (recorded, summary) {
+        (Some(on), _) => Some(on.to_string()),
+        (None, Summary::Stalled { .. }) => None,
+        (None, _) => reached.map(str::to_string),
     }
-    let connection = ctx.clusters.connection(obj.cluster_name()).await.ok()?;
-    connection.swarm_id()
 }
 
 /// A Warning event when a resource enters a Stalled state (or changes its reason), not on every
@@ -360,6 +369,31 @@ mod tests {
             moved.contains("swarm b") && moved.contains("on swarm a"),
             "{moved}"
         );
+    }
+
+    #[test]
+    fn the_swarm_is_recorded_once_the_pass_worked_on_it() {
+        let ready = Summary::Reconciling {
+            reason: "Progressing",
+            message: "m".into(),
+        };
+        let stalled = Summary::Stalled {
+            reason: "InvalidSpec",
+            message: "m".into(),
+        };
+        assert_eq!(swarm_to_record(None, Some("a"), &ready).as_deref(), Some("a"));
+        assert_eq!(
+            swarm_to_record(Some("a"), Some("b"), &ready).as_deref(),
+            Some("a"),
+            "kept"
+        );
+        assert_eq!(swarm_to_record(Some("a"), None, &stalled).as_deref(), Some("a"));
+        assert_eq!(
+            swarm_to_record(None, Some("a"), &stalled),
+            None,
+            "refused before writing"
+        );
+        assert_eq!(swarm_to_record(None, None, &ready), None);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub async fn cleanup(net: &SwarmNetwork, ctx: &Context) -> Result<Action, Error>
         };
         let api: Api<SwarmNetwork> =
             Api::namespaced(ctx.client.clone(), &net.namespace().unwrap_or_default());
-        write_status(net, ctx, &api, facts, &summary).await?;
+        write_status(net, ctx, &api, facts, &summary, None).await?;
         return Err(Error::Waiting {
             object: resource_name(net),
             message,
