@@ -14,12 +14,14 @@ pub mod conditions;
 pub mod data;
 pub mod network;
 pub mod service;
+pub mod stack;
 
 pub use cluster::{SwarmCluster, SwarmClusterSpec, SwarmClusterStatus};
 pub use common::{ClusterRef, DEFAULT_CLUSTER, DeletionPolicy, LABEL_PREFIX, OnCluster};
 pub use data::{SwarmConfig, SwarmSecret, VersionedStatus};
 pub use network::{SwarmNetwork, SwarmNetworkSpec, SwarmNetworkStatus};
 pub use service::{SwarmService, SwarmServiceSpec, SwarmServiceStatus};
+pub use stack::{SwarmStack, SwarmStackSpec, SwarmStackStatus};
 
 use kube::CustomResourceExt;
 
@@ -35,6 +37,7 @@ pub fn all_crds()
         SwarmSecret::crd(),
         SwarmConfig::crd(),
         SwarmCluster::crd(),
+        SwarmStack::crd(),
     ]
 }
 

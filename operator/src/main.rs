@@ -11,7 +11,7 @@ use swarm_operator::{
     metrics::Metrics,
     network,
     queue::Queues,
-    service,
+    service, stack,
     swarm::EngineCalls,
 };
 use swarm_operator_crds::{SwarmCluster, SwarmConfig, SwarmSecret};
@@ -20,6 +20,8 @@ use tracing::{error, info};
 #[derive(Parser, Debug)]
 #[command(version, about = "Drives Docker Swarm clusters through the Kubernetes API")]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Docker Engine of a Swarm manager for resources of cluster `default` while no SwarmCluster
     /// named `default` exists: unix:///var/run/docker.sock or tcp://host:2375.
     #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
@@ -67,9 +69,82 @@ struct Args {
     log_format: String,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print the SwarmStack that deploys a stack file (or, with --split, the SwarmServices,
+    /// SwarmNetworks, SwarmSecrets and SwarmConfigs it makes) as YAML, compiled exactly as the
+    /// controller compiles it.
+    Convert {
+        /// The stack file (`-` for standard input).
+        #[arg(short = 'f', long = "file")]
+        file: std::path::PathBuf,
+        /// The stack's name (`docker stack deploy ... <name>`).
+        #[arg(long)]
+        name: String,
+        /// Namespace of the printed resources.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// A variable of the file, KEY=value; repeatable.
+        #[arg(long = "set")]
+        set: Vec<String>,
+        /// Where a file-based secret or config comes from:
+        /// NAME=secret:<secret>/<key> or NAME=configmap:<configmap>/<key>; repeatable.
+        #[arg(long = "source")]
+        sources: Vec<String>,
+        /// Print the child resources instead of the SwarmStack.
+        #[arg(long)]
+        split: bool,
+    },
+}
+
+/// `swarm-operator convert`.
+fn convert(command: Command) -> ExitCode {
+    let Command::Convert {
+        file,
+        name,
+        namespace,
+        set,
+        sources,
+        split,
+    } = command;
+    let compose = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(&file)
+    };
+    let compose = match compose {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = stack::cli::Request {
+        compose,
+        name,
+        namespace,
+        set,
+        sources,
+        split,
+    };
+    match stack::cli::convert(&request) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(command) = args.command.take() {
+        return convert(command);
+    }
     init_logging(&args.log_format);
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -197,6 +272,7 @@ async fn term(
             network::run(ctx.clone(), namespace, args.concurrency),
             data::run::<SwarmSecret>(ctx.clone(), namespace, args.concurrency),
             data::run::<SwarmConfig>(ctx.clone(), namespace, args.concurrency),
+            stack::controller::run(ctx.clone(), namespace, args.concurrency),
         )
     };
     // The event streams end with the term: they are part of this future, not spawned.

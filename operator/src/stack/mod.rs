@@ -1,5 +1,122 @@
 //! SwarmStack: a stack file as `docker stack deploy` takes it, compiled into the kinds that exist
-//! (issue 14). What is here so far: the file's variable interpolation and its units, by the CLI's rules.
+//! and owned by the stack. The pass (see `controller`):
+//!
+//! ```text
+//!  dereference      compile (pure)                      plan (pure)      apply          status
+//!  valuesFrom  ─►   keys ─► interpolate ─► compose ─►   children to  ─►  server-side ─► one line
+//!  ConfigMaps       (schema) (interpolate)  (convert)   apply / prune    apply, delete   per service
+//! ```
+//!
+//! `swarm-operator convert` runs the same `compile`, so what it prints is what the controller applies.
 
+pub mod cli;
+pub mod compose;
+pub mod controller;
+pub mod convert;
 pub mod interpolate;
+pub mod objects;
+pub mod schema;
 pub mod units;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde_yaml_ng::Value;
+use swarm_operator_crds::{ClusterRef, stack::DataSource};
+
+pub use convert::{Child, Compiled};
+use schema::Refusal;
+
+/// Why a stack file cannot be deployed; the message names the key (and line) at fault.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum StackError {
+    #[error("the stack file is not YAML: {0}")]
+    Yaml(String),
+    #[error("the stack file must be a mapping with `services`")]
+    NotAMapping,
+    #[error("{}", refused.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Refused { refused: Vec<Refusal> },
+    #[error(transparent)]
+    Interpolation(#[from] interpolate::InterpolationError),
+    #[error("{path}{}: {message}", line.map(|l| format!(" (line {l})")).unwrap_or_default())]
+    Invalid {
+        path: String,
+        line: Option<usize>,
+        message: String,
+    },
+}
+
+/// A stack file and what it is compiled with.
+pub struct Input<'a> {
+    pub stack: &'a str,
+    pub compose: &'a str,
+    pub variables: &'a BTreeMap<String, String>,
+    pub sources: &'a BTreeMap<String, DataSource>,
+    pub cluster_ref: Option<&'a ClusterRef>,
+}
+
+/// A compiled stack and what the CLI would have warned of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub compiled: Compiled,
+    /// Keys ignored, as `docker stack deploy` ignores them.
+    pub ignored: Vec<String>,
+    /// Variables used without a value.
+    pub unset: Vec<String>,
+}
+
+/// Compiles a stack file: its keys checked, its variables substituted, its objects converted.
+pub fn compile(input: &Input) -> Result<Output, StackError> {
+    let raw: Value = serde_yaml_ng::from_str(input.compose).map_err(|e| StackError::Yaml(e.to_string()))?;
+    if !matches!(raw, Value::Mapping(_)) {
+        return Err(StackError::NotAMapping);
+    }
+    let keys = schema::check_keys(&raw, input.compose);
+    if !keys.refused.is_empty() {
+        return Err(StackError::Refused {
+            refused: keys.refused,
+        });
+    }
+    let interpolated = interpolate::interpolate(&raw, input.variables)?;
+    let lines = schema::key_lines(input.compose);
+    let at = |path: String, message: String| StackError::Invalid {
+        line: lines.get(&path).copied(),
+        path,
+        message,
+    };
+    let file: compose::ComposeFile =
+        serde_yaml_ng::from_value(interpolated.document).map_err(|e| at(String::new(), e.to_string()))?;
+    let mut services = BTreeMap::new();
+    for (name, value) in &file.services {
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            || name.is_empty()
+        {
+            return Err(at(
+                format!("services.{name}"),
+                "a service name has letters, digits, '.', '_' and '-' only".into(),
+            ));
+        }
+        let service: compose::Service = serde_yaml_ng::from_value(value.clone())
+            .map_err(|e| at(format!("services.{name}"), e.to_string()))?;
+        services.insert(name.clone(), service);
+    }
+    if services.is_empty() {
+        return Err(at("services".into(), "the stack has no services".into()));
+    }
+    let scope = convert::Scope {
+        stack: input.stack,
+        cluster_ref: input.cluster_ref,
+        variables: input.variables,
+        sources: input.sources,
+    };
+    let compiled = convert::compile(&scope, &file, &services).map_err(|e| at(e.path, e.message))?;
+    Ok(Output {
+        compiled,
+        ignored: keys.ignored,
+        unset: interpolated.unset.into_iter().collect(),
+    })
+}

@@ -1,0 +1,678 @@
+//! The SwarmStack pass: its variables from ConfigMaps, the file compiled, the children it owns
+//! applied (and those no longer in the file pruned), its status read from theirs. It talks only
+//! to the Kubernetes API: the children's own controllers do the swarm's work.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::{NamespaceResourceScope, api::core::v1::ConfigMap};
+use kube::{
+    Api, Resource, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams},
+    runtime::{controller::Action, events::EventType, reflector::ObjectRef, watcher},
+};
+use serde::{Serialize, de::DeserializeOwned};
+use swarm_operator_crds::{
+    SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmStack,
+    conditions::{
+        READY, REASON_INVALID_SPEC, REASON_PROGRESSING, REASON_ROLLED_BACK, REASON_RUNNING,
+        REASON_SOURCE_MISSING, STALLED, TRUE,
+    },
+    stack::{StackServiceStatus, SwarmStackStatus},
+};
+use tracing::info;
+
+use super::objects::{Children, STACK_LABEL, children, owned_by};
+use crate::{
+    conditions::{Summary, conditions},
+    context::Context,
+    controller::{drive, observed, scoped_api, touched, user_changes_controller},
+    error::Error,
+    status::apply_status,
+};
+
+/// Field manager of the children: a hand edit of a field the stack sets is taken back.
+const FIELD_MANAGER: &str = "swarm-operator-stack";
+/// Reason of a stack whose changes wait for spec.paused to be false.
+pub const REASON_PAUSED: &str = "Paused";
+
+/// Runs the SwarmStack controller until a shutdown signal. Besides its own resources, it wakes
+/// on any change of the children it owns (a hand edit, a service's status) and of the ConfigMaps
+/// a stack takes variables from.
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+    let queue = ctx.queues.of::<SwarmStack>();
+    let api = scoped_api::<SwarmStack>(ctx.client.clone(), namespace);
+    let controller = user_changes_controller(api, queue.clone());
+    let stacks = controller.store();
+    let client = ctx.client.clone();
+    let config = watcher::Config::default().labels(STACK_LABEL);
+    let controller = controller
+        .owns_stream(touched(
+            scoped_api::<SwarmService>(client.clone(), namespace),
+            config.clone(),
+        ))
+        .owns_stream(touched(
+            scoped_api::<SwarmNetwork>(client.clone(), namespace),
+            config.clone(),
+        ))
+        .owns_stream(touched(
+            scoped_api::<SwarmSecret>(client.clone(), namespace),
+            config.clone(),
+        ))
+        .owns_stream(touched(
+            scoped_api::<SwarmConfig>(client.clone(), namespace),
+            config,
+        ))
+        .watches_stream(
+            touched(
+                scoped_api::<ConfigMap>(client, namespace),
+                watcher::Config::default(),
+            ),
+            move |cm: ConfigMap| {
+                let name = cm.name_any();
+                queue.requested(
+                    stacks
+                        .state()
+                        .into_iter()
+                        .filter(|s| {
+                            s.namespace() == cm.namespace()
+                                && s.spec.values_from.iter().any(|v| v.config_map_ref.name == name)
+                        })
+                        .map(|s| ObjectRef::from_obj(s.as_ref())),
+                )
+            },
+        );
+    drive(controller, reconcile, ctx, concurrency).await;
+}
+
+async fn reconcile(stack: Arc<SwarmStack>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = stack.stack_name();
+    let result = observed(&ctx, stack.as_ref(), &name, pass(&stack, &ctx)).await;
+    if result.is_ok() {
+        ctx.succeeded(&ObjectRef::from_obj(stack.as_ref()));
+    }
+    result
+}
+
+async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
+    if stack.metadata.deletion_timestamp.is_some() {
+        // Kubernetes' garbage collector removes the children; their controllers the swarm's objects.
+        return Ok(Action::await_change());
+    }
+    let ns = stack.namespace().unwrap_or_default();
+    let new_generation =
+        stack.status.as_ref().and_then(|s| s.observed_generation) != stack.metadata.generation;
+    // Dereference.
+    let variables = match variables(stack, ctx, &ns).await? {
+        Ok(v) => v,
+        Err(missing) => {
+            let summary = Summary::Reconciling {
+                reason: REASON_SOURCE_MISSING,
+                message: format!("ConfigMap {missing} (spec.valuesFrom) does not exist yet"),
+            };
+            write_status(stack, ctx, &summary, None, &Children::default()).await?;
+            return Err(Error::Waiting {
+                object: crate::context::resource_name(stack),
+                message: format!("ConfigMap {missing} does not exist"),
+            });
+        }
+    };
+    // Compile.
+    let input = super::Input {
+        stack: &stack.stack_name(),
+        compose: &stack.spec.compose,
+        variables: &variables,
+        sources: &stack.spec.sources,
+        cluster_ref: stack.spec.cluster_ref.as_ref(),
+    };
+    let output = match super::compile(&input) {
+        Ok(o) => o,
+        Err(e) => return refuse(stack, ctx, new_generation, e.to_string()).await,
+    };
+    if new_generation && !output.ignored.is_empty() {
+        let note = format!("Ignoring unsupported options: {}", output.ignored.join(", "));
+        ctx.publish(stack, EventType::Warning, "IgnoredKeys", "Compile", note)
+            .await;
+    }
+    let desired = children(stack, &output.compiled);
+    // Plan and apply.
+    let existing = owned_children(stack, ctx, &ns).await?;
+    let plan = plan(&desired, &existing, stack.spec.prune.unwrap_or(true));
+    if stack.spec.paused {
+        let pending = plan.apply.len() + plan.prune.len();
+        let summary = if pending == 0 {
+            summary(&desired, &existing)
+        } else {
+            Summary::Stalled {
+                reason: REASON_PAUSED,
+                message: format!("spec.paused: {pending} change(s) of the file wait until it is false"),
+            }
+        };
+        write_status(stack, ctx, &summary, Some(&output), &existing).await?;
+        return Ok(Action::requeue(ctx.settings.resync_interval));
+    }
+    if let Err(refused) = apply(ctx, &ns, &plan).await? {
+        return refuse(stack, ctx, new_generation, refused).await;
+    }
+    // Status, from the children as they stand (those just applied have not reported yet).
+    let existing = if plan.apply.is_empty() && plan.prune.is_empty() {
+        existing
+    } else {
+        owned_children(stack, ctx, &ns).await?
+    };
+    let summary = summary(&desired, &existing);
+    write_status(stack, ctx, &summary, Some(&output), &existing).await?;
+    Ok(Action::requeue(ctx.settings.resync_interval))
+}
+
+/// A file (or a child) that cannot be deployed: Stalled/InvalidSpec and one Warning per generation.
+async fn refuse(
+    stack: &SwarmStack,
+    ctx: &Context,
+    new_generation: bool,
+    message: String,
+) -> Result<Action, Error> {
+    if new_generation {
+        ctx.publish(
+            stack,
+            EventType::Warning,
+            REASON_INVALID_SPEC,
+            "Compile",
+            message.clone(),
+        )
+        .await;
+    }
+    let summary = Summary::Stalled {
+        reason: REASON_INVALID_SPEC,
+        message,
+    };
+    write_status(stack, ctx, &summary, None, &Children::default()).await?;
+    Ok(Action::await_change())
+}
+
+/// The file's variables: valuesFrom ConfigMaps in order, then spec.variables. The name of a
+/// missing ConfigMap instead.
+async fn variables(
+    stack: &SwarmStack,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Result<BTreeMap<String, String>, String>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let mut out = BTreeMap::new();
+    for source in &stack.spec.values_from {
+        let name = &source.config_map_ref.name;
+        let cm = api.get_opt(name).await.map_err(|source| Error::Kube {
+            operation: "get ConfigMap",
+            object: name.clone(),
+            source,
+        })?;
+        let Some(cm) = cm else {
+            return Ok(Err(name.clone()));
+        };
+        out.extend(cm.data.unwrap_or_default());
+    }
+    out.extend(stack.spec.variables.clone());
+    Ok(Ok(out))
+}
+
+async fn list_owned<K>(ctx: &Context, ns: &str, stack: &SwarmStack) -> Result<Vec<K>, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{STACK_LABEL}={}", stack.name_any());
+    let uid = stack.metadata.uid.clone().unwrap_or_default();
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(|source| Error::Kube {
+            operation: "list stack children",
+            object: stack.name_any(),
+            source,
+        })?;
+    Ok(list.items.into_iter().filter(|c| owned_by(c, &uid)).collect())
+}
+
+/// The children the stack owns now (a child with the label but another owner is not one).
+async fn owned_children(stack: &SwarmStack, ctx: &Context, ns: &str) -> Result<Children, Error> {
+    Ok(Children {
+        services: list_owned(ctx, ns, stack).await?,
+        networks: list_owned(ctx, ns, stack).await?,
+        secrets: list_owned(ctx, ns, stack).await?,
+        configs: list_owned(ctx, ns, stack).await?,
+    })
+}
+
+/// A child to apply or delete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Service(Box<SwarmService>),
+    Network(Box<SwarmNetwork>),
+    Secret(Box<SwarmSecret>),
+    Config(Box<SwarmConfig>),
+}
+
+impl Change {
+    fn name(&self) -> String {
+        match self {
+            Change::Service(o) => o.name_any(),
+            Change::Network(o) => o.name_any(),
+            Change::Secret(o) => o.name_any(),
+            Change::Config(o) => o.name_any(),
+        }
+    }
+}
+
+/// What to apply (new or different from what the stack wants, including a hand edit) and what
+/// to prune (owned, no longer in the file).
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    pub apply: Vec<Change>,
+    pub prune: Vec<Change>,
+}
+
+/// Pure: compares the children the file makes with those that exist.
+pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
+    let mut out = Plan::default();
+    fn kind<K: Resource + Clone>(
+        desired: &[K],
+        existing: &[K],
+        same: impl Fn(&K, &K) -> bool,
+        wrap: impl Fn(K) -> Change,
+        prune: bool,
+        out: &mut Plan,
+    ) {
+        for d in desired {
+            let current = existing.iter().find(|e| e.meta().name == d.meta().name);
+            let labelled = |e: &K| {
+                let have = e.meta().labels.clone().unwrap_or_default();
+                d.meta()
+                    .labels
+                    .iter()
+                    .flatten()
+                    .all(|(k, v)| have.get(k) == Some(v))
+            };
+            if !current.is_some_and(|e| same(d, e) && labelled(e)) {
+                out.apply.push(wrap(d.clone()));
+            }
+        }
+        if prune {
+            for e in existing {
+                if !desired.iter().any(|d| d.meta().name == e.meta().name) {
+                    out.prune.push(wrap(e.clone()));
+                }
+            }
+        }
+    }
+    kind(
+        &desired.networks,
+        &existing.networks,
+        |a, b| a.spec == b.spec,
+        |o| Change::Network(Box::new(o)),
+        prune,
+        &mut out,
+    );
+    kind(
+        &desired.secrets,
+        &existing.secrets,
+        |a, b| a.spec == b.spec,
+        |o| Change::Secret(Box::new(o)),
+        prune,
+        &mut out,
+    );
+    kind(
+        &desired.configs,
+        &existing.configs,
+        |a, b| a.spec == b.spec,
+        |o| Change::Config(Box::new(o)),
+        prune,
+        &mut out,
+    );
+    kind(
+        &desired.services,
+        &existing.services,
+        |a, b| a.spec == b.spec,
+        |o| Change::Service(Box::new(o)),
+        prune,
+        &mut out,
+    );
+    out
+}
+
+/// Applies and prunes. A child the API server refuses (its validation rules) is the file's
+/// fault: its message, naming the child, instead of an error to retry.
+async fn apply(ctx: &Context, ns: &str, plan: &Plan) -> Result<Result<(), String>, Error> {
+    for change in &plan.apply {
+        let result = match change {
+            Change::Service(o) => apply_one(ctx, ns, o.as_ref()).await,
+            Change::Network(o) => apply_one(ctx, ns, o.as_ref()).await,
+            Change::Secret(o) => apply_one(ctx, ns, o.as_ref()).await,
+            Change::Config(o) => apply_one(ctx, ns, o.as_ref()).await,
+        };
+        match result {
+            Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+                return Ok(Err(format!(
+                    "{} {}: {}",
+                    kind_of(change),
+                    change.name(),
+                    s.message
+                )));
+            }
+            Err(source) => {
+                return Err(Error::Kube {
+                    operation: "apply stack child",
+                    object: change.name(),
+                    source,
+                });
+            }
+        }
+    }
+    for change in &plan.prune {
+        let name = change.name();
+        let result = match change {
+            Change::Service(_) => delete_one::<SwarmService>(ctx, ns, &name).await,
+            Change::Network(_) => delete_one::<SwarmNetwork>(ctx, ns, &name).await,
+            Change::Secret(_) => delete_one::<SwarmSecret>(ctx, ns, &name).await,
+            Change::Config(_) => delete_one::<SwarmConfig>(ctx, ns, &name).await,
+        };
+        result.map_err(|source| Error::Kube {
+            operation: "prune stack child",
+            object: name.clone(),
+            source,
+        })?;
+        info!(child = %name, kind = kind_of(change), "pruned: no longer in the stack file");
+    }
+    Ok(Ok(()))
+}
+
+fn kind_of(change: &Change) -> &'static str {
+    match change {
+        Change::Service(_) => "SwarmService",
+        Change::Network(_) => "SwarmNetwork",
+        Change::Secret(_) => "SwarmSecret",
+        Change::Config(_) => "SwarmConfig",
+    }
+}
+
+async fn apply_one<K>(ctx: &Context, ns: &str, obj: &K) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), K::api_version(&()).into());
+        map.insert("kind".into(), K::kind(&()).into());
+        map.remove("status");
+    }
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(value),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn delete_one<K>(ctx: &Context, ns: &str, name: &str) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A child's Ready condition, when it speaks of its current generation.
+fn ready_of<K: Resource>(
+    obj: &K,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) -> Option<(bool, String, String)> {
+    let ready = conditions.iter().find(|c| c.type_ == READY)?;
+    if ready.observed_generation.is_some() && ready.observed_generation != obj.meta().generation {
+        return None;
+    }
+    let stalled = conditions.iter().any(|c| c.type_ == STALLED && c.status == TRUE);
+    let reason = if stalled {
+        conditions
+            .iter()
+            .find(|c| c.type_ == STALLED)
+            .map(|c| c.reason.clone())
+            .unwrap_or_default()
+    } else {
+        ready.reason.clone()
+    };
+    Some((ready.status == TRUE, reason, ready.message.clone()))
+}
+
+/// One line per service of the file, from its SwarmService.
+pub fn service_lines(desired: &Children, existing: &Children) -> Vec<StackServiceStatus> {
+    desired
+        .services
+        .iter()
+        .map(|d| {
+            let name = d
+                .labels()
+                .get(super::objects::IN_FILE_LABEL)
+                .cloned()
+                .unwrap_or_else(|| d.name_any());
+            let current = existing.services.iter().find(|e| e.name_any() == d.name_any());
+            let status = current.and_then(|c| c.status.clone()).unwrap_or_default();
+            let ready = current.and_then(|c| ready_of(c, &status.conditions));
+            let is_ready = ready.as_ref().is_some_and(|r| r.0) && current.is_some_and(|c| c.spec == d.spec);
+            StackServiceStatus {
+                name,
+                service_name: d.service_name(),
+                desired: status.desired_replicas,
+                running: status.replicas,
+                ready: is_ready,
+                reason: ready.as_ref().map(|r| r.1.clone()),
+                message: ready.filter(|r| !r.0).map(|r| r.2).filter(|m| !m.is_empty()),
+            }
+        })
+        .collect()
+}
+
+/// Pure: what the stack as a whole says. A service Swarm rolled back stalls the stack naming
+/// it; any child stalled stalls it; Ready when every child is.
+pub fn summary(desired: &Children, existing: &Children) -> Summary {
+    let lines = service_lines(desired, existing);
+    let rolled_back: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.reason.as_deref() == Some(REASON_ROLLED_BACK))
+        .map(|l| l.service_name.as_str())
+        .collect();
+    if !rolled_back.is_empty() {
+        return Summary::Stalled {
+            reason: REASON_ROLLED_BACK,
+            message: format!("Swarm rolled back {}", rolled_back.join(", ")),
+        };
+    }
+    // Every child that is not Ready, with its reason, Stalled ones apart.
+    let mut stalled = Vec::new();
+    let mut waiting = Vec::new();
+    let mut look =
+        |kind: &str, name: String, ready: Option<(bool, String, String)>, stalled_now: bool| match ready {
+            Some((true, ..)) => {}
+            Some((false, reason, message)) if stalled_now => {
+                stalled.push((format!("{kind} {name}: {message}"), reason))
+            }
+            _ => waiting.push(format!("{kind} {name}")),
+        };
+    for d in &desired.services {
+        let current = existing.services.iter().find(|e| e.name_any() == d.name_any());
+        let conditions = current
+            .and_then(|c| c.status.as_ref())
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        let ready = current
+            .filter(|c| c.spec == d.spec)
+            .and_then(|c| ready_of(c, &conditions));
+        look("service", d.service_name(), ready, is_stalled(&conditions));
+    }
+    for d in &desired.networks {
+        let current = existing.networks.iter().find(|e| e.name_any() == d.name_any());
+        let conditions = current
+            .and_then(|c| c.status.as_ref())
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        look(
+            "network",
+            d.network_name(),
+            current.and_then(|c| ready_of(c, &conditions)),
+            is_stalled(&conditions),
+        );
+    }
+    for (kind, list, have) in [
+        ("secret", names(&desired.secrets), statuses(&existing.secrets)),
+        ("config", names(&desired.configs), statuses(&existing.configs)),
+    ] {
+        for name in list {
+            let found = have.iter().find(|(n, ..)| *n == name);
+            let conditions = found.map(|(_, _, c)| c.clone()).unwrap_or_default();
+            let ready = found.and_then(|(_, generation, c)| {
+                let r = c.iter().find(|c| c.type_ == READY)?;
+                (r.observed_generation.is_none() || r.observed_generation == *generation)
+                    .then(|| (r.status == TRUE, r.reason.clone(), r.message.clone()))
+            });
+            look(kind, name, ready, is_stalled(&conditions));
+        }
+    }
+    if let Some((_, reason)) = stalled.first() {
+        let reason = known_reason(reason);
+        return Summary::Stalled {
+            reason,
+            message: stalled
+                .iter()
+                .map(|(m, _)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        };
+    }
+    if waiting.is_empty() {
+        return Summary::Ready {
+            reason: REASON_RUNNING,
+            message: format!("all {} services are ready", desired.services.len()),
+        };
+    }
+    Summary::Reconciling {
+        reason: REASON_PROGRESSING,
+        message: format!("waiting for {}", waiting.join(", ")),
+    }
+}
+
+/// A child's Stalled reason as one of the named reasons (a condition's reason is the stack's too).
+fn known_reason(reason: &str) -> &'static str {
+    use swarm_operator_crds::conditions::*;
+    [
+        REASON_NAME_CONFLICT,
+        REASON_NOT_PERMITTED,
+        REASON_JOB_FAILED,
+        REASON_NO_ELIGIBLE_NODE,
+        REASON_TASKS_FAILING,
+        REASON_ROLLED_BACK,
+        REASON_UPDATE_PAUSED,
+        REASON_WAITING_FOR_DEPENDENCY,
+        REASON_ENGINE_ERROR,
+        REASON_CLUSTER_UNAVAILABLE,
+        REASON_SOURCE_MISSING,
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+    .unwrap_or(REASON_INVALID_SPEC)
+}
+
+fn is_stalled(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
+    conditions.iter().any(|c| c.type_ == STALLED && c.status == TRUE)
+}
+
+fn names<K: Resource>(list: &[K]) -> Vec<String> {
+    list.iter()
+        .map(|o| o.meta().name.clone().unwrap_or_default())
+        .collect()
+}
+
+type DataStatus = (
+    String,
+    Option<i64>,
+    Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+);
+
+fn statuses<K>(list: &[K]) -> Vec<DataStatus>
+where
+    K: Resource + HasVersionedStatus,
+{
+    list.iter()
+        .map(|o| {
+            (
+                o.meta().name.clone().unwrap_or_default(),
+                o.meta().generation,
+                o.conditions().to_vec(),
+            )
+        })
+        .collect()
+}
+
+trait HasVersionedStatus {
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
+}
+impl HasVersionedStatus for SwarmSecret {
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
+    }
+}
+impl HasVersionedStatus for SwarmConfig {
+    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
+    }
+}
+
+async fn write_status(
+    stack: &SwarmStack,
+    ctx: &Context,
+    summary: &Summary,
+    output: Option<&super::Output>,
+    existing: &Children,
+) -> Result<(), Error> {
+    let previous = stack.status.clone().unwrap_or_default();
+    let desired = output.map(|o| children(stack, &o.compiled));
+    let lines = desired.as_ref().map(|d| service_lines(d, existing));
+    let status = SwarmStackStatus {
+        observed_generation: stack.metadata.generation,
+        conditions: conditions(&previous.conditions, stack.metadata.generation, summary),
+        stack_name: Some(stack.stack_name()),
+        service_count: lines.as_ref().map(|l| l.len() as i32).or(previous.service_count),
+        ready_services: lines
+            .as_ref()
+            .map(|l| format!("{}/{}", l.iter().filter(|x| x.ready).count(), l.len()))
+            .or(previous.ready_services.clone()),
+        services: lines.unwrap_or(previous.services.clone()),
+        ignored: output
+            .map(|o| o.ignored.clone())
+            .unwrap_or(previous.ignored.clone()),
+        unset_variables: output
+            .map(|o| o.unset.clone())
+            .unwrap_or(previous.unset_variables.clone()),
+    };
+    let api: Api<SwarmStack> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
+    apply_status(&ctx.metrics, &api, stack, stack.status.as_ref(), &status).await
+}

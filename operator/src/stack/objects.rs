@@ -1,0 +1,111 @@
+//! A compiled stack as Kubernetes objects: each child named as `convert` says, labelled with its
+//! stack and its name in the file, and owned by the stack (so Kubernetes' garbage collector
+//! removes it with the stack).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
+use swarm_operator_crds::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmStack};
+
+use super::convert::{Child, Compiled};
+
+/// Label on every child: the SwarmStack (resource name) it belongs to.
+pub const STACK_LABEL: &str = "swarmoperator.io/stack";
+/// Label on every child: its name in the stack file.
+pub const IN_FILE_LABEL: &str = "swarmoperator.io/stack-object";
+
+/// The children of one stack, by kind.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Children {
+    pub services: Vec<SwarmService>,
+    pub networks: Vec<SwarmNetwork>,
+    pub secrets: Vec<SwarmSecret>,
+    pub configs: Vec<SwarmConfig>,
+}
+
+impl Children {
+    pub fn len(&self) -> usize {
+        self.services.len() + self.networks.len() + self.secrets.len() + self.configs.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The children `compiled` makes for `stack`. Without a UID (a stack not yet stored, as
+/// `swarm-operator convert` has) they carry no owner reference.
+pub fn children(stack: &SwarmStack, compiled: &Compiled) -> Children {
+    let meta = |name: &str, in_file: &str| child_meta(stack, name, in_file);
+    fn each<S: Clone, K>(list: &[Child<S>], make: impl Fn(&Child<S>) -> K) -> Vec<K> {
+        list.iter().map(make).collect()
+    }
+    Children {
+        services: each(&compiled.services, |c| SwarmService {
+            metadata: meta(&c.resource, &c.name),
+            spec: c.spec.clone(),
+            status: None,
+        }),
+        networks: each(&compiled.networks, |c| SwarmNetwork {
+            metadata: meta(&c.resource, &c.name),
+            spec: c.spec.clone(),
+            status: None,
+        }),
+        secrets: each(&compiled.secrets, |c| SwarmSecret {
+            metadata: meta(&c.resource, &c.name),
+            spec: c.spec.clone(),
+            status: None,
+        }),
+        configs: each(&compiled.configs, |c| SwarmConfig {
+            metadata: meta(&c.resource, &c.name),
+            spec: c.spec.clone(),
+            status: None,
+        }),
+    }
+}
+
+fn child_meta(stack: &SwarmStack, name: &str, in_file: &str) -> ObjectMeta {
+    let owner = stack.metadata.uid.as_ref().map(|uid| OwnerReference {
+        api_version: SwarmStack::api_version(&()).into_owned(),
+        kind: SwarmStack::kind(&()).into_owned(),
+        name: stack.metadata.name.clone().unwrap_or_default(),
+        uid: uid.clone(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    });
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: stack.metadata.namespace.clone(),
+        labels: Some(BTreeMap::from([
+            (
+                STACK_LABEL.to_string(),
+                stack.metadata.name.clone().unwrap_or_default(),
+            ),
+            (IN_FILE_LABEL.to_string(), label_value(in_file)),
+        ])),
+        owner_references: owner.map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// A label value: at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends.
+fn label_value(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "._-".contains(*c))
+        .take(63)
+        .collect();
+    cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+/// Whether `child` is owned (as controller) by the stack with `uid`.
+pub fn owned_by<K: Resource>(child: &K, uid: &str) -> bool {
+    child
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}

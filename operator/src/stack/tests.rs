@@ -1,0 +1,346 @@
+//! The stack compiler from whole files: what `docker stack deploy` would make, what it refuses,
+//! and a fuzz run that only asks for no panic.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::ObjectMeta;
+use swarm_operator_crds::{
+    SwarmStack, SwarmStackSpec,
+    conditions::{READY, REASON_ROLLED_BACK, STALLED},
+    service::{EndpointMode, FailureAction, PublishMode, SwarmServiceStatus, UpdateOrder},
+};
+
+use super::{
+    Input, Output, StackError, compile,
+    controller::{Change, plan, summary},
+    objects::children,
+};
+use crate::conditions::Summary;
+
+const SHOP: &str = r#"
+version: "3.8"
+services:
+  front:
+    image: "shop/front:${IMG_TAG:-1}"
+    environment: [Z=1, A=2]
+    ports: ["9090:90", "8080:80"]
+    networks: [frontend]
+    deploy:
+      replicas: ${REPLICAS:-2}
+      endpoint_mode: dnsrr
+      update_config: {parallelism: 1, order: start-first, failure_action: rollback}
+      resources: {limits: {memory: 200M}, reservations: {memory: 100M}}
+  api:
+    image: shop/api:1
+    networks:
+      backend: {aliases: [prod.api]}
+    secrets: [b_secret, a_secret]
+networks:
+  frontend:
+  backend: {external: true}
+secrets:
+  a_secret: {external: true}
+  b_secret: {file: ./b, x-kubernetes: {secret: shop, key: b}}
+"#;
+
+fn compiled(text: &str, vars: &[(&str, &str)]) -> Result<Output, StackError> {
+    let variables: BTreeMap<String, String> =
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    compile(&Input {
+        stack: "prod",
+        compose: text,
+        variables: &variables,
+        sources: &BTreeMap::new(),
+        cluster_ref: None,
+    })
+}
+
+fn refusal(text: &str) -> String {
+    compiled(text, &[]).expect_err("refused").to_string()
+}
+
+#[test]
+fn names_labels_networks_and_order_follow_the_cli() {
+    let out = compiled(SHOP, &[("REPLICAS", "4")]).expect("compiles").compiled;
+    let front = &out
+        .services
+        .iter()
+        .find(|s| s.name == "front")
+        .expect("front")
+        .spec;
+    assert_eq!(front.service_name.as_deref(), Some("prod_front"));
+    assert_eq!(front.image, "shop/front:1");
+    assert_eq!(front.replicas, Some(4));
+    assert_eq!(
+        front.labels.get("com.docker.stack.namespace").map(String::as_str),
+        Some("prod")
+    );
+    assert_eq!(
+        front.labels.get("com.docker.stack.image").map(String::as_str),
+        Some("shop/front:1")
+    );
+    assert_eq!(
+        front
+            .container_labels
+            .get("com.docker.stack.namespace")
+            .map(String::as_str),
+        Some("prod")
+    );
+    let env: Vec<&str> = front.env.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(env, ["A", "Z"], "sorted as the CLI sorts them");
+    let published: Vec<Option<i32>> = front.ports.iter().map(|p| p.published).collect();
+    assert_eq!(published, [Some(8080), Some(9090)]);
+    assert_eq!(front.ports[0].mode, PublishMode::Ingress);
+    assert_eq!(front.endpoint_mode, Some(EndpointMode::DNSRR));
+    let update = front.update_config.as_ref().expect("update_config");
+    assert_eq!(
+        (update.order, update.failure_action),
+        (Some(UpdateOrder::StartFirst), Some(FailureAction::Rollback))
+    );
+    let limits = front
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .expect("limits");
+    assert_eq!(
+        limits.memory.as_ref().map(|m| m.bytes()),
+        Some(Ok(200 * 1024 * 1024)),
+        "200M is 200 MiB"
+    );
+    assert_eq!(front.networks[0].name, "prod-frontend");
+    assert_eq!(front.networks[0].aliases, ["front"]);
+
+    let api = &out.services.iter().find(|s| s.name == "api").expect("api").spec;
+    assert_eq!(api.networks[0].name, "backend");
+    assert_eq!(api.networks[0].external, Some(true));
+    assert_eq!(api.networks[0].aliases, ["prod.api", "api"]);
+    let secrets: Vec<(&str, Option<&str>)> = api
+        .secrets
+        .iter()
+        .map(|s| (s.name.as_str(), s.target.as_deref()))
+        .collect();
+    assert_eq!(
+        secrets,
+        [
+            ("a-secret", Some("a_secret")),
+            ("prod-b-secret", Some("b_secret"))
+        ]
+    );
+
+    // Only the networks services use and that are not external; no default one, as all have networks.
+    let networks: Vec<&str> = out.networks.iter().map(|n| n.resource.as_str()).collect();
+    assert_eq!(networks, ["prod-frontend"]);
+    assert_eq!(out.secrets.len(), 1, "external secrets are not created");
+    assert_eq!(out.secrets[0].spec.secret_ref.name, "shop");
+}
+
+#[test]
+fn a_service_without_networks_gets_the_default_overlay() {
+    let out = compiled("services:\n  web:\n    image: nginx\n", &[])
+        .expect("compiles")
+        .compiled;
+    assert_eq!(out.networks[0].spec.network_name.as_deref(), Some("prod_default"));
+    assert_eq!(out.networks[0].spec.driver.as_deref(), Some("overlay"));
+    assert_eq!(out.services[0].spec.networks[0].name, "prod-default");
+}
+
+#[test]
+fn refusals_name_the_key_and_line() {
+    assert!(
+        refusal("services:\n  web:\n    image: x\n    deploy:\n      replicaz: 2\n")
+            .contains("services.web.deploy.replicaz (line 5)")
+    );
+    assert!(
+        refusal("services:\n  web:\n    image: x\n    networks: [nope]\n")
+            .contains("undefined network \"nope\"")
+    );
+    assert!(refusal("services:\n  web:\n    image: x:${TAG:?set TAG}\n").contains("set TAG"));
+    let missing = refusal("services:\n  web:\n    image: x\n    secrets: [s]\nsecrets:\n  s: {file: ./s}\n");
+    assert!(missing.contains("spec.sources.s.secret"), "{missing}");
+    assert!(refusal("services:\n  web:\n    image: x\n    deploy:\n      rollback_config: {failure_action: rollback}\n").contains("rollback_config.failure_action"));
+    assert!(
+        refusal("services:\n  web:\n    image: x\n    volumes: [./data:/data]\n").contains("absolute path")
+    );
+    assert!(
+        refusal("services:\n  web:\n    image: x\n    deploy: {mode: global, replicas: 2}\n")
+            .contains("replicas can only be used")
+    );
+    assert!(refusal("- a\n- b\n").contains("mapping"));
+    assert!(refusal("services:\n  web:\n    build: .\n").contains("image is required"));
+}
+
+#[test]
+fn ignored_keys_and_unset_variables_are_reported() {
+    let out = compiled(
+        "services:\n  web:\n    image: x:$TAG\n    build: .\n    container_name: w\n",
+        &[],
+    )
+    .expect("compiles");
+    assert_eq!(out.ignored, ["services.web.build", "services.web.container_name"]);
+    assert_eq!(out.unset, ["TAG"]);
+}
+
+fn stack() -> SwarmStack {
+    SwarmStack {
+        metadata: ObjectMeta {
+            name: Some("prod".into()),
+            namespace: Some("shop".into()),
+            uid: Some("u-1".into()),
+            generation: Some(1),
+            ..Default::default()
+        },
+        spec: SwarmStackSpec {
+            compose: SHOP.into(),
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+#[test]
+fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
+    let s = stack();
+    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    assert!(
+        desired.services[0]
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_some_and(|o| o[0].uid == "u-1")
+    );
+    // Nothing exists: everything is applied.
+    let first = plan(&desired, &Default::default(), true);
+    assert_eq!(first.apply.len(), desired.len());
+    // Everything as desired: nothing to do.
+    assert_eq!(plan(&desired, &desired, true), Default::default());
+    // A hand edit is put back.
+    let mut edited = desired.clone();
+    edited.services[0].spec.replicas = Some(9);
+    let again = plan(&desired, &edited, true);
+    assert!(matches!(again.apply.as_slice(), [Change::Service(s)] if s.spec.replicas != Some(9)));
+    // A service removed from the file is pruned, unless prune is false.
+    let mut fewer = desired.clone();
+    let gone = fewer.services.remove(0);
+    let pruned = plan(&fewer, &desired, true);
+    assert!(matches!(pruned.prune.as_slice(), [Change::Service(s)] if s.metadata.name == gone.metadata.name));
+    assert!(plan(&fewer, &desired, false).prune.is_empty());
+}
+
+fn condition(type_: &str, status: &str, reason: &str) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: "m".into(),
+        observed_generation: Some(1),
+        last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::now(),
+        ),
+    }
+}
+
+#[test]
+fn the_stack_is_ready_only_when_every_child_is_and_names_what_swarm_rolled_back() {
+    let s = stack();
+    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let mut existing = desired.clone();
+    for svc in &mut existing.services {
+        svc.metadata.generation = Some(1);
+        svc.status = Some(SwarmServiceStatus {
+            conditions: vec![
+                condition(READY, "True", "Running"),
+                condition(STALLED, "False", "Running"),
+            ],
+            ..Default::default()
+        });
+    }
+    for net in &mut existing.networks {
+        net.metadata.generation = Some(1);
+        net.status = Some(swarm_operator_crds::SwarmNetworkStatus {
+            conditions: vec![condition(READY, "True", "Running")],
+            ..Default::default()
+        });
+    }
+    for sec in &mut existing.secrets {
+        sec.metadata.generation = Some(1);
+        sec.status = Some(swarm_operator_crds::VersionedStatus {
+            conditions: vec![condition(READY, "True", "Running")],
+            ..Default::default()
+        });
+    }
+    assert!(
+        summary(&desired, &existing).is_ready(),
+        "{:?}",
+        summary(&desired, &existing)
+    );
+    // A secret not there yet keeps it Reconciling.
+    let mut waiting = existing.clone();
+    waiting.secrets.clear();
+    assert!(
+        matches!(summary(&desired, &waiting), Summary::Reconciling { message, .. } if message.contains("secret prod-b-secret"))
+    );
+    // Swarm rolled `front` back.
+    let front = existing
+        .services
+        .iter_mut()
+        .find(|s| s.spec.service_name.as_deref() == Some("prod_front"))
+        .expect("front");
+    front.status = Some(SwarmServiceStatus {
+        conditions: vec![
+            condition(READY, "False", REASON_ROLLED_BACK),
+            condition(STALLED, "True", REASON_ROLLED_BACK),
+        ],
+        ..Default::default()
+    });
+    assert_eq!(
+        summary(&desired, &existing),
+        Summary::Stalled {
+            reason: REASON_ROLLED_BACK,
+            message: "Swarm rolled back prod_front".into()
+        }
+    );
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::compiled;
+
+    /// Fragments of stack files, to make files that are nearly right as well as garbage.
+    fn fragment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("services:\n".to_string()),
+            Just("  web:\n".to_string()),
+            Just("    image: x\n".to_string()),
+            Just("    ports: [\"80:80\", {target: 1}]\n".to_string()),
+            Just("    deploy: {replicas: ${N}, resources: {limits: {memory: 1k}}}\n".to_string()),
+            Just("    volumes: [\"a:/b:ro\", {type: tmpfs, target: /t}]\n".to_string()),
+            Just("    networks: {a: {aliases: [x]}}\n".to_string()),
+            Just("    secrets: [s, {source: s, mode: 0777}]\n".to_string()),
+            Just("    healthcheck: {test: x, disable: true}\n".to_string()),
+            Just("networks: {a: }\n".to_string()),
+            Just("secrets: {s: {external: true}}\n".to_string()),
+            Just("x-a: &a {b: *a}\n".to_string()),
+            "[ -~\n]{0,40}",
+        ]
+    }
+
+    proptest! {
+        // STACK_FUZZ_CASES runs it longer than the test suite does.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("STACK_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4000),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn never_panics_on_garbage(text in "[ -~\n\t]{0,200}") {
+            let _ = compiled(&text, &[("N", "2")]);
+        }
+
+        #[test]
+        fn never_panics_on_near_files(parts in proptest::collection::vec(fragment(), 0..12)) {
+            let _ = compiled(&parts.concat(), &[("N", "x")]);
+        }
+    }
+}
