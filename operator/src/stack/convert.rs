@@ -860,6 +860,15 @@ fn data_refs(
 ) -> Result<Vec<DataReference>, Invalid> {
     let mut out = Vec::new();
     for (i, r) in refs.iter().enumerate() {
+        if refs[..i].iter().any(|earlier| earlier.source == r.source) {
+            return Err(invalid(
+                format!("{path}[{i}]"),
+                format!(
+                    "{what} {:?} is mounted twice: a SwarmService mounts each {what} once (its {what}s are keyed by name)",
+                    r.source
+                ),
+            ));
+        }
         let object = declared
             .get(&r.source)
             .ok_or_else(|| invalid(format!("{path}[{i}]"), format!("undefined {what} {:?}", r.source)))?;
