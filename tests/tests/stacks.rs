@@ -532,7 +532,7 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
     let name = format!("{}-app", env.prefix);
     let file = |extra_service: bool, bad_key: bool| {
         let mut f = format!(
-            "services:\n  web:\n    image: {}\n    build: .\n    depends_on: [worker]\n    deploy:\n      replicas: 2\n",
+            "services:\n  web:\n    image: {}\n    build: .\n    depends_on: [worker]\n    deploy:\n      replicas: ${{WEB_REPLICAS:?WEB_REPLICAS is required}}\n",
             test_image("1")
         );
         if bad_key {
@@ -543,7 +543,19 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         }
         f
     };
-    apply_stack(&env, &name, &file(true, false), &[], json!({})).await;
+    // Variables from a ConfigMap that does not exist yet: the stack waits for it.
+    let values = format!("{name}-values");
+    let from = json!({"valuesFrom": [{"configMapRef": {"name": values}}]});
+    let with = |extra: Value| {
+        let mut spec = from.clone();
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        spec
+    };
+    apply_stack(&env, &name, &file(true, false), &[], from.clone()).await;
+    wait_stack(&env, &name, "Reconciling", "SourceMissing").await;
+    env.kubectl(&["create", "configmap", &values, "--from-literal=WEB_REPLICAS=2"]);
     let s = wait_stack(&env, &name, "Ready", "Running").await;
     let status = s.status.unwrap();
     assert_eq!(status.ready_services.as_deref(), Some("2/2"));
@@ -585,8 +597,84 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
     })
     .await;
 
+    // `kubectl get swstack` shows the services and how many are ready.
+    let listed = String::from_utf8_lossy(&env.kubectl(&["get", "swstack", &name]).stdout).into_owned();
+    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(
+        &header[..5],
+        ["NAME", "STACK", "SERVICES", "READY", "STATUS"],
+        "{listed}"
+    );
+    assert_eq!(
+        &row[..5],
+        [name.as_str(), name.as_str(), "2", "2/2", "Running"],
+        "{listed}"
+    );
+
+    // A change of the ConfigMap redeploys; a required variable gone stalls the stack naming it.
+    env.kubectl(&[
+        "patch",
+        "configmap",
+        &values,
+        "-p",
+        r#"{"data":{"WEB_REPLICAS":"3"}}"#,
+    ]);
+    env.wait_for("web scaled to 3 from the ConfigMap", WITHIN, || async {
+        let r = env.swarm_service_json(&web)["Spec"]["Mode"]["Replicated"]["Replicas"].clone();
+        if r == 3 { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
+    env.kubectl(&[
+        "patch",
+        "configmap",
+        &values,
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/WEB_REPLICAS"}]"#,
+    ]);
+    // The ConfigMap is not the stack's generation: wait for the condition's message.
+    env.wait_for("Stalled naming WEB_REPLICAS", WITHIN, || async {
+        let s = stacks(&env).get(&name).await.unwrap().status.unwrap_or_default();
+        match s.conditions.iter().find(|c| c.type_ == "Stalled") {
+            Some(c) if c.status == "True" && c.message.contains("WEB_REPLICAS is required") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert_eq!(
+        env.swarm_service_json(&web)["Spec"]["Mode"]["Replicated"]["Replicas"],
+        3,
+        "nothing changed"
+    );
+    env.kubectl(&[
+        "patch",
+        "configmap",
+        &values,
+        "-p",
+        r#"{"data":{"WEB_REPLICAS":"2"}}"#,
+    ]);
+    wait_stack(&env, &name, "Ready", "Running").await;
+
+    // Paused: a change of the file waits, and is applied once unpaused.
+    apply_stack(
+        &env,
+        &name,
+        &file(false, false),
+        &[],
+        with(json!({"paused": true})),
+    )
+    .await;
+    wait_stack(&env, &name, "Stalled", "Paused").await;
+    assert!(
+        env.swarm_service(&worker).await.is_some(),
+        "paused: worker not pruned yet"
+    );
+    apply_stack(&env, &name, &file(true, false), &[], from.clone()).await;
+    wait_stack(&env, &name, "Ready", "Running").await;
+
     // An unknown key: refused naming it and its line, one Warning, nothing changed.
-    apply_stack(&env, &name, &file(false, true), &[], json!({})).await;
+    apply_stack(&env, &name, &file(false, true), &[], from.clone()).await;
     let refused = wait_stack(&env, &name, "Stalled", "InvalidSpec").await;
     let message = &refused
         .status
@@ -601,7 +689,12 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         message.contains("services.web.deploy.replica_count (line 8)"),
         "{message}"
     );
-    let warnings = env.events("InvalidSpec").await;
+    let warnings: Vec<_> = env
+        .events("InvalidSpec")
+        .await
+        .into_iter()
+        .filter(|(t, note)| t == "Warning" && note.contains("replica_count"))
+        .collect();
     assert_eq!(warnings.len(), 1, "one Warning: {warnings:?}");
     assert!(
         env.swarm_service(&worker).await.is_some(),
@@ -609,7 +702,7 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
     );
 
     // The worker leaves the file: pruned, in Kubernetes and in the swarm.
-    apply_stack(&env, &name, &file(false, false), &[], json!({})).await;
+    apply_stack(&env, &name, &file(false, false), &[], from.clone()).await;
     wait_stack(&env, &name, "Ready", "Running").await;
     env.wait_for("worker pruned", WITHIN, || async {
         let gone_k8s = services
@@ -627,9 +720,16 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
     .await;
 
     // With prune: false, a service that leaves the file stays.
-    apply_stack(&env, &name, &file(true, false), &[], json!({})).await;
+    apply_stack(&env, &name, &file(true, false), &[], from.clone()).await;
     wait_stack(&env, &name, "Ready", "Running").await;
-    apply_stack(&env, &name, &file(false, false), &[], json!({"prune": false})).await;
+    apply_stack(
+        &env,
+        &name,
+        &file(false, false),
+        &[],
+        with(json!({"prune": false})),
+    )
+    .await;
     wait_stack(&env, &name, "Ready", "Running").await;
     assert!(
         services
@@ -669,4 +769,277 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         }
     })
     .await;
+}
+
+/// A backend of the shop: its alias on the shared `backend` overlay, DNSRR (no IPVS here).
+fn shop_backend(alias: &str) -> String {
+    format!(
+        r#"
+services:
+  api:
+    image: {image}
+    networks:
+      backend:
+        aliases: [{alias}]
+    healthcheck: {{test: ["CMD", "wget", "-qO-", "http://127.0.0.1:80/"], interval: 2s, timeout: 2s, retries: 3}}
+    deploy:
+      replicas: 2
+      endpoint_mode: dnsrr
+      update_config: {{parallelism: 1, order: start-first, failure_action: rollback}}
+      resources: {{limits: {{memory: 200M}}, reservations: {{memory: 100M}}}}
+networks:
+  backend: {{external: true, name: "${{BACKEND}}"}}
+"#,
+        image = test_image("1")
+    )
+}
+
+/// The front end: `${IMG_TAG}` and `${REPLICAS}` as the tutorials write them, a task port
+/// published in host mode, and a cache service beside it.
+fn shop_front(cache_release: &str, healthcheck: &str) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: swarm-operator-test/whoami:${{IMG_TAG:-1}}
+    ports: [{{target: 80, mode: host}}]
+    networks: [frontend, backend]
+    healthcheck: {{test: {healthcheck}, interval: 1s, timeout: 2s, retries: 2}}
+    deploy:
+      replicas: ${{REPLICAS:-2}}
+      endpoint_mode: dnsrr
+      update_config: {{parallelism: 1, order: start-first, failure_action: rollback, monitor: 4s}}
+      rollback_config: {{parallelism: 0, order: start-first}}
+      resources: {{limits: {{memory: 200M}}, reservations: {{memory: 100M}}}}
+  cache:
+    image: swarm-operator-test/whoami:1
+    environment: {{RELEASE: "{cache_release}"}}
+    networks: [frontend]
+networks:
+  frontend: {{attachable: true}}
+  backend: {{external: true, name: "${{BACKEND}}"}}
+"#
+    )
+}
+
+const HEALTHY: &str = r#"["CMD", "wget", "-qO-", "http://127.0.0.1:80/"]"#;
+
+/// The container of one running task of `service` on this machine.
+fn a_container_of(service: &str) -> String {
+    docker(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.swarm.service.name={service}"),
+    ])
+    .lines()
+    .next()
+    .unwrap_or_default()
+    .to_string()
+}
+
+/// The image and environment the swarm holds for `service`.
+fn image_and_env(service: &str) -> (Value, Value) {
+    let spec = inspect("service", service)["Spec"]["TaskTemplate"]["ContainerSpec"].clone();
+    (spec["Image"].clone(), spec["Env"].clone())
+}
+
+/// The shop from the Swarm tutorials: two backends on an external overlay with aliases, a front
+/// end that reaches them, scaled with ${REPLICAS}, rolled with ${IMG_TAG} without a failed
+/// request, rolled back by Swarm on a bad tag (the stack names the service), and a bad change of
+/// the file reverted as Git would: every service converges back.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn the_shop_deploys_scales_rolls_and_reverts_as_stacks() {
+    let mut env = TestEnv::new("shop").await;
+    let backend = format!("{}-backend", env.prefix);
+    env.docker_cli(&[
+        "network",
+        "create",
+        "--driver",
+        "overlay",
+        "--attachable",
+        &backend,
+    ]);
+    env.start_operator();
+    let (product, coupon, front) = (
+        format!("{}-product", env.prefix),
+        format!("{}-coupon", env.prefix),
+        format!("{}-front", env.prefix),
+    );
+    let vars = |extra: &[(&'static str, &'static str)]| {
+        let mut v: Vec<(&str, &str)> = vec![("BACKEND", backend.as_str())];
+        v.extend_from_slice(extra);
+        v
+    };
+    apply_stack(&env, &product, &shop_backend("prod.api"), &vars(&[]), json!({})).await;
+    apply_stack(&env, &coupon, &shop_backend("coupon.api"), &vars(&[]), json!({})).await;
+    apply_stack(&env, &front, &shop_front("1", HEALTHY), &vars(&[]), json!({})).await;
+    for stack in [&product, &coupon, &front] {
+        let s = wait_stack(&env, stack, "Ready", "Running").await;
+        let status = s.status.unwrap();
+        assert!(status.services.iter().all(|l| l.ready), "{:?}", status.services);
+    }
+
+    // The front end reaches both backends by their aliases.
+    let web = format!("{front}_web");
+    let container = a_container_of(&web);
+    for alias in ["prod.api", "coupon.api"] {
+        // busybox's wget -T crashes under `docker exec`; `timeout` bounds it instead.
+        let url = format!("http://{alias}/");
+        let answer = docker(&["exec", &container, "timeout", "5", "wget", "-qO-", &url]);
+        assert!(answer.contains("Version: 1"), "{alias}: {answer}");
+    }
+    // Its task port is published on the node.
+    let tasks = env.running_tasks(&web).await;
+    let port = swarm_operator_e2e::task_host_ports(&tasks[0])[0];
+    let page = swarm_operator_e2e::task_http_get(port, "/").await.unwrap();
+    assert!(page.contains("Version: 1"), "{page}");
+
+    // REPLICAS=4 scales the front end.
+    apply_stack(
+        &env,
+        &front,
+        &shop_front("1", HEALTHY),
+        &vars(&[("REPLICAS", "4")]),
+        json!({}),
+    )
+    .await;
+    env.wait_for("4 front tasks", WITHIN, || async {
+        let s = stacks(&env).get(&front).await.unwrap().status.unwrap_or_default();
+        let running = env.running_tasks(&web).await.len();
+        let line = s
+            .services
+            .iter()
+            .find(|l| l.name == "web")
+            .cloned()
+            .unwrap_or_default();
+        if running == 4 && line.running == Some(4) && line.ready {
+            Ok(())
+        } else {
+            Err(format!("{running} {line:?}"))
+        }
+    })
+    .await;
+
+    // IMG_TAG=2 rolls it; a client on the front network counts failed requests meanwhile.
+    let poller = format!("{}-poller", env.prefix);
+    let script = "while :; do r=$(timeout 2 wget -qO- http://web:80/ 2>/dev/null | grep Version); \
+         if [ -n \"$r\" ]; then echo \"ok $r\"; else echo fail; fi; sleep 0.1; done";
+    env.docker_cli(&[
+        "run",
+        "-d",
+        "--name",
+        &poller,
+        "--network",
+        &format!("{front}_frontend"),
+        "--entrypoint",
+        "/bin/sh",
+        &test_image("1"),
+        "-c",
+        script,
+    ]);
+    let log = || docker(&["logs", &poller]);
+    env.wait_for("the client to get answers", WITHIN, || async {
+        let l = log();
+        if l.matches("ok").count() >= 10 {
+            Ok(())
+        } else {
+            Err(l)
+        }
+    })
+    .await;
+    let rolled = vars(&[("REPLICAS", "4"), ("IMG_TAG", "2")]);
+    apply_stack(&env, &front, &shop_front("1", HEALTHY), &rolled, json!({})).await;
+    wait_stack(&env, &front, "Ready", "Running").await;
+    env.wait_for("answers from version 2 only", WITHIN, || async {
+        let tail: Vec<String> = log().lines().rev().take(10).map(String::from).collect();
+        if tail.iter().all(|l| l.contains("Version: 2")) {
+            Ok(())
+        } else {
+            Err(tail.join(" | "))
+        }
+    })
+    .await;
+    let lines = log();
+    env.docker_cli(&["rm", "-f", &poller]);
+    let failed = lines.lines().filter(|l| *l == "fail").count();
+    let (v1, v2) = (
+        lines.matches("Version: 1").count(),
+        lines.matches("Version: 2").count(),
+    );
+    println!("requests during IMG_TAG=2: {v1} answered by v1, {v2} by v2, {failed} failed");
+    assert!(
+        v1 >= 10 && v2 >= 10,
+        "the client polled across the update: {v1} v1, {v2} v2"
+    );
+    assert_eq!(failed, 0, "failed requests while the stack rolled");
+
+    // A bad IMG_TAG: Swarm rolls the front end back; the stack says which service.
+    apply_stack(
+        &env,
+        &front,
+        &shop_front("1", HEALTHY),
+        &vars(&[("REPLICAS", "4"), ("IMG_TAG", "bad")]),
+        json!({}),
+    )
+    .await;
+    let s = wait_stack(&env, &front, "Stalled", "RolledBack").await;
+    let stalled = s
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap();
+    assert!(stalled.message.contains(&web), "{}", stalled.message);
+    env.wait_for("v2 running again", WITHIN, || async {
+        let state = inspect("service", &web)["UpdateStatus"]["State"].clone();
+        if state == "rollback_completed" {
+            Ok(())
+        } else {
+            Err(state.to_string())
+        }
+    })
+    .await;
+    assert_eq!(image_and_env(&web).0, "swarm-operator-test/whoami:2");
+
+    // Back to IMG_TAG=2, then a bad change of the file itself: the cache's release and a front
+    // end whose healthcheck fails. Swarm rolls the front end back; the cache took the change.
+    apply_stack(&env, &front, &shop_front("1", HEALTHY), &rolled, json!({})).await;
+    wait_stack(&env, &front, "Ready", "Running").await;
+    let before = [image_and_env(&web), image_and_env(&format!("{front}_cache"))];
+    apply_stack(
+        &env,
+        &front,
+        &shop_front("2", r#"["CMD-SHELL", "exit 1"]"#),
+        &rolled,
+        json!({}),
+    )
+    .await;
+    wait_stack(&env, &front, "Stalled", "RolledBack").await;
+    assert_ne!(
+        image_and_env(&format!("{front}_cache")),
+        before[1],
+        "the cache took the bad change"
+    );
+    // The revert: the file as it was. Every service converges back and the stack is Ready.
+    apply_stack(&env, &front, &shop_front("1", HEALTHY), &rolled, json!({})).await;
+    wait_stack(&env, &front, "Ready", "Running").await;
+    let after = [image_and_env(&web), image_and_env(&format!("{front}_cache"))];
+    assert_eq!(after, before, "every service back as before the bad change");
+    let healthcheck =
+        inspect("service", &web)["Spec"]["TaskTemplate"]["ContainerSpec"]["Healthcheck"]["Test"].clone();
+    assert_eq!(
+        healthcheck,
+        json!(["CMD", "wget", "-qO-", "http://127.0.0.1:80/"])
+    );
+
+    for stack in [&front, &coupon, &product] {
+        stacks(&env)
+            .delete(stack.as_str(), &Default::default())
+            .await
+            .unwrap();
+    }
+    env.docker_rm_when_free("network", &backend, WITHIN).await;
 }

@@ -128,7 +128,9 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
         Ok(o) => o,
         Err(e) => return refuse(stack, ctx, new_generation, e.to_string()).await,
     };
-    if new_generation && !output.ignored.is_empty() {
+    // As the CLI warns at every deploy: once per generation, and when they change otherwise.
+    let ignored_before = stack.status.as_ref().map(|s| &s.ignored);
+    if !output.ignored.is_empty() && (new_generation || ignored_before != Some(&output.ignored)) {
         let note = format!("Ignoring unsupported options: {}", output.ignored.join(", "));
         ctx.publish(stack, EventType::Warning, "IgnoredKeys", "Compile", note)
             .await;
