@@ -44,14 +44,14 @@ export KUBECONFIG="$STATE/kubeconfig" KUBECTL
 log "cargo test (unit, CRD drift, end-to-end)"
 cargo test --workspace -- --include-ignored
 
-# Users run Engines 24-29, not only Debian's 20.10: the service, update, data and runtime tests run
-# again on a swarm of the current Engine (built from Go modules, cached), in lab 40's namespace.
+# Users run Engines 24-29, not only Debian's 20.10: the service, update, data, runtime and stack
+# tests (with the CLI's `docker stack deploy` as the reference) run again on a swarm of the current Engine (built from Go modules, cached), in lab 40's namespace.
 ENGINE_LAB=40
 engine=$(timed "$REPO/scripts/engine-bins.sh")
 PATH="$engine:$PATH" DOCKERD="$engine/dockerd" timed "$REPO/scripts/swarm-lab.sh" up $ENGINE_LAB 1
-log "cargo test (service, updates, data, runtime) on $("$DOCKER" -H unix:///run/swl/$ENGINE_LAB-1/docker.sock version --format 'Engine {{.Server.Version}}, API {{.Server.APIVersion}}')"
+log "cargo test (service, updates, data, runtime, stacks) on $("$DOCKER" -H unix:///run/swl/$ENGINE_LAB-1/docker.sock version --format 'Engine {{.Server.Version}}, API {{.Server.APIVersion}}')"
 DOCKER_HOST=unix:///run/swl/$ENGINE_LAB-1/docker.sock SWARM_TEST_NETNS=swl$ENGINE_LAB-m1 \
-  cargo test -p swarm-operator-e2e --test service --test updates --test data --test runtime -- --include-ignored
+  cargo test -p swarm-operator-e2e --test service --test updates --test data --test runtime --test stacks -- --include-ignored
 "$REPO/scripts/swarm-lab.sh" down $ENGINE_LAB
 kube_down
 log "all tests passed in $((SECONDS - start))s"

@@ -60,6 +60,19 @@ else
   done
 fi
 
+log "kubectl apply -f examples/stack.yaml (a stack file, as docker stack deploy takes it)"
+"$KUBECTL" apply -f "$REPO/examples/stack.yaml"
+if ! "$KUBECTL" wait --for=condition=Ready --timeout=180s swarmstack/shop; then
+  "$KUBECTL" get swarmstack shop \
+    -o jsonpath='{range .status.conditions[*]}  {.type}={.status} {.reason}: {.message}{"\n"}{end}' >&2
+  die "the shop stack did not become Ready (operator log: $STATE/logs/operator.log)"
+fi
+echo
+"$KUBECTL" get swarmstacks
+echo
+"$DOCKER" stack services shop
+echo
+
 cat <<USAGE
 
 swarm-operator is running. To use it:
@@ -68,6 +81,8 @@ swarm-operator is running. To use it:
   kubectl get swarmservices            # kubectl is $KUBECTL here
   kubectl scale swarmservice/whoami --replicas=5
   docker service ps whoami
+  kubectl get swstack shop -o yaml     # one line per service under status.services
+  swarm-operator convert -f docker-stack.yml --name prod --split   # preview what a file becomes
 Operator log: $STATE/logs/operator.log
 Stop everything: scripts/down.sh
 USAGE

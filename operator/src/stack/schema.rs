@@ -273,7 +273,10 @@ fn walk(value: &Value, path: &mut Vec<String>, lines: &BTreeMap<String, usize>, 
                     report
                         .refused
                         .push(refuse(format!("forbidden by docker stack deploy: {why}")));
-                } else if is_service && IGNORED_SERVICE_KEYS.contains(&key.as_str()) {
+                } else if (is_service && IGNORED_SERVICE_KEYS.contains(&key.as_str()))
+                    || (shape.is_empty() && key == "name")
+                {
+                    // A top-level `name` (compose spec) is the project's; the stack's is its resource's.
                     report.ignored.push(dotted.clone());
                 } else if let Some(why) = not_supported_here(&shape, &key) {
                     report.refused.push(refuse(why.to_string()));
