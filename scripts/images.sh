@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the test images locally (no registry is reachable): FROM scratch with Debian's busybox-static.
-# swarm-operator-test/whoami:1 and :2 differ only in the version they report, for rolling updates.
+# swarm-operator-test/whoami:1 and :2 differ only in the version they report, for rolling updates;
+# :broken is :2 serving on another port, a release whose healthcheck on port 80 fails (rollbacks).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 DOCKER="${DOCKER:-docker}"
@@ -15,4 +16,9 @@ for v in 1 2; do
       >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
   fi
 done
-echo "images: swarm-operator-test/whoami:1 swarm-operator-test/whoami:2" >&2
+if ! "$DOCKER" image inspect swarm-operator-test/whoami:broken >/dev/null 2>&1 || [ -n "${REBUILD_IMAGES:-}" ]; then
+  printf 'FROM swarm-operator-test/whoami:2\nENV PORT=81\n' > "$ctx/Dockerfile.broken"
+  DOCKER_BUILDKIT=0 "$DOCKER" build -q -f "$ctx/Dockerfile.broken" -t swarm-operator-test/whoami:broken "$ctx" \
+    >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
+fi
+echo "images: swarm-operator-test/whoami:1 swarm-operator-test/whoami:2 swarm-operator-test/whoami:broken" >&2

@@ -84,7 +84,7 @@ stop_manager() { # stop_manager N I
 
 load_images() { # load_images N I: the test images, so tasks can run on the lab's nodes
   local image
-  for image in swarm-operator-test/whoami:1 swarm-operator-test/whoami:2; do
+  for image in swarm-operator-test/whoami:1 swarm-operator-test/whoami:2 swarm-operator-test/whoami:broken; do
     "$DOCKER" image inspect "$image" >/dev/null 2>&1 || continue
     "$DOCKER" save "$image" | "$DOCKER" -H "$(sock "$1" "$2")" load -q >/dev/null
   done

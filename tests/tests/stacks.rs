@@ -975,12 +975,13 @@ async fn the_shop_deploys_scales_rolls_and_reverts_as_stacks() {
     );
     assert_eq!(failed, 0, "failed requests while the stack rolled");
 
-    // A bad IMG_TAG: Swarm rolls the front end back; the stack says which service.
+    // A bad IMG_TAG (a release that fails its healthcheck): Swarm rolls the front end back; the
+    // stack says which service.
     apply_stack(
         &env,
         &front,
         &shop_front("1", HEALTHY),
-        &vars(&[("REPLICAS", "4"), ("IMG_TAG", "bad")]),
+        &vars(&[("REPLICAS", "4"), ("IMG_TAG", "broken")]),
         json!({}),
     )
     .await;
