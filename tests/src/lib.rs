@@ -499,13 +499,103 @@ impl TestEnv {
 
     /// Runs the docker CLI (a change made out of band, as a user at a manager would).
     pub fn docker_cli(&self, args: &[&str]) -> String {
-        let out = Command::new("docker").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        docker(args)
+    }
+}
+
+/// Runs the docker CLI and returns its output; panics with its error when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A client container on an overlay network that asks `http://<host>:80/` every 100 ms and logs
+/// `ok Version: N` or `fail`: what a user of a service sees during an update. Removed on drop.
+pub struct Poller {
+    name: String,
+}
+
+/// What a [`Poller`] saw: answers by version 1 and 2, and failed requests.
+#[derive(Debug, PartialEq)]
+pub struct Answers {
+    pub v1: usize,
+    pub v2: usize,
+    pub failed: usize,
+}
+
+impl Poller {
+    /// Starts polling `host` from a container named `name` on `network` (attachable).
+    pub fn start(name: &str, network: &str, host: &str) -> Poller {
+        let script = format!(
+            "while :; do r=$(timeout 2 wget -qO- http://{host}:80/ 2>/dev/null | grep Version); \
+             if [ -n \"$r\" ]; then echo \"ok $r\"; else echo fail; fi; sleep 0.1; done"
         );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            network,
+            "--entrypoint",
+            "/bin/sh",
+            &test_image("1"),
+            "-c",
+            &script,
+        ]);
+        Poller { name: name.into() }
+    }
+
+    pub fn log(&self) -> String {
+        docker(&["logs", &self.name])
+    }
+
+    /// Waits until it has had `n` answers.
+    pub async fn wait_answers(&self, env: &TestEnv, n: usize, limit: Duration) {
+        env.wait_for("the client to get answers", limit, || async {
+            let l = self.log();
+            if l.matches("ok").count() >= n {
+                Ok(())
+            } else {
+                Err(l)
+            }
+        })
+        .await;
+    }
+
+    /// Waits until its last ten answers all come from `version`.
+    pub async fn wait_only(&self, env: &TestEnv, version: &str, limit: Duration) {
+        let want = format!("Version: {version}");
+        env.wait_for(&format!("answers from {want} only"), limit, || async {
+            let tail: Vec<String> = self.log().lines().rev().take(10).map(String::from).collect();
+            if tail.iter().all(|l| l.contains(&want)) {
+                Ok(())
+            } else {
+                Err(tail.join(" | "))
+            }
+        })
+        .await;
+    }
+
+    /// Stops it and counts what it saw.
+    pub fn stop(self) -> Answers {
+        let lines = self.log();
+        Answers {
+            v1: lines.matches("Version: 1").count(),
+            v2: lines.matches("Version: 2").count(),
+            failed: lines.lines().filter(|l| *l == "fail").count(),
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.name]).output();
     }
 }
 

@@ -11,7 +11,7 @@ use kube::{
 };
 use serde_json::{Value, json};
 use swarm_operator_crds::{SwarmService, SwarmStack};
-use swarm_operator_e2e::{TestEnv, test_image};
+use swarm_operator_e2e::{Answers, Poller, TestEnv, docker, test_image};
 
 const WITHIN: Duration = Duration::from_secs(150);
 
@@ -66,16 +66,6 @@ async fn wait_stack(env: &TestEnv, name: &str, type_: &str, reason: &str) -> Swa
         }
     })
     .await
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn inspect(kind: &str, name: &str) -> Value {
@@ -923,51 +913,17 @@ async fn the_shop_deploys_scales_rolls_and_reverts_as_stacks() {
     .await;
 
     // IMG_TAG=2 rolls it; a client on the front network counts failed requests meanwhile.
-    let poller = format!("{}-poller", env.prefix);
-    let script = "while :; do r=$(timeout 2 wget -qO- http://web:80/ 2>/dev/null | grep Version); \
-         if [ -n \"$r\" ]; then echo \"ok $r\"; else echo fail; fi; sleep 0.1; done";
-    env.docker_cli(&[
-        "run",
-        "-d",
-        "--name",
-        &poller,
-        "--network",
+    let poller = Poller::start(
+        &format!("{}-poller", env.prefix),
         &format!("{front}_frontend"),
-        "--entrypoint",
-        "/bin/sh",
-        &test_image("1"),
-        "-c",
-        script,
-    ]);
-    let log = || docker(&["logs", &poller]);
-    env.wait_for("the client to get answers", WITHIN, || async {
-        let l = log();
-        if l.matches("ok").count() >= 10 {
-            Ok(())
-        } else {
-            Err(l)
-        }
-    })
-    .await;
+        "web",
+    );
+    poller.wait_answers(&env, 10, WITHIN).await;
     let rolled = vars(&[("REPLICAS", "4"), ("IMG_TAG", "2")]);
     apply_stack(&env, &front, &shop_front("1", HEALTHY), &rolled, json!({})).await;
     wait_stack(&env, &front, "Ready", "Running").await;
-    env.wait_for("answers from version 2 only", WITHIN, || async {
-        let tail: Vec<String> = log().lines().rev().take(10).map(String::from).collect();
-        if tail.iter().all(|l| l.contains("Version: 2")) {
-            Ok(())
-        } else {
-            Err(tail.join(" | "))
-        }
-    })
-    .await;
-    let lines = log();
-    env.docker_cli(&["rm", "-f", &poller]);
-    let failed = lines.lines().filter(|l| *l == "fail").count();
-    let (v1, v2) = (
-        lines.matches("Version: 1").count(),
-        lines.matches("Version: 2").count(),
-    );
+    poller.wait_only(&env, "2", WITHIN).await;
+    let Answers { v1, v2, failed } = poller.stop();
     println!("requests during IMG_TAG=2: {v1} answered by v1, {v2} by v2, {failed} failed");
     assert!(
         v1 >= 10 && v2 >= 10,

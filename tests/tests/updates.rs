@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use swarm_operator_e2e::{OWNER_UID, TestEnv};
+use swarm_operator_e2e::{Answers, OWNER_UID, Poller, TestEnv};
 
 const WITHIN: Duration = Duration::from_secs(150);
 
@@ -363,56 +363,13 @@ spec:
     env.apply(&manifest("1")).await;
     env.wait_ready(&name, WITHIN).await;
 
-    let poller = format!("{}-poller", env.prefix);
-    let script = format!(
-        "while :; do r=$(timeout 2 wget -qO- http://{name}:80/ 2>/dev/null | grep Version); \
-         if [ -n \"$r\" ]; then echo \"ok $r\"; else echo fail; fi; sleep 0.1; done"
-    );
-    env.docker_cli(&[
-        "run",
-        "-d",
-        "--name",
-        &poller,
-        "--network",
-        &net,
-        "--entrypoint",
-        "/bin/sh",
-        &image("1"),
-        "-c",
-        &script,
-    ]);
-    let log = || env.docker_cli(&["logs", &poller]);
-    env.wait_for("the client to get answers", WITHIN, || async {
-        let l = log();
-        if l.matches("ok").count() >= 10 {
-            Ok(())
-        } else {
-            Err(l)
-        }
-    })
-    .await;
-
+    let poller = Poller::start(&format!("{}-poller", env.prefix), &net, &name);
+    poller.wait_answers(&env, 10, WITHIN).await;
     env.apply(&manifest("2")).await;
     env.wait_ready(&name, WITHIN).await;
-    env.wait_for("answers from version 2 only", WITHIN, || async {
-        let tail: Vec<String> = log().lines().rev().take(10).map(String::from).collect();
-        if tail.iter().all(|l| l.contains("Version: 2")) {
-            Ok(())
-        } else {
-            Err(tail.join(" | "))
-        }
-    })
-    .await;
-    let lines = log();
-    env.docker_cli(&["rm", "-f", &poller]);
-
-    let failed = lines.lines().filter(|l| *l == "fail").count();
-    let v1 = lines.lines().filter(|l| l.contains("Version: 1")).count();
-    let v2 = lines.lines().filter(|l| l.contains("Version: 2")).count();
-    println!(
-        "requests during the update: {} answered by v1, {v2} by v2, {failed} failed",
-        v1
-    );
+    poller.wait_only(&env, "2", WITHIN).await;
+    let Answers { v1, v2, failed } = poller.stop();
+    println!("requests during the update: {v1} answered by v1, {v2} by v2, {failed} failed");
     assert!(
         v1 >= 10 && v2 >= 10,
         "the client polled across the update: {v1} v1, {v2} v2"

@@ -21,7 +21,7 @@ use swarm_operator_crds::{
 };
 use tracing::info;
 
-use super::objects::{Children, STACK_LABEL, children, owned_by};
+use super::objects::{Children, STACK_LABEL, StackChild, children, owned_by};
 use crate::{
     conditions::{Summary, conditions},
     context::Context,
@@ -277,15 +277,14 @@ pub struct Plan {
 
 /// Pure: compares the children the file makes with those that exist.
 pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
-    let mut out = Plan::default();
-    fn kind<K: Resource + Clone>(
-        desired: &[K],
-        existing: &[K],
-        same: impl Fn(&K, &K) -> bool,
-        wrap: impl Fn(K) -> Change,
+    fn kind<K: StackChild>(
+        desired: &Children,
+        existing: &Children,
+        wrap: fn(K) -> Change,
         prune: bool,
         out: &mut Plan,
     ) {
+        let (desired, existing) = (K::of(desired), K::of(existing));
         for d in desired {
             let current = existing.iter().find(|e| e.meta().name == d.meta().name);
             let labelled = |e: &K| {
@@ -296,7 +295,7 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
                     .flatten()
                     .all(|(k, v)| have.get(k) == Some(v))
             };
-            if !current.is_some_and(|e| same(d, e) && labelled(e)) {
+            if !current.is_some_and(|e| d.same_spec(e) && labelled(e)) {
                 out.apply.push(wrap(d.clone()));
             }
         }
@@ -308,34 +307,31 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
             }
         }
     }
+    let mut out = Plan::default();
     kind(
-        &desired.networks,
-        &existing.networks,
-        |a, b| a.spec == b.spec,
+        desired,
+        existing,
         |o| Change::Network(Box::new(o)),
         prune,
         &mut out,
     );
     kind(
-        &desired.secrets,
-        &existing.secrets,
-        |a, b| a.spec == b.spec,
+        desired,
+        existing,
         |o| Change::Secret(Box::new(o)),
         prune,
         &mut out,
     );
     kind(
-        &desired.configs,
-        &existing.configs,
-        |a, b| a.spec == b.spec,
+        desired,
+        existing,
         |o| Change::Config(Box::new(o)),
         prune,
         &mut out,
     );
     kind(
-        &desired.services,
-        &existing.services,
-        |a, b| a.spec == b.spec,
+        desired,
+        existing,
         |o| Change::Service(Box::new(o)),
         prune,
         &mut out,
@@ -438,11 +434,14 @@ where
     }
 }
 
+/// Whether a child is Ready, its reason (its Stalled one when stalled) and its message.
+type Readiness = (bool, String, String);
+
 /// A child's Ready condition, when it speaks of its current generation.
 fn ready_of<K: Resource>(
     obj: &K,
     conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> Option<(bool, String, String)> {
+) -> Option<Readiness> {
     let ready = conditions.iter().find(|c| c.type_ == READY)?;
     if ready.observed_generation.is_some() && ready.observed_generation != obj.meta().generation {
         return None;
@@ -503,56 +502,12 @@ pub fn summary(desired: &Children, existing: &Children) -> Summary {
             message: format!("Swarm rolled back {}", rolled_back.join(", ")),
         };
     }
-    // Every child that is not Ready, with its reason, Stalled ones apart.
-    let mut stalled = Vec::new();
-    let mut waiting = Vec::new();
-    let mut look =
-        |kind: &str, name: String, ready: Option<(bool, String, String)>, stalled_now: bool| match ready {
-            Some((true, ..)) => {}
-            Some((false, reason, message)) if stalled_now => {
-                stalled.push((format!("{kind} {name}: {message}"), reason))
-            }
-            _ => waiting.push(format!("{kind} {name}")),
-        };
-    for d in &desired.services {
-        let current = existing.services.iter().find(|e| e.name_any() == d.name_any());
-        let conditions = current
-            .and_then(|c| c.status.as_ref())
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default();
-        let ready = current
-            .filter(|c| c.spec == d.spec)
-            .and_then(|c| ready_of(c, &conditions));
-        look("service", d.service_name(), ready, is_stalled(&conditions));
-    }
-    for d in &desired.networks {
-        let current = existing.networks.iter().find(|e| e.name_any() == d.name_any());
-        let conditions = current
-            .and_then(|c| c.status.as_ref())
-            .map(|s| s.conditions.clone())
-            .unwrap_or_default();
-        look(
-            "network",
-            d.network_name(),
-            current.and_then(|c| ready_of(c, &conditions)),
-            is_stalled(&conditions),
-        );
-    }
-    for (kind, list, have) in [
-        ("secret", names(&desired.secrets), statuses(&existing.secrets)),
-        ("config", names(&desired.configs), statuses(&existing.configs)),
-    ] {
-        for name in list {
-            let found = have.iter().find(|(n, ..)| *n == name);
-            let conditions = found.map(|(_, _, c)| c.clone()).unwrap_or_default();
-            let ready = found.and_then(|(_, generation, c)| {
-                let r = c.iter().find(|c| c.type_ == READY)?;
-                (r.observed_generation.is_none() || r.observed_generation == *generation)
-                    .then(|| (r.status == TRUE, r.reason.clone(), r.message.clone()))
-            });
-            look(kind, name, ready, is_stalled(&conditions));
-        }
-    }
+    let mut tally = Tally::default();
+    tally.each::<SwarmService>(desired, existing);
+    tally.each::<SwarmNetwork>(desired, existing);
+    tally.each::<SwarmSecret>(desired, existing);
+    tally.each::<SwarmConfig>(desired, existing);
+    let Tally { stalled, waiting } = tally;
     if let Some((_, reason)) = stalled.first() {
         let reason = known_reason(reason);
         return Summary::Stalled {
@@ -573,6 +528,34 @@ pub fn summary(desired: &Children, existing: &Children) -> Summary {
     Summary::Reconciling {
         reason: REASON_PROGRESSING,
         message: format!("waiting for {}", waiting.join(", ")),
+    }
+}
+
+/// The children that are not Ready: stalled ones (message, reason) apart from those still coming.
+#[derive(Default)]
+struct Tally {
+    stalled: Vec<(String, String)>,
+    waiting: Vec<String>,
+}
+
+impl Tally {
+    fn each<K: StackChild>(&mut self, desired: &Children, existing: &Children) {
+        for d in K::of(desired) {
+            let current = K::of(existing).iter().find(|e| e.meta().name == d.meta().name);
+            let conditions = current.map(|c| c.conditions()).unwrap_or_default();
+            // A child not yet at the spec the stack wants is not ready, whatever it says.
+            let ready = current
+                .filter(|c| c.same_spec(d))
+                .and_then(|c| ready_of(c, conditions));
+            let (what, name) = (K::WHAT, d.shown_name());
+            match ready {
+                Some((true, ..)) => {}
+                Some((false, reason, message)) if is_stalled(conditions) => {
+                    self.stalled.push((format!("{what} {name}: {message}"), reason))
+                }
+                _ => self.waiting.push(format!("{what} {name}")),
+            }
+        }
     }
 }
 
@@ -599,53 +582,6 @@ fn known_reason(reason: &str) -> &'static str {
 
 fn is_stalled(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> bool {
     conditions.iter().any(|c| c.type_ == STALLED && c.status == TRUE)
-}
-
-fn names<K: Resource>(list: &[K]) -> Vec<String> {
-    list.iter()
-        .map(|o| o.meta().name.clone().unwrap_or_default())
-        .collect()
-}
-
-type DataStatus = (
-    String,
-    Option<i64>,
-    Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-);
-
-fn statuses<K>(list: &[K]) -> Vec<DataStatus>
-where
-    K: Resource + HasVersionedStatus,
-{
-    list.iter()
-        .map(|o| {
-            (
-                o.meta().name.clone().unwrap_or_default(),
-                o.meta().generation,
-                o.conditions().to_vec(),
-            )
-        })
-        .collect()
-}
-
-trait HasVersionedStatus {
-    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition];
-}
-impl HasVersionedStatus for SwarmSecret {
-    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
-}
-impl HasVersionedStatus for SwarmConfig {
-    fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
-        self.status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default()
-    }
 }
 
 async fn write_status(

@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::{
+    NamespaceResourceScope,
+    apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference},
+};
 use kube::Resource;
+use serde::{Serialize, de::DeserializeOwned};
 use swarm_operator_crds::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmStack};
 
 use super::convert::{Child, Compiled};
@@ -109,3 +113,62 @@ pub fn owned_by<K: Resource>(child: &K, uid: &str) -> bool {
         .flatten()
         .any(|o| o.uid == uid && o.controller == Some(true))
 }
+
+/// What the stack does alike with each kind of child: compare its spec, read its conditions,
+/// name it in its status.
+pub trait StackChild:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Serialize
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// How the stack's messages call it: `service`, `network`, `secret`, `config`.
+    const WHAT: &'static str;
+    fn same_spec(&self, other: &Self) -> bool;
+    fn conditions(&self) -> &[Condition];
+    /// The name the stack's messages give it: the Swarm name where it has a fixed one.
+    fn shown_name(&self) -> String;
+    /// The children of this kind in `children`.
+    fn of(children: &Children) -> &[Self];
+}
+
+macro_rules! stack_child {
+    ($kind:ty, $what:literal, $field:ident, $shown:expr) => {
+        impl StackChild for $kind {
+            const WHAT: &'static str = $what;
+            fn same_spec(&self, other: &Self) -> bool {
+                self.spec == other.spec
+            }
+            fn conditions(&self) -> &[Condition] {
+                self.status
+                    .as_ref()
+                    .map(|s| s.conditions.as_slice())
+                    .unwrap_or_default()
+            }
+            fn shown_name(&self) -> String {
+                let shown: fn(&Self) -> String = $shown;
+                shown(self)
+            }
+            fn of(children: &Children) -> &[Self] {
+                &children.$field
+            }
+        }
+    };
+}
+
+stack_child!(SwarmService, "service", services, |s| s.service_name());
+stack_child!(SwarmNetwork, "network", networks, |n| n.network_name());
+stack_child!(SwarmSecret, "secret", secrets, |s| s
+    .metadata
+    .name
+    .clone()
+    .unwrap_or_default());
+stack_child!(SwarmConfig, "config", configs, |s| s
+    .metadata
+    .name
+    .clone()
+    .unwrap_or_default());
