@@ -11,7 +11,7 @@ use std::{
 use kube::{
     Client, Resource,
     runtime::{
-        events::{Event, EventType, Recorder, Reporter},
+        events::{Event, EventType},
         reflector::ObjectRef,
     },
 };
@@ -24,6 +24,7 @@ use crate::{
     connections::{Clusters, Hub},
     metrics::Metrics,
     queue::Queues,
+    recorder::Recorder,
     swarm::Engine,
 };
 
@@ -73,14 +74,11 @@ impl Context {
         metrics: Arc<Metrics>,
         queues: Arc<Queues>,
     ) -> Self {
-        let reporter = Reporter {
-            controller: "swarm-operator".into(),
-            instance: std::env::var("POD_NAME")
-                .ok()
-                .or_else(|| std::env::var("HOSTNAME").ok()),
-        };
+        let instance = std::env::var("POD_NAME")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok());
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), "swarm-operator", instance),
             client,
             clusters,
             events: crate::connections::hub(),

@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod network;
 pub mod pass;
 pub mod queue;
+pub mod recorder;
 pub mod service;
 pub mod stack;
 pub mod status;

@@ -588,19 +588,20 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
     .await;
 
     // `kubectl get swstack` shows the services and how many are ready.
-    let listed = String::from_utf8_lossy(&env.kubectl(&["get", "swstack", &name]).stdout).into_owned();
-    let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
-    let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
-    assert_eq!(
-        &header[..5],
-        ["NAME", "STACK", "SERVICES", "READY", "STATUS"],
-        "{listed}"
-    );
-    assert_eq!(
-        &row[..5],
-        [name.as_str(), name.as_str(), "2", "2/2", "Running"],
-        "{listed}"
-    );
+    // (The stack may show the reverted child Progressing for a moment: poll until it settles.)
+    let want = [name.as_str(), name.as_str(), "2", "2/2", "Running"];
+    env.wait_for("kubectl get swstack: 2 services, 2/2 Running", WITHIN, || async {
+        let listed = String::from_utf8_lossy(&env.kubectl(&["get", "swstack", &name]).stdout).into_owned();
+        let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            &header[..5],
+            ["NAME", "STACK", "SERVICES", "READY", "STATUS"],
+            "{listed}"
+        );
+        let row: Vec<&str> = listed.lines().nth(1).unwrap().split_whitespace().collect();
+        if row[..5] == want { Ok(()) } else { Err(listed) }
+    })
+    .await;
 
     // A change of the ConfigMap redeploys; a required variable gone stalls the stack naming it.
     env.kubectl(&[
@@ -636,6 +637,17 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         env.swarm_service_json(&web)["Spec"]["Mode"]["Replicated"]["Replicas"],
         3,
         "nothing changed"
+    );
+    let warned: Vec<_> = env
+        .events("InvalidSpec")
+        .await
+        .into_iter()
+        .filter(|(t, note)| t == "Warning" && note.contains("WEB_REPLICAS is required"))
+        .collect();
+    assert_eq!(
+        warned.len(),
+        1,
+        "one Warning for a refusal a ConfigMap brought: {warned:?}"
     );
     env.kubectl(&[
         "patch",
@@ -730,6 +742,36 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         "kept"
     );
     assert!(env.swarm_service(&worker).await.is_some(), "kept in the swarm");
+
+    // A SwarmService of that name that is not the stack's is never taken over.
+    let theirs = format!("{name}-extra");
+    env.apply(&format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {theirs}}}\nspec: {{image: {}, serviceName: {}-theirs}}\n",
+        test_image("2"),
+        env.prefix
+    ))
+    .await;
+    let with_extra = format!("{}  extra:\n    image: {}\n", file(false, false), test_image("1"));
+    apply_stack(&env, &name, &with_extra, &[], from.clone()).await;
+    let conflict = wait_stack(&env, &name, "Stalled", "NameConflict").await;
+    let message = conflict
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .message;
+    assert!(message.contains(&format!("SwarmService {theirs}")), "{message}");
+    let untouched = services.get(&theirs).await.unwrap();
+    assert_eq!(untouched.spec.image, test_image("2"));
+    assert!(
+        untouched.metadata.owner_references.is_none(),
+        "not owned by the stack"
+    );
+    apply_stack(&env, &name, &file(false, false), &[], from.clone()).await;
+    wait_stack(&env, &name, "Ready", "Running").await;
+    services.delete(&theirs, &Default::default()).await.unwrap();
 
     // Deleting the stack: the garbage collector deletes the children, their controllers the
     // Swarm objects (the stack has no finalizer of its own).

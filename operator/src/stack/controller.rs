@@ -14,8 +14,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use swarm_operator_crds::{
     SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmStack,
     conditions::{
-        READY, REASON_INVALID_SPEC, REASON_PROGRESSING, REASON_ROLLED_BACK, REASON_RUNNING,
-        REASON_SOURCE_MISSING, STALLED, TRUE,
+        READY, REASON_INVALID_SPEC, REASON_NAME_CONFLICT, REASON_PROGRESSING, REASON_ROLLED_BACK,
+        REASON_RUNNING, REASON_SOURCE_MISSING, STALLED, TRUE,
     },
     stack::{StackServiceStatus, SwarmStackStatus},
 };
@@ -126,7 +126,13 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
     };
     let output = match super::compile(&input) {
         Ok(o) => o,
-        Err(e) => return refuse(stack, ctx, new_generation, e.to_string()).await,
+        Err(e) => {
+            let refusal = Refusal {
+                reason: REASON_INVALID_SPEC,
+                message: e.to_string(),
+            };
+            return refuse(stack, ctx, new_generation, refusal).await;
+        }
     };
     // As the CLI warns at every deploy: once per generation, and when they change otherwise.
     let ignored_before = stack.status.as_ref().map(|s| &s.ignored);
@@ -140,7 +146,7 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
     let existing = owned_children(stack, ctx, &ns).await?;
     let plan = plan(&desired, &existing, stack.spec.prune.unwrap_or(true));
     if stack.spec.paused {
-        let pending = plan.apply.len() + plan.prune.len();
+        let pending = plan.create.len() + plan.apply.len() + plan.prune.len();
         let summary = if pending == 0 {
             summary(&desired, &existing)
         } else {
@@ -156,7 +162,7 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
         return refuse(stack, ctx, new_generation, refused).await;
     }
     // Status, from the children as they stand (those just applied have not reported yet).
-    let existing = if plan.apply.is_empty() && plan.prune.is_empty() {
+    let existing = if plan.is_empty() {
         existing
     } else {
         owned_children(stack, ctx, &ns).await?
@@ -166,27 +172,30 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(ctx.settings.resync_interval))
 }
 
-/// A file (or a child) that cannot be deployed: Stalled/InvalidSpec and one Warning per generation.
+/// Why a stack cannot be deployed as it is: its reason (InvalidSpec, NameConflict) and message.
+pub struct Refusal {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// A file (or a child) that cannot be deployed: Stalled with the refusal's reason, and one Warning
+/// for each refusal (a new generation, or a ConfigMap's change that brings another one).
 async fn refuse(
     stack: &SwarmStack,
     ctx: &Context,
     new_generation: bool,
-    message: String,
+    Refusal { reason, message }: Refusal,
 ) -> Result<Action, Error> {
-    if new_generation {
-        ctx.publish(
-            stack,
-            EventType::Warning,
-            REASON_INVALID_SPEC,
-            "Compile",
-            message.clone(),
-        )
-        .await;
+    let said_already = stack
+        .status
+        .iter()
+        .flat_map(|s| &s.conditions)
+        .any(|c| c.type_ == STALLED && c.status == TRUE && c.message == message);
+    if new_generation || !said_already {
+        ctx.publish(stack, EventType::Warning, reason, "Compile", message.clone())
+            .await;
     }
-    let summary = Summary::Stalled {
-        reason: REASON_INVALID_SPEC,
-        message,
-    };
+    let summary = Summary::Stalled { reason, message };
     write_status(stack, ctx, &summary, None, &Children::default()).await?;
     Ok(Action::await_change())
 }
@@ -267,12 +276,20 @@ impl Change {
     }
 }
 
-/// What to apply (new or different from what the stack wants, including a hand edit) and what
-/// to prune (owned, no longer in the file).
+/// What to create (not there: created, never taken over if someone else's has the name), what to
+/// apply (the stack's, different from what it wants, including a hand edit) and what to prune
+/// (the stack's, no longer in the file).
 #[derive(Debug, Default, PartialEq)]
 pub struct Plan {
+    pub create: Vec<Change>,
     pub apply: Vec<Change>,
     pub prune: Vec<Change>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.create.is_empty() && self.apply.is_empty() && self.prune.is_empty()
+    }
 }
 
 /// Pure: compares the children the file makes with those that exist.
@@ -295,8 +312,10 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
                     .flatten()
                     .all(|(k, v)| have.get(k) == Some(v))
             };
-            if !current.is_some_and(|e| d.same_spec(e) && labelled(e)) {
-                out.apply.push(wrap(d.clone()));
+            match current {
+                None => out.create.push(wrap(d.clone())),
+                Some(e) if !(d.same_spec(e) && labelled(e)) => out.apply.push(wrap(d.clone())),
+                Some(_) => {}
             }
         }
         if prune {
@@ -341,23 +360,31 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
 
 /// Applies and prunes. A child the API server refuses (its validation rules) is the file's
 /// fault: its message, naming the child, instead of an error to retry.
-async fn apply(ctx: &Context, ns: &str, plan: &Plan) -> Result<Result<(), String>, Error> {
-    for change in &plan.apply {
+async fn apply(ctx: &Context, ns: &str, plan: &Plan) -> Result<Result<(), Refusal>, Error> {
+    let creates = plan.create.iter().map(|c| (c, true));
+    for (change, create) in creates.chain(plan.apply.iter().map(|c| (c, false))) {
         let result = match change {
-            Change::Service(o) => apply_one(ctx, ns, o.as_ref()).await,
-            Change::Network(o) => apply_one(ctx, ns, o.as_ref()).await,
-            Change::Secret(o) => apply_one(ctx, ns, o.as_ref()).await,
-            Change::Config(o) => apply_one(ctx, ns, o.as_ref()).await,
+            Change::Service(o) => apply_one(ctx, ns, o.as_ref(), create).await,
+            Change::Network(o) => apply_one(ctx, ns, o.as_ref(), create).await,
+            Change::Secret(o) => apply_one(ctx, ns, o.as_ref(), create).await,
+            Change::Config(o) => apply_one(ctx, ns, o.as_ref(), create).await,
         };
+        let child = format!("{} {}", kind_of(change), change.name());
         match result {
             Ok(()) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 && create => {
+                return Ok(Err(Refusal {
+                    reason: REASON_NAME_CONFLICT,
+                    message: format!(
+                        "{child} exists and is not this stack's: rename it, or the object in the file"
+                    ),
+                }));
+            }
             Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
-                return Ok(Err(format!(
-                    "{} {}: {}",
-                    kind_of(change),
-                    change.name(),
-                    s.message
-                )));
+                return Ok(Err(Refusal {
+                    reason: REASON_INVALID_SPEC,
+                    message: format!("{child}: {}", s.message),
+                }));
             }
             Err(source) => {
                 return Err(Error::Kube {
@@ -395,7 +422,9 @@ fn kind_of(change: &Change) -> &'static str {
     }
 }
 
-async fn apply_one<K>(ctx: &Context, ns: &str, obj: &K) -> Result<(), kube::Error>
+/// Creates `obj` (`create`: failing if the name is taken) or applies it (server-side apply,
+/// forced: the stack's fields are the stack's).
+async fn apply_one<K>(ctx: &Context, ns: &str, obj: &K, create: bool) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -409,6 +438,15 @@ where
         map.insert("apiVersion".into(), K::api_version(&()).into());
         map.insert("kind".into(), K::kind(&()).into());
         map.remove("status");
+    }
+    if create {
+        let obj: K = serde_json::from_value(value).map_err(kube::Error::SerdeError)?;
+        let params = kube::api::PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        api.create(&params, &obj).await?;
+        return Ok(());
     }
     api.patch(
         &obj.name_any(),

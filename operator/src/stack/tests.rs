@@ -209,11 +209,12 @@ fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
             .as_ref()
             .is_some_and(|o| o[0].uid == "u-1")
     );
-    // Nothing exists: everything is applied.
+    // Nothing exists: everything is created (never applied over someone else's of that name).
     let first = plan(&desired, &Default::default(), true);
-    assert_eq!(first.apply.len(), desired.len());
+    assert_eq!(first.create.len(), desired.len());
+    assert!(first.apply.is_empty());
     // Everything as desired: nothing to do.
-    assert_eq!(plan(&desired, &desired, true), Default::default());
+    assert!(plan(&desired, &desired, true).is_empty());
     // A hand edit is put back.
     let mut edited = desired.clone();
     edited.services[0].spec.replicas = Some(9);

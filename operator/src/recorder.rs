@@ -1,0 +1,126 @@
+//! Kubernetes events, counted as a series only when they say the same thing. kube's `Recorder`
+//! folds every event of one reason on one object within six minutes into the first one, keeping
+//! the first note: a second refusal for another field would show the first field's message, and
+//! `Updated ...: Image` would read `Updated ...: Replicas`. Here the note is part of what makes two
+//! events the same.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use k8s_openapi::{
+    api::{core::v1::ObjectReference, events::v1::Event as K8sEvent, events::v1::EventSeries},
+    apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
+    jiff::Timestamp,
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{Patch, PatchParams, PostParams},
+    runtime::events::{Event, EventType},
+};
+
+/// How long a published event is counted again rather than published anew (kube's and client-go's).
+const SERIES_FOR: Duration = Duration::from_secs(6 * 60);
+
+/// What makes two events one series: the object, the type, reason, action, and the note.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    uid: Option<String>,
+    namespace: Option<String>,
+    kind: Option<String>,
+    name: Option<String>,
+    warning: bool,
+    reason: String,
+    action: String,
+    note: Option<String>,
+}
+
+pub struct Recorder {
+    client: Client,
+    controller: String,
+    instance: String,
+    published: Mutex<HashMap<Key, (K8sEvent, Instant)>>,
+}
+
+impl Recorder {
+    pub fn new(client: Client, controller: &str, instance: Option<String>) -> Recorder {
+        Recorder {
+            client,
+            controller: controller.into(),
+            instance: instance.unwrap_or_else(|| controller.into()),
+            published: Mutex::default(),
+        }
+    }
+
+    /// Publishes `ev` on `regarding`: a new Event, or one more of the same series.
+    pub async fn publish(&self, ev: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        let key = Key {
+            uid: regarding.uid.clone(),
+            namespace: regarding.namespace.clone(),
+            kind: regarding.kind.clone(),
+            name: regarding.name.clone(),
+            warning: matches!(ev.type_, EventType::Warning),
+            reason: ev.reason.clone(),
+            action: ev.action.clone(),
+            note: ev.note.clone(),
+        };
+        let earlier = {
+            let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
+            published.retain(|_, (_, at)| at.elapsed() < SERIES_FOR);
+            published.get(&key).map(|(e, _)| e.clone())
+        };
+        let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        let now = Timestamp::now();
+        let event = match earlier {
+            Some(mut event) => {
+                let count = event.series.as_ref().map_or(2, |s| s.count + 1);
+                event.series = Some(EventSeries {
+                    count,
+                    last_observed_time: MicroTime(now),
+                });
+                api.patch(&event.name_any(), &PatchParams::default(), &Patch::Merge(&event))
+                    .await?;
+                event
+            }
+            None => {
+                let event = self.new_event(ev, regarding, now);
+                api.create(&PostParams::default(), &event).await?
+            }
+        };
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, (event, Instant::now()));
+        Ok(())
+    }
+
+    fn new_event(&self, ev: &Event, regarding: &ObjectReference, now: Timestamp) -> K8sEvent {
+        K8sEvent {
+            action: Some(ev.action.clone()),
+            reason: Some(ev.reason.clone()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding.clone()),
+            note: ev.note.clone(),
+            metadata: ObjectMeta {
+                namespace: regarding.namespace.clone(),
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or(&self.controller),
+                    now.as_nanosecond()
+                )),
+                ..Default::default()
+            },
+            reporting_controller: Some(self.controller.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(match ev.type_ {
+                EventType::Normal => "Normal".into(),
+                EventType::Warning => "Warning".into(),
+            }),
+            related: ev.secondary.clone(),
+            ..Default::default()
+        }
+    }
+}
