@@ -94,11 +94,15 @@ enum Command {
         /// Print the child resources instead of the SwarmStack.
         #[arg(long)]
         split: bool,
+        /// Compare the children with those in the cluster (KUBECONFIG) and print what applying
+        /// the file would change, as `kubectl diff` does; exit status 1 when something would.
+        #[arg(long, conflicts_with = "split")]
+        diff: bool,
     },
 }
 
 /// `swarm-operator convert`.
-fn convert(command: Command) -> ExitCode {
+async fn convert(command: Command) -> ExitCode {
     let Command::Convert {
         file,
         name,
@@ -106,6 +110,7 @@ fn convert(command: Command) -> ExitCode {
         set,
         sources,
         split,
+        diff,
     } = command;
     let compose = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())
@@ -127,6 +132,29 @@ fn convert(command: Command) -> ExitCode {
         sources,
         split,
     };
+    if diff {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("cannot reach the API server: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match stack::cli::diff(&request, client).await {
+            Ok((text, changed)) => {
+                print!("{text}");
+                if changed {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     match stack::cli::convert(&request) {
         Ok(yaml) => {
             print!("{yaml}");
@@ -143,7 +171,7 @@ fn convert(command: Command) -> ExitCode {
 async fn main() -> ExitCode {
     let mut args = Args::parse();
     if let Some(command) = args.command.take() {
-        return convert(command);
+        return convert(command).await;
     }
     init_logging(&args.log_format);
     match run(args).await {

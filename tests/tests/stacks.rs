@@ -68,6 +68,12 @@ async fn wait_stack(env: &TestEnv, name: &str, type_: &str, reason: &str) -> Swa
     .await
 }
 
+/// The swarm-operator binary the tests run.
+fn operator_bin() -> String {
+    std::env::var("SWARM_OPERATOR_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/swarm-operator").into())
+}
+
 fn inspect(kind: &str, name: &str) -> Value {
     let out = Command::new("docker")
         .args([kind, "inspect", name])
@@ -411,9 +417,7 @@ async fn the_conversion_matches_docker_stack_deploy() {
     apply_stack(&env, &op, GOLDEN, &[("EXT", &ext)], json!({})).await;
     // The same compiler, from the command line.
     let conv = format!("{}-cv", env.prefix);
-    let bin = std::env::var("SWARM_OPERATOR_BIN")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/swarm-operator").into());
-    let converted = Command::new(bin)
+    let converted = Command::new(operator_bin())
         .current_dir(&dir)
         .args([
             "convert",
@@ -602,6 +606,38 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         if row[..5] == want { Ok(()) } else { Err(listed) }
     })
     .await;
+
+    // `convert --diff`: nothing for the file as deployed; a change shows as a diff, exit 1.
+    let path = std::env::temp_dir().join(format!("{}-stack.yml", env.namespace));
+    std::fs::write(&path, file(true, false)).unwrap();
+    let diff = |replicas: &str| {
+        Command::new(operator_bin())
+            .args(["convert", "--diff", "-n", &env.namespace, "--name", &name, "-f"])
+            .arg(&path)
+            .args(["--set", &format!("WEB_REPLICAS={replicas}")])
+            .output()
+            .unwrap()
+    };
+    let same = diff("2");
+    let shown = String::from_utf8_lossy(&same.stdout).into_owned();
+    assert_eq!(
+        (same.status.code(), shown.as_str()),
+        (Some(0), ""),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    let more = diff("4");
+    let shown = String::from_utf8_lossy(&more.stdout).into_owned();
+    assert_eq!(more.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!("--- live/SwarmService/{name}-web")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("-  replicas: 2") && shown.contains("+  replicas: 4"),
+        "{shown}"
+    );
+    let _ = std::fs::remove_file(&path);
 
     // A change of the ConfigMap redeploys; a required variable gone stalls the stack naming it.
     env.kubectl(&[

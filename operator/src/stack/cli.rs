@@ -7,9 +7,10 @@ use kube::api::ObjectMeta;
 use serde::Serialize;
 use swarm_operator_crds::{SwarmStack, SwarmStackSpec, data::KeyRef, stack::DataSource};
 
-use super::objects::children;
+use super::objects::{StackChild, children};
 
 /// What `convert` is asked.
+#[derive(Clone)]
 pub struct Request {
     pub compose: String,
     pub name: String,
@@ -106,6 +107,96 @@ pub fn convert(request: &Request) -> Result<String, String> {
         docs.push(document(s)?);
     }
     Ok(docs.join("---\n"))
+}
+
+/// `convert --diff`: what applying the file would change in the cluster, child by child, as a
+/// unified diff of each child's spec and labels against the live one (`kubectl diff` style), and
+/// the children the stack owns that would be pruned. The text, and whether anything differs.
+pub async fn diff(request: &Request, client: kube::Client) -> Result<(String, bool), String> {
+    let namespace = request
+        .namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let request = Request {
+        namespace: Some(namespace.clone()),
+        ..request.clone()
+    };
+    let stack = stack(&request)?;
+    let input = super::Input {
+        stack: &stack.stack_name(),
+        compose: &stack.spec.compose,
+        variables: &stack.spec.variables,
+        sources: &stack.spec.sources,
+        cluster_ref: None,
+    };
+    let output = super::compile(&input).map_err(|e| e.to_string())?;
+    let desired = children(&stack, &output.compiled);
+    let mut out = String::new();
+    diff_kind(&client, &namespace, &request.name, &desired.networks, &mut out).await?;
+    diff_kind(&client, &namespace, &request.name, &desired.secrets, &mut out).await?;
+    diff_kind(&client, &namespace, &request.name, &desired.configs, &mut out).await?;
+    diff_kind(&client, &namespace, &request.name, &desired.services, &mut out).await?;
+    let changed = !out.is_empty();
+    Ok((out, changed))
+}
+
+/// What the diff compares of a child: its labels and spec, as YAML.
+fn comparable<K: StackChild>(obj: &K) -> Result<String, String> {
+    let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+    let shown = serde_json::json!({
+        "metadata": {"labels": value["metadata"]["labels"]},
+        "spec": value["spec"],
+    });
+    serde_yaml_ng::to_string(&shown).map_err(|e| e.to_string())
+}
+
+async fn diff_kind<K: StackChild>(
+    client: &kube::Client,
+    namespace: &str,
+    stack: &str,
+    desired: &[K],
+    out: &mut String,
+) -> Result<(), String> {
+    let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
+    let kind = K::kind(&());
+    for d in desired {
+        let name = d.meta().name.clone().unwrap_or_default();
+        let live = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("get {kind} {name}: {e}"))?;
+        let before = live.as_ref().map(comparable).transpose()?.unwrap_or_default();
+        let after = comparable(d)?;
+        if before != after {
+            let text = similar::TextDiff::from_lines(&before, &after);
+            let live_name = if live.is_some() {
+                format!("live/{kind}/{name}")
+            } else {
+                "/dev/null".into()
+            };
+            out.push_str(
+                &text
+                    .unified_diff()
+                    .header(&live_name, &format!("file/{kind}/{name}"))
+                    .to_string(),
+            );
+        }
+    }
+    let selector = format!("{}={stack}", super::objects::STACK_LABEL);
+    let owned = api
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .map_err(|e| format!("list {kind}: {e}"))?;
+    for live in owned {
+        let name = live.meta().name.clone().unwrap_or_default();
+        if !desired
+            .iter()
+            .any(|d| d.meta().name.as_deref() == Some(name.as_str()))
+        {
+            out.push_str(&format!("pruned: {kind}/{name} is no longer in the file\n"));
+        }
+    }
+    Ok(())
 }
 
 /// One object as YAML with its apiVersion and kind first.
