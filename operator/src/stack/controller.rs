@@ -62,12 +62,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             scoped_api::<SwarmConfig>(client.clone(), namespace),
             config,
         ))
+        // Names are all it needs of ConfigMaps: their metadata, not their (possibly large) data.
         .watches_stream(
             touched(
-                scoped_api::<ConfigMap>(client, namespace),
+                scoped_api::<kube::core::PartialObjectMeta<ConfigMap>>(client, namespace),
                 watcher::Config::default(),
             ),
-            move |cm: ConfigMap| {
+            move |cm: kube::core::PartialObjectMeta<ConfigMap>| {
                 let name = cm.name_any();
                 queue.requested(
                     stacks
