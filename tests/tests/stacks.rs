@@ -739,6 +739,42 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         "nothing half-applied: worker stays"
     );
 
+    // A child the API server refuses (a memory limit under the Engine's 4 MiB, which the
+    // SwarmService rules refuse): the stack names it, and nothing of the change is applied, not
+    // even the new service written before it: every write goes through the server's dry run first.
+    let with_tiny = format!(
+        "{}  aa-new:\n    image: {image}\n  zz-tiny:\n    image: {image}\n    deploy: {{resources: {{limits: {{memory: 1M}}}}}}\n",
+        file(true, false).replace("${WEB_REPLICAS:?WEB_REPLICAS is required}", "4"),
+        image = test_image("1")
+    );
+    apply_stack(&env, &name, &with_tiny, &[], from.clone()).await;
+    let refused = wait_stack(&env, &name, "Stalled", "InvalidSpec").await;
+    let message = refused
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains(&format!("SwarmService {name}-zz-tiny")) && message.contains("4Mi"),
+        "{message}"
+    );
+    assert!(
+        services
+            .get_opt(&format!("{name}-aa-new"))
+            .await
+            .unwrap()
+            .is_none(),
+        "half-applied: aa-new created"
+    );
+    assert_eq!(
+        services.get(&child).await.unwrap().spec.replicas,
+        Some(2),
+        "half-applied: web changed"
+    );
+
     // The worker leaves the file: pruned, in Kubernetes and in the swarm.
     apply_stack(&env, &name, &file(false, false), &[], from.clone()).await;
     wait_stack(&env, &name, "Ready", "Running").await;

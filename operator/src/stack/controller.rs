@@ -362,13 +362,45 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
 /// Applies and prunes. A child the API server refuses (its validation rules) is the file's
 /// fault: its message, naming the child, instead of an error to retry.
 async fn apply(ctx: &Context, ns: &str, plan: &Plan) -> Result<Result<(), Refusal>, Error> {
+    // Every write on the server's dry run first: a child it refuses leaves the others as they
+    // were, so a bad change is never half applied.
+    for dry_run in [true, false] {
+        if let Err(refused) = write_all(ctx, ns, plan, dry_run).await? {
+            return Ok(Err(refused));
+        }
+    }
+    for change in &plan.prune {
+        let name = change.name();
+        let result = match change {
+            Change::Service(_) => delete_one::<SwarmService>(ctx, ns, &name).await,
+            Change::Network(_) => delete_one::<SwarmNetwork>(ctx, ns, &name).await,
+            Change::Secret(_) => delete_one::<SwarmSecret>(ctx, ns, &name).await,
+            Change::Config(_) => delete_one::<SwarmConfig>(ctx, ns, &name).await,
+        };
+        result.map_err(|source| Error::Kube {
+            operation: "prune stack child",
+            object: name.clone(),
+            source,
+        })?;
+        info!(child = %name, kind = kind_of(change), "pruned: no longer in the stack file");
+    }
+    Ok(Ok(()))
+}
+
+/// Creates and applies the plan's children, on the server's dry run or for real.
+async fn write_all(
+    ctx: &Context,
+    ns: &str,
+    plan: &Plan,
+    dry_run: bool,
+) -> Result<Result<(), Refusal>, Error> {
     let creates = plan.create.iter().map(|c| (c, true));
     for (change, create) in creates.chain(plan.apply.iter().map(|c| (c, false))) {
         let result = match change {
-            Change::Service(o) => apply_one(ctx, ns, o.as_ref(), create).await,
-            Change::Network(o) => apply_one(ctx, ns, o.as_ref(), create).await,
-            Change::Secret(o) => apply_one(ctx, ns, o.as_ref(), create).await,
-            Change::Config(o) => apply_one(ctx, ns, o.as_ref(), create).await,
+            Change::Service(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
+            Change::Network(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
+            Change::Secret(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
+            Change::Config(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
         };
         let child = format!("{} {}", kind_of(change), change.name());
         match result {
@@ -396,21 +428,6 @@ async fn apply(ctx: &Context, ns: &str, plan: &Plan) -> Result<Result<(), Refusa
             }
         }
     }
-    for change in &plan.prune {
-        let name = change.name();
-        let result = match change {
-            Change::Service(_) => delete_one::<SwarmService>(ctx, ns, &name).await,
-            Change::Network(_) => delete_one::<SwarmNetwork>(ctx, ns, &name).await,
-            Change::Secret(_) => delete_one::<SwarmSecret>(ctx, ns, &name).await,
-            Change::Config(_) => delete_one::<SwarmConfig>(ctx, ns, &name).await,
-        };
-        result.map_err(|source| Error::Kube {
-            operation: "prune stack child",
-            object: name.clone(),
-            source,
-        })?;
-        info!(child = %name, kind = kind_of(change), "pruned: no longer in the stack file");
-    }
     Ok(Ok(()))
 }
 
@@ -425,7 +442,13 @@ fn kind_of(change: &Change) -> &'static str {
 
 /// Creates `obj` (`create`: failing if the name is taken) or applies it (server-side apply,
 /// forced: the stack's fields are the stack's).
-async fn apply_one<K>(ctx: &Context, ns: &str, obj: &K, create: bool) -> Result<(), kube::Error>
+async fn apply_one<K>(
+    ctx: &Context,
+    ns: &str,
+    obj: &K,
+    create: bool,
+    dry_run: bool,
+) -> Result<(), kube::Error>
 where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Clone
@@ -444,17 +467,14 @@ where
         let obj: K = serde_json::from_value(value).map_err(kube::Error::SerdeError)?;
         let params = kube::api::PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
+            dry_run,
         };
         api.create(&params, &obj).await?;
         return Ok(());
     }
-    api.patch(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(value),
-    )
-    .await?;
+    let mut params = PatchParams::apply(FIELD_MANAGER).force();
+    params.dry_run = dry_run;
+    api.patch(&obj.name_any(), &params, &Patch::Apply(value)).await?;
     Ok(())
 }
 
