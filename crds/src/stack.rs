@@ -37,7 +37,9 @@ use crate::{
     ),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("has(self.spec.stackName) || self.metadata.name.matches('^[a-zA-Z0-9][a-zA-Z0-9_.-]*$') && size(self.metadata.name) <= 40")
-        .message("metadata.name is the stack's name in the swarm when spec.stackName is not set: at most 40 characters, letters, digits, '_', '.' and '-'")
+        .message("metadata.name is the stack's name in the swarm when spec.stackName is not set: at most 40 characters, letters, digits, '_', '.' and '-'"),
+    validation = Rule::new("size(self.metadata.name) <= 63")
+        .message("metadata.name: at most 63 characters, as it labels every child (swarmoperator.io/stack)")
 )]
 #[x_kube(
     validation = Rule::new(
