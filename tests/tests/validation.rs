@@ -143,3 +143,42 @@ async fn swarm_config_takes_exactly_one_source() {
     );
     assert!(apply("{data: \"listen 80;\"}").0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server: scripts/test.sh runs it"]
+async fn swarm_stack_names_and_sources_are_checked_at_apply() {
+    let env = TestEnv::new("stackrule").await;
+    let apply = |name: &str, spec: &str| {
+        let manifest = format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        );
+        env.kubectl_apply(&manifest, true).err().unwrap_or_default()
+    };
+    let compose = "compose: \"services: {web: {image: x}}\"";
+    assert_eq!(apply("prod", &format!("{{{compose}}}")), "");
+    let long = "a".repeat(41);
+    assert!(apply(&long, &format!("{{{compose}}}")).contains("at most 40 characters"));
+    assert_eq!(apply(&long, &format!("{{{compose}, stackName: prod}}")), "");
+    assert!(apply(&"a".repeat(64), &format!("{{{compose}, stackName: prod}}")).contains("at most 63"));
+    assert!(apply("prod", "{compose: \"\"}").contains("spec.compose"));
+    let both = apply(
+        "prod",
+        &format!(
+            "{{{compose}, sources: {{db: {{secret: {{name: s, key: k}}, configMap: {{name: c, key: k}}}}}}}}"
+        ),
+    );
+    assert!(both.contains("exactly one of secret and configMap"), "{both}");
+    // The stack's name in the swarm names every object of it: it cannot change.
+    env.kubectl_apply(
+        &format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: app}}\nspec: {{{compose}, stackName: one}}\n"),
+        false,
+    )
+    .unwrap();
+    let changed = env
+        .kubectl_apply(
+            &format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmStack\nmetadata: {{name: app}}\nspec: {{{compose}, stackName: two}}\n"),
+            false,
+        )
+        .unwrap_err();
+    assert!(changed.contains("spec.stackName is immutable"), "{changed}");
+}
