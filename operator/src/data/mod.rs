@@ -23,6 +23,7 @@ use k8s_openapi::{
 };
 use kube::{
     Client, ResourceExt,
+    core::PartialObjectMeta,
     runtime::{controller::Action, reflector::ObjectRef, watcher},
 };
 use sha2::{Digest, Sha256};
@@ -196,18 +197,22 @@ pub async fn run<K: DataResource + Reconciled>(ctx: Arc<Context>, namespace: Opt
                 .map(|o| ObjectRef::from_obj(o.as_ref())),
         )
     };
+    // The watches only say which source changed (its resourceVersion moves with its data): their
+    // metadata is enough, and the values of every Secret in the namespaces are never held.
     let controller = match K::KIND {
         DataKind::Secret => {
-            let secrets = scoped_api::<Secret>(ctx.client.clone(), namespace);
-            controller.watches_stream(touched(secrets, watcher::Config::default()), move |s: Secret| {
-                sources(s.namespace(), s.name_any())
-            })
+            let secrets = scoped_api::<PartialObjectMeta<Secret>>(ctx.client.clone(), namespace);
+            controller.watches_stream(
+                touched(secrets, watcher::Config::default()),
+                move |s: PartialObjectMeta<Secret>| sources(s.namespace(), s.name_any()),
+            )
         }
         DataKind::Config => {
-            let maps = scoped_api::<ConfigMap>(ctx.client.clone(), namespace);
-            controller.watches_stream(touched(maps, watcher::Config::default()), move |m: ConfigMap| {
-                sources(m.namespace(), m.name_any())
-            })
+            let maps = scoped_api::<PartialObjectMeta<ConfigMap>>(ctx.client.clone(), namespace);
+            controller.watches_stream(
+                touched(maps, watcher::Config::default()),
+                move |m: PartialObjectMeta<ConfigMap>| sources(m.namespace(), m.name_any()),
+            )
         }
     };
     crate::pass::run(controller, ctx, concurrency).await;

@@ -113,11 +113,12 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
         )
         // Creating or fixing the Secret an imagePullSecret names sends the credentials at once.
         .watches_stream(
+            // Metadata only: the credentials are read when a service needs them, never held.
             touched(
-                scoped_api::<Secret>(client.clone(), namespace),
+                scoped_api::<kube::core::PartialObjectMeta<Secret>>(client.clone(), namespace),
                 watcher::Config::default().fields("type=kubernetes.io/dockerconfigjson"),
             ),
-            move |s: Secret| {
+            move |s: kube::core::PartialObjectMeta<Secret>| {
                 let name = s.name_any();
                 by_pull_secret(s.namespace(), &|svc| {
                     svc.spec.image_pull_secrets.iter().any(|r| r.name == name)
