@@ -317,7 +317,12 @@ impl Metrics {
     }
 }
 
-/// Serves /metrics, /healthz and /readyz on `addr` until the process ends.
+/// How long requests may wait with no pass starting before /healthz fails (and a liveness probe
+/// restarts the operator): longer than any pass takes, Engine calls time out in 30 s.
+pub const WEDGED_AFTER: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Serves /metrics, /healthz (failing when the controllers are wedged) and /readyz on `addr`
+/// until the process ends.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -334,7 +339,10 @@ pub async fn serve(
                 async move {
                     let (status, body) = match req.uri().path() {
                         "/metrics" => (200, metrics.render(&queues)),
-                        "/healthz" => (200, "ok\n".to_string()),
+                        "/healthz" => match queues.wedged(std::time::Instant::now(), WEDGED_AFTER) {
+                            None => (200, "ok\n".to_string()),
+                            Some(why) => (500, format!("{why}\n")),
+                        },
                         "/readyz" if metrics.is_ready() => (200, "ready\n".to_string()),
                         "/readyz" => (503, "starting\n".to_string()),
                         _ => (404, "not found\n".to_string()),

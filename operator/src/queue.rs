@@ -30,6 +30,8 @@ type Key = (Option<String>, String);
 #[derive(Default)]
 pub struct Queue {
     due: Mutex<HashMap<Key, Instant>>,
+    /// When this kind's last pass started.
+    last_start: Mutex<Option<Instant>>,
 }
 
 impl Queue {
@@ -50,6 +52,23 @@ impl Queue {
     pub fn left(&self, namespace: Option<&str>, name: &str) {
         self.entries()
             .remove(&(namespace.map(str::to_string), name.to_string()));
+    }
+
+    /// How long the longest-waiting request has been due at `now`, if any is, and how long ago
+    /// the last pass started (None: never).
+    fn waiting(&self, now: Instant) -> (Option<Duration>, Option<Duration>) {
+        let overdue = self
+            .entries()
+            .values()
+            .filter(|at| **at <= now)
+            .map(|at| now - *at)
+            .max();
+        let since_start = self
+            .last_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|at| now.saturating_duration_since(at));
+        (overdue, since_start)
     }
 
     /// (due now, due later).
@@ -74,6 +93,28 @@ impl Queues {
             .entry(K::kind(&()).to_string())
             .or_default()
             .clone()
+    }
+
+    /// Whether the controllers are wedged at `now`: a kind has had a request due for longer than
+    /// `limit` while none of its passes started for as long. A backlog keeps passes starting and is
+    /// not a wedge; all passes stuck (a deadlock, a call that never returns) is. What /healthz says.
+    pub fn wedged(&self, now: Instant, limit: Duration) -> Option<String> {
+        let queues: Vec<(String, Arc<Queue>)> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(kind, q)| (kind.clone(), q.clone()))
+            .collect();
+        queues.into_iter().find_map(|(kind, q)| match q.waiting(now) {
+            (Some(overdue), since_start) if overdue > limit && since_start.is_none_or(|s| s > limit) => {
+                Some(format!(
+                    "wedged: a {kind} pass has been due for {}s and none has started for as long",
+                    overdue.as_secs()
+                ))
+            }
+            _ => None,
+        })
     }
 
     /// Every kind's (due now, due later), for the metrics.
@@ -131,6 +172,7 @@ impl Queue {
     {
         let (namespace, name) = key_of(obj);
         self.left(namespace, name);
+        *self.last_start.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let (result, next) = NEXT
             .scope(Cell::new(None), async {
                 let result = pass.await;
@@ -221,5 +263,41 @@ mod tests {
             .pass(&obj, async { Ok::<_, ()>(Action::await_change()) })
             .await;
         assert_eq!(queue.depth(), (0, 0), "await_change schedules nothing");
+    }
+
+    #[tokio::test]
+    async fn wedged_only_when_work_waits_and_no_pass_starts() {
+        let limit = Duration::from_secs(180);
+        let queues = Queues::default();
+        let queue = queues.of::<swarm_operator_crds::SwarmNetwork>();
+        let now = Instant::now();
+        assert_eq!(
+            queues.wedged(now + 2 * limit, limit),
+            None,
+            "nothing waits: alive"
+        );
+        queue.wanted(Some("ns"), "a", Duration::ZERO);
+        assert_eq!(
+            queues.wedged(now + limit / 2, limit),
+            None,
+            "due for a while: alive"
+        );
+        let wedged = queues.wedged(now + 2 * limit, limit).expect("wedged");
+        assert!(wedged.contains("SwarmNetwork"), "{wedged}");
+        // A backlog: passes keep starting while others wait.
+        let obj = swarm_operator_crds::SwarmNetwork::new("b", Default::default());
+        let _ = queue
+            .pass(&obj, async { Ok::<_, ()>(Action::await_change()) })
+            .await;
+        let started = Instant::now();
+        assert_eq!(
+            queues.wedged(started + limit / 2, limit),
+            None,
+            "a pass just started: alive"
+        );
+        assert!(
+            queues.wedged(started + 2 * limit, limit).is_some(),
+            "none since: wedged"
+        );
     }
 }
