@@ -41,6 +41,7 @@ export KUBECONFIG="$STATE/kubeconfig" KUBECTL
 "$KUBECTL" apply --server-side --force-conflicts -f crds/generated/ >/dev/null
 "$KUBECTL" wait --for condition=Established --timeout=60s -f crds/generated/ >/dev/null
 
+HELM=$(timed "$REPO/scripts/helm-bin.sh"); export HELM
 log "cargo test (unit, CRD drift, end-to-end)"
 cargo test --workspace -- --include-ignored
 
