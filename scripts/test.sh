@@ -42,6 +42,7 @@ export KUBECONFIG="$STATE/kubeconfig" KUBECTL
 "$KUBECTL" wait --for condition=Established --timeout=60s -f crds/generated/ >/dev/null
 
 HELM=$(timed "$REPO/scripts/helm-bin.sh"); export HELM
+OPERATOR_IMAGE=$(timed "$REPO/scripts/image.sh"); export OPERATOR_IMAGE
 log "cargo test (unit, CRD drift, end-to-end)"
 cargo test --workspace -- --include-ignored
 
