@@ -210,9 +210,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let election = match args.leader_elect {
         true => {
             // A pod keeps its name across container restarts, and takes its own lease back at once.
+            // Without one, the host name and PID are not enough: two containers on the host's
+            // network share the host name and are both PID 1. A random part tells them apart.
             let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+                use rand::Rng;
                 let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "swarm-operator".into());
-                format!("{host}-{}", std::process::id())
+                let nonce: u32 = rand::rng().random();
+                format!("{host}-{}-{nonce:08x}", std::process::id())
             });
             Some(LeaderElection::new(
                 kube::Client::try_from(config)?,
@@ -274,7 +278,7 @@ async fn term(
 ) {
     let (clusters_controller, store, ready) = cluster::controller(
         client.clone(),
-        args.cluster_selector.as_deref(),
+        args.cluster_selector.as_deref().filter(|s| !s.is_empty()),
         queues.of::<SwarmCluster>(),
     );
     let clusters = Arc::new(Clusters::new(
@@ -290,7 +294,8 @@ async fn term(
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(client, clusters, settings, metrics, queues));
-    let namespace = args.namespace.as_deref();
+    // An empty value (a stack file's `${WATCH_NAMESPACE:-}`) is no value.
+    let namespace = args.namespace.as_deref().filter(|n| !n.is_empty());
     // Resources wait until the SwarmClusters are known, so none goes to the fallback engine by
     // mistake while a SwarmCluster `default` is still loading.
     let resources = async {
