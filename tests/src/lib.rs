@@ -791,7 +791,7 @@ impl PrivateApiServer {
         let bed = PrivateApiServer {
             dir,
             apiserver_port: free_port(),
-            etcd_port: free_port(),
+            etcd_port: free_port_pair(),
         };
         bed.start();
         bed
@@ -810,6 +810,16 @@ impl PrivateApiServer {
     /// kill -9 of the API server, as a crash or an OOM kill would.
     pub fn kill_apiserver(&self) {
         kube_bed(&["kill-apiserver", self.dir.to_str().unwrap()]);
+    }
+}
+
+/// A free port whose next one is free too: etcd listens on both (clients, then peers).
+fn free_port_pair() -> u16 {
+    loop {
+        let port = free_port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
     }
 }
 
