@@ -514,6 +514,15 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A stack deployed with `docker stack deploy`, removed when the test ends whatever its outcome.
+pub struct DockerStack(pub String);
+
+impl Drop for DockerStack {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["stack", "rm", &self.0]).output();
+    }
+}
+
 /// A client container on an overlay network that asks `http://<host>:80/` every 100 ms and logs
 /// `ok Version: N` or `fail`: what a user of a service sees during an update. Removed on drop.
 pub struct Poller {

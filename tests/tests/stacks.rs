@@ -11,18 +11,9 @@ use kube::{
 };
 use serde_json::{Value, json};
 use swarm_operator_crds::{SwarmService, SwarmStack};
-use swarm_operator_e2e::{Answers, Poller, TestEnv, docker, test_image};
+use swarm_operator_e2e::{Answers, DockerStack, Poller, TestEnv, docker, test_image};
 
 const WITHIN: Duration = Duration::from_secs(150);
-
-/// Removes a stack deployed with the CLI when the test ends, whatever its outcome.
-struct CliStack(String);
-
-impl Drop for CliStack {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["stack", "rm", &self.0]).output();
-    }
-}
 
 fn stacks(env: &TestEnv) -> Api<SwarmStack> {
     Api::namespaced(env.client.clone(), &env.namespace)
@@ -391,7 +382,7 @@ async fn the_conversion_matches_docker_stack_deploy() {
 
     // The reference: the CLI on the same swarm.
     let cli = format!("{}-cli", env.prefix);
-    let _cleanup = CliStack(cli.clone());
+    let _cleanup = DockerStack(cli.clone());
     let out = Command::new("docker")
         .current_dir(&dir)
         .env("EXT", &ext)

@@ -7,18 +7,9 @@ use std::{process::Command, time::Duration};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
-use swarm_operator_e2e::{CLUSTER_LABEL, TestEnv, docker, test_image};
+use swarm_operator_e2e::{CLUSTER_LABEL, DockerStack, TestEnv, docker, test_image};
 
 const WITHIN: Duration = Duration::from_secs(150);
-
-/// Removes the stack when the test ends, whatever its outcome.
-struct Stack(String);
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["stack", "rm", &self.0]).output();
-    }
-}
 
 /// The containers of the stack's running tasks on this node, by container ID.
 fn running_containers(stack: &str) -> Vec<String> {
@@ -48,7 +39,7 @@ async fn the_operator_runs_as_a_swarm_service_and_survives_its_task_killed() {
     )
     .unwrap();
     let stack = format!("{}-so", env.prefix);
-    let _cleanup = Stack(stack.clone());
+    let _cleanup = DockerStack(stack.clone());
     let file = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../examples/swarm-native/docker-stack.yml"

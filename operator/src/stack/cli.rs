@@ -71,8 +71,8 @@ pub fn stack(request: &Request) -> Result<SwarmStack, String> {
     })
 }
 
-/// The YAML `convert` prints: the SwarmStack, or with `split` its children, one document each.
-pub fn convert(request: &Request) -> Result<String, String> {
+/// The SwarmStack for `request` and what the controller's compiler makes of it.
+fn compiled(request: &Request) -> Result<(SwarmStack, super::Output), String> {
     let stack = stack(request)?;
     let input = super::Input {
         stack: &stack.stack_name(),
@@ -81,8 +81,14 @@ pub fn convert(request: &Request) -> Result<String, String> {
         sources: &stack.spec.sources,
         cluster_ref: None,
     };
-    // Compiled either way, so a file that would be refused is refused here too.
     let output = super::compile(&input).map_err(|e| e.to_string())?;
+    Ok((stack, output))
+}
+
+/// The YAML `convert` prints: the SwarmStack, or with `split` its children, one document each.
+pub fn convert(request: &Request) -> Result<String, String> {
+    // Compiled either way, so a file that would be refused is refused here too.
+    let (stack, output) = compiled(request)?;
     for key in &output.ignored {
         eprintln!("Ignoring unsupported option: {key}");
     }
@@ -121,15 +127,7 @@ pub async fn diff(request: &Request, client: kube::Client) -> Result<(String, bo
         namespace: Some(namespace.clone()),
         ..request.clone()
     };
-    let stack = stack(&request)?;
-    let input = super::Input {
-        stack: &stack.stack_name(),
-        compose: &stack.spec.compose,
-        variables: &stack.spec.variables,
-        sources: &stack.spec.sources,
-        cluster_ref: None,
-    };
-    let output = super::compile(&input).map_err(|e| e.to_string())?;
+    let (stack, output) = compiled(&request)?;
     let desired = children(&stack, &output.compiled);
     let mut out = String::new();
     diff_kind(&client, &namespace, &request.name, &desired.networks, &mut out).await?;

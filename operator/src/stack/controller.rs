@@ -157,7 +157,7 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
             }
         };
         write_status(stack, ctx, &summary, Some(&output), &existing).await?;
-        return Ok(Action::requeue(ctx.settings.resync_interval));
+        return Ok(crate::queue::requeue(ctx.settings.resync_interval));
     }
     if let Err(refused) = apply(ctx, &ns, &plan).await? {
         return refuse(stack, ctx, new_generation, refused).await;
@@ -170,7 +170,7 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
     };
     let summary = summary(&desired, &existing);
     write_status(stack, ctx, &summary, Some(&output), &existing).await?;
-    Ok(Action::requeue(ctx.settings.resync_interval))
+    Ok(crate::queue::requeue(ctx.settings.resync_interval))
 }
 
 /// Why a stack cannot be deployed as it is: its reason (InvalidSpec, NameConflict) and message.
