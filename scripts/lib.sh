@@ -138,6 +138,7 @@ kube_up() {
     wait_process "$STATE/etcd.pid" "$STATE/logs/etcd.log" 30 etcd curl -sf "http://127.0.0.1:$ETCD_PORT/health"
   fi
   if ! pid_alive "$STATE/apiserver.pid"; then
+    write_audit_policy "$STATE/audit-policy.yaml"
     log "starting kube-apiserver on 127.0.0.1:$APISERVER_PORT"
     : > "$STATE/logs/kube-apiserver.log"
     start_bg "$STATE/apiserver.pid" "$STATE/logs/kube-apiserver.log" "$bins/kube-apiserver" \
@@ -149,12 +150,29 @@ kube_up() {
       --service-account-key-file "$certs/sa.pub" --service-account-signing-key-file "$certs/sa.key" \
       --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --allow-privileged=true \
       --disable-admission-plugins ServiceAccount \
+      --enable-admission-plugins OwnerReferencesPermissionEnforcement \
+      --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/logs/audit.log" \
+      --audit-log-maxsize 200 --audit-log-maxbackup 1 --audit-log-format json \
       --cert-dir "$certs"
   fi
   write_kubeconfig "$kc" "$certs"
   wait_process "$STATE/apiserver.pid" "$STATE/logs/kube-apiserver.log" 90 kube-apiserver \
     "$KUBECTL" --kubeconfig "$kc" get --raw /readyz
   controller_manager_up "$bins"
+}
+
+# What the API server's audit log keeps: the requests of ServiceAccounts (the operator running as
+# the chart's, tests/tests/rbac.rs), with who, verb and resource, no bodies. Nothing else.
+write_audit_policy() { # write_audit_policy FILE
+  cat > "$1" <<'POLICY'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+- level: None
+POLICY
 }
 
 # kube-controller-manager with what a real cluster does to every object, whatever its kind:

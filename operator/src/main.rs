@@ -33,9 +33,9 @@ struct Args {
     /// Seconds between safety-net re-checks of a converged resource.
     #[arg(long, env = "SWARM_OPERATOR_RESYNC_SECONDS", default_value_t = 60)]
     resync_seconds: u64,
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    namespace: Option<String>,
+    /// Watch only these namespaces, comma-separated or repeated (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE", value_delimiter = ',')]
+    namespace: Vec<String>,
     /// Reconciles running at once.
     #[arg(long, env = "SWARM_OPERATOR_CONCURRENCY", default_value_t = 16)]
     concurrency: u16,
@@ -294,19 +294,28 @@ async fn term(
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(client, clusters, settings, metrics, queues));
-    // An empty value (a stack file's `${WATCH_NAMESPACE:-}`) is no value.
-    let namespace = args.namespace.as_deref().filter(|n| !n.is_empty());
+    let scopes = watch_scopes(&args.namespace);
+    // The reconciles allowed at once are shared by the namespaces' controllers.
+    let concurrency = (args.concurrency / scopes.len() as u16).max(1);
     // Resources wait until the SwarmClusters are known, so none goes to the fallback engine by
     // mistake while a SwarmCluster `default` is still loading.
     let resources = async {
         ctx.clusters.wait_until_ready().await;
-        tokio::join!(
-            service::run(ctx.clone(), namespace, args.concurrency),
-            network::run(ctx.clone(), namespace, args.concurrency),
-            data::run::<SwarmSecret>(ctx.clone(), namespace, args.concurrency),
-            data::run::<SwarmConfig>(ctx.clone(), namespace, args.concurrency),
-            stack::controller::run(ctx.clone(), namespace, args.concurrency),
-        )
+        // One set of controllers per watched namespace (or one over all): each with its own
+        // watches and store, as the operator may read nothing outside them.
+        futures::future::join_all(scopes.iter().map(|scope| {
+            let (namespace, ctx) = (scope.as_deref(), ctx.clone());
+            async move {
+                tokio::join!(
+                    service::run(ctx.clone(), namespace, concurrency),
+                    network::run(ctx.clone(), namespace, concurrency),
+                    data::run::<SwarmSecret>(ctx.clone(), namespace, concurrency),
+                    data::run::<SwarmConfig>(ctx.clone(), namespace, concurrency),
+                    stack::controller::run(ctx.clone(), namespace, concurrency),
+                )
+            }
+        }))
+        .await
     };
     // The event streams end with the term: they are part of this future, not spawned.
     let events = connections::follow_all(ctx.clusters.clone(), ctx.events.clone());
@@ -319,6 +328,18 @@ async fn term(
         } => {}
         () = events => {}
     }
+}
+
+/// The namespaces to watch, each once, from `--namespace a,b`; `[None]` (all namespaces) when none
+/// is named. Empty entries (a stack file's `${WATCH_NAMESPACE:-}`) name nothing.
+fn watch_scopes(flags: &[String]) -> Vec<Option<String>> {
+    let mut named: Vec<Option<String>> = Vec::new();
+    for ns in flags.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if !named.iter().any(|n| n.as_deref() == Some(ns)) {
+            named.push(Some(ns.to_string()));
+        }
+    }
+    if named.is_empty() { vec![None] } else { named }
 }
 
 /// SIGTERM (what Kubernetes sends) or Ctrl-C.
@@ -363,5 +384,21 @@ fn init_logging(format: &str) {
         builder.json().init()
     } else {
         builder.init()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watch_scopes;
+
+    #[test]
+    fn namespaces_to_watch() {
+        let v = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(watch_scopes(&[]), vec![None]);
+        assert_eq!(watch_scopes(&v(&[""])), vec![None], "${{WATCH_NAMESPACE:-}}");
+        assert_eq!(
+            watch_scopes(&v(&["a", " b", "", "a"])),
+            vec![Some("a".to_string()), Some("b".to_string())]
+        );
     }
 }

@@ -51,6 +51,12 @@ pub struct TestEnv {
     pub rust_log: String,
     /// The API server this test and its operators use, when not the shared one (KUBECONFIG).
     kubeconfig: Option<PathBuf>,
+    /// The identity the operators run as, when not the test's (a ServiceAccount token's kubeconfig).
+    pub operator_kubeconfig: Option<PathBuf>,
+    /// The namespaces the operators watch: the test's own unless changed.
+    pub watched: Vec<String>,
+    /// Further namespaces of this test ([`TestEnv::another_namespace`]), cleaned up with it.
+    others: Vec<String>,
 }
 
 fn workspace() -> PathBuf {
@@ -100,7 +106,6 @@ impl TestEnv {
         TestEnv {
             client,
             docker,
-            namespace,
             prefix,
             operator: None,
             standbys: Vec::new(),
@@ -109,6 +114,10 @@ impl TestEnv {
             metrics_port,
             rust_log: "info,swarm_operator=debug,kube=warn".into(),
             kubeconfig,
+            operator_kubeconfig: None,
+            watched: vec![namespace.clone()],
+            others: Vec::new(),
+            namespace,
         }
     }
 
@@ -167,13 +176,13 @@ impl TestEnv {
         self.operator_starts += 1;
         let log = std::fs::File::create(self.log_file()).unwrap();
         let mut command = Command::new(&bin);
-        if let Some(path) = &self.kubeconfig {
+        if let Some(path) = self.operator_kubeconfig.as_ref().or(self.kubeconfig.as_ref()) {
             command.env("KUBECONFIG", path);
         }
         command
             .args([
                 "--namespace",
-                &self.namespace,
+                &self.watched.join(","),
                 "--metrics-addr",
                 &format!("127.0.0.1:{metrics_port}"),
                 "--cluster-selector",
@@ -431,6 +440,20 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The Helm chart's directory.
+pub fn chart() -> String {
+    workspace().join("charts/swarm-operator").display().to_string()
+}
+
+/// helm (HELM, built by scripts/helm-bin.sh) with `args`, on the test API server (KUBECONFIG).
+pub fn helm(args: &[&str]) -> Output {
+    let bin = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
+    Command::new(&bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test.sh sets HELM from scripts/helm-bin.sh)"))
+}
+
 /// A test image built by scripts/images.sh.
 pub fn test_image(tag: &str) -> String {
     format!("swarm-operator-test/whoami:{tag}")
@@ -448,9 +471,23 @@ impl Drop for TestEnv {
             .args(["delete", "swarmclusters", "--wait=false", "-l"])
             .arg(format!("{CLUSTER_LABEL}={}", self.namespace))
             .output();
-        // Leave nothing of this test on the shared swarm, whatever its outcome. Services first:
-        // networks, secrets and configs in use cannot go.
-        let label = format!("label={OWNER_NAMESPACE}={}", self.namespace);
+        // Leave nothing of this test on the shared swarm, whatever its outcome.
+        remove_swarm_objects_of(&self.namespace);
+        for other in &self.others {
+            remove_swarm_objects_of(other);
+            let _ = self
+                .kubectl_command()
+                .args(["delete", "namespace", other, "--wait=false"])
+                .output();
+        }
+    }
+}
+
+/// Removes the swarm's objects that resources of `namespace` made. Services first: networks,
+/// secrets and configs in use cannot go.
+fn remove_swarm_objects_of(namespace: &str) {
+    {
+        let label = format!("label={OWNER_NAMESPACE}={namespace}");
         for kind in ["service", "secret", "config", "network"] {
             let Ok(out) = Command::new("docker")
                 .args([kind, "ls", "-q", "--filter", &label])
@@ -474,6 +511,18 @@ impl Drop for TestEnv {
 }
 
 impl TestEnv {
+    /// Creates namespace `<test namespace>-<suffix>`, removed (with its swarm objects) with the test.
+    pub async fn another_namespace(&mut self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.namespace);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+        self.others.push(name.clone());
+        name
+    }
+
     /// Waits until condition `type_` is True with `reason`; returns its message.
     pub async fn wait_condition(&self, name: &str, type_: &str, reason: &str, limit: Duration) -> String {
         self.wait_for(&format!("{type_}/{reason} on {name}"), limit, || async {

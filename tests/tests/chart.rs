@@ -3,22 +3,8 @@
 //! run, the Deployment hardened, the Docker socket opt-in, the CRDs toggled, unknown values refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Command, Output};
-
 use serde_json::Value;
-use swarm_operator_e2e::TestEnv;
-
-fn chart() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/swarm-operator").into()
-}
-
-fn helm(args: &[&str]) -> Output {
-    let bin = std::env::var("HELM").unwrap_or_else(|_| "helm".into());
-    Command::new(&bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test.sh sets HELM from scripts/helm-bin.sh)"))
-}
+use swarm_operator_e2e::{TestEnv, chart, helm};
 
 /// `helm template` with `sets`, as YAML text and as objects.
 fn render(namespace: &str, sets: &[&str]) -> (String, Vec<Value>) {
@@ -119,8 +105,32 @@ async fn the_chart_lints_renders_hardened_and_is_accepted_by_the_api_server() {
     assert_eq!(cluster["spec"]["tls"]["namespace"], env.namespace.as_str());
     assert_eq!(find(&objects, "PodDisruptionBudget").len(), 1);
 
+    // Namespace-scoped: a Role in each watched namespace, and cluster-wide only what is
+    // cluster-scoped (SwarmClusters, namespaces' labels), never Secrets.
+    let (_, objects) = render(&env.namespace, &["watchNamespaces={team-a,team-b}"]);
+    let roles: Vec<_> = find(&objects, "Role")
+        .into_iter()
+        .filter(|r| r["rules"].to_string().contains("secrets"))
+        .map(|r| r["metadata"]["namespace"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        roles,
+        ["team-a", "team-b", env.namespace.as_str()],
+        "watched + the TLS Secret's"
+    );
+    for role in find(&objects, "ClusterRole") {
+        assert!(!role["rules"].to_string().contains("secrets"), "{role}");
+    }
+    let args = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(args.to_string().contains("--namespace=team-a,team-b"), "{args}");
+
     // An unknown or misspelt value is refused, naming it.
-    for bad in ["replica=3", "dockerSocket.enable=true", "logFormat=xml"] {
+    for bad in [
+        "replica=3",
+        "dockerSocket.enable=true",
+        "logFormat=xml",
+        "watchNamespaces={Team_A}",
+    ] {
         let out = helm(&["template", "so", &chart(), "--set", bad]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{bad} accepted");

@@ -16,3 +16,51 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "swarm-operator.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end }}
+
+{{/* What the operator does in a namespace it watches: its kinds, their status, the Secrets and
+ConfigMaps they name, and events. A ClusterRole's rules, or each watched namespace's Role's. Each verb
+is one the operator uses (tests/tests/rbac.rs reads them from the API server's audit log). */}}
+{{- define "swarm-operator.namespacedRules" -}}
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs", "swarmstacks"]
+  verbs: ["list", "watch"]
+# Finalizers (JSON patches), and a SwarmStack's children: created, server-side applied, pruned.
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs"]
+  verbs: ["patch", "create", "delete"]
+# What a SwarmService refers to, read at reconcile time.
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmnetworks", "swarmsecrets", "swarmconfigs"]
+  verbs: ["get"]
+# Children carry blockOwnerDeletion: true, which clusters with OwnerReferencesPermissionEnforcement
+# allow only to whoever may update the owner's finalizers.
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmstacks/finalizers"]
+  verbs: ["update"]
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmservices/status", "swarmnetworks/status", "swarmsecrets/status", "swarmconfigs/status", "swarmstacks/status"]
+  verbs: ["patch"]
+# imagePullSecrets and SwarmSecret sources: read at reconcile time and watched (metadata only);
+# their values go to the Swarm manager only. ConfigMaps feed SwarmConfigs and stacks' variables.
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get", "list", "watch"]
+# A repeated event is a series: created once, then patched.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* SwarmClusters, and the labels of namespaces their namespaceSelector admits: cluster-scoped,
+so always a ClusterRole's. */}}
+{{- define "swarm-operator.clusterRules" -}}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["get"]
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmclusters"]
+  verbs: ["list", "watch"]
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmclusters/status"]
+  verbs: ["patch"]
+{{- end }}
