@@ -44,6 +44,7 @@ export KUBECONFIG="$STATE/kubeconfig" KUBECTL
 HELM=$(timed "$REPO/scripts/helm-bin.sh"); export HELM
 OPERATOR_IMAGE=$(timed "$REPO/scripts/image.sh"); export OPERATOR_IMAGE
 KSTATUS=$(timed "$REPO/scripts/kstatus-bin.sh"); export KSTATUS
+ARGO_HEALTH=$(timed "$REPO/scripts/argo-health-bin.sh"); export ARGO_HEALTH
 log "cargo test (unit, CRD drift, end-to-end)"
 cargo test --workspace -- --include-ignored
 

@@ -1,7 +1,10 @@
-//! What Flux (and kpt) make of every kind's status: kstatus itself (tests/kstatus, built from
-//! sigs.k8s.io/cli-utils by scripts/kstatus-bin.sh) computes Current / InProgress / Failed /
-//! Terminating from real objects, as the API server stores them, in the situations the operator
-//! produces; each must be what a user would expect.
+//! What Flux (and kpt) and Argo CD make of every kind's status. kstatus itself (tests/kstatus,
+//! built from sigs.k8s.io/cli-utils by scripts/kstatus-bin.sh) computes Current / InProgress /
+//! Failed / Terminating, and Argo CD's Lua runtime (tests/argo-health, gopher-lua as Argo CD runs
+//! argocd-cm checks) runs argocd/health.lua, on real objects as the API server stores them, in the
+//! situations the operator produces; each must be what a user would expect. With
+//! RECORD_ARGO_TESTDATA=1 the objects become the testdata of argocd/resource_customizations, in
+//! the health_test.yaml layout of Argo CD's own repository, which the second test runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -43,6 +46,133 @@ fn kstatus(objects: &[Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// The argo-health binary (scripts/argo-health-bin.sh).
+fn argo_health_bin() -> String {
+    std::env::var("ARGO_HEALTH").unwrap_or_else(|_| "argo-health".into())
+}
+
+fn argocd_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../argocd")
+}
+
+/// Argo CD's verdict (argocd/health.lua) on each of `objects`: (status, message).
+fn argo_health(objects: &[Value]) -> Vec<(String, String)> {
+    let bin = argo_health_bin();
+    let script = argocd_dir().join("health.lua");
+    let mut child = Command::new(&bin)
+        .arg("eval")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{bin}: {e} (scripts/test.sh sets ARGO_HEALTH from scripts/argo-health-bin.sh)")
+        });
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&serde_json::to_vec(objects).unwrap())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    results
+        .iter()
+        .map(|r| {
+            (
+                r["status"].as_str().unwrap().to_string(),
+                r["message"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Writes each object as testdata of its kind under argocd/resource_customizations, and each
+/// kind's health_test.yaml with the verdicts, as Argo CD's repository lays them out.
+fn record_argo_testdata(seen: &[Situation], verdicts: &[(String, String)]) {
+    let root = argocd_dir().join("resource_customizations/swarmoperator.io");
+    let mut tests: std::collections::BTreeMap<String, String> = Default::default();
+    for (situation, (status, message)) in seen.iter().zip(verdicts) {
+        let kind = situation.object["kind"].as_str().unwrap().to_string();
+        let mut object = situation.object.clone();
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        let file = format!("{}.yaml", situation.name.replace(' ', "-"));
+        let dir = root.join(&kind).join("testdata");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(&file), serde_yaml_ng::to_string(&object).unwrap()).unwrap();
+        let entry = tests.entry(kind).or_insert_with(|| "tests:\n".to_string());
+        entry.push_str(&format!(
+            "- healthStatus:\n    status: {status}\n    message: {}\n  inputPath: testdata/{file}\n",
+            serde_json::to_string(message).unwrap()
+        ));
+    }
+    for (kind, text) in tests {
+        std::fs::write(root.join(kind).join("health_test.yaml"), text).unwrap();
+    }
+}
+
+/// The README's way to install the checks works: argocd/argocd-cm.yaml patches an argocd-cm
+/// (here in the test's namespace) and leaves the script under every kind's key, next to what the
+/// ConfigMap had; argocd/argo-cd-values.yaml gives the argo-cd chart the same keys.
+fn argocd_snippets_carry_the_script(env: &TestEnv) {
+    let script = std::fs::read_to_string(argocd_dir().join("health.lua")).unwrap();
+    env.kubectl(&[
+        "create",
+        "configmap",
+        "argocd-cm",
+        "--from-literal=url=https://argocd.example",
+    ]);
+    let patch = argocd_dir().join("argocd-cm.yaml");
+    env.kubectl(&[
+        "patch",
+        "configmap",
+        "argocd-cm",
+        "--patch-file",
+        patch.to_str().unwrap(),
+    ]);
+    let cm: Value = serde_json::from_slice(
+        &env.kubectl(&["get", "configmap", "argocd-cm", "-o", "json"])
+            .stdout,
+    )
+    .unwrap();
+    let values: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(argocd_dir().join("argo-cd-values.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        cm["data"]["url"], "https://argocd.example",
+        "the patch keeps the rest"
+    );
+    for kind in [
+        "SwarmService",
+        "SwarmNetwork",
+        "SwarmSecret",
+        "SwarmConfig",
+        "SwarmCluster",
+        "SwarmStack",
+    ] {
+        let key = format!("resource.customizations.health.swarmoperator.io_{kind}");
+        assert_eq!(cm["data"][&key], script.as_str(), "{key} in argocd-cm");
+        assert_eq!(
+            values["configs"]["cm"][&key],
+            script.as_str(),
+            "{key} in the argo-cd values"
+        );
+    }
+}
+
+/// One situation: its name, the object as the API server stored it, and what kstatus (None:
+/// kstatus cannot tell) and Argo CD should make of it.
+struct Situation {
+    name: &'static str,
+    object: Value,
+    kstatus: Option<&'static str>,
+    argo: &'static str,
 }
 
 /// Waits until `api`'s object `name` has condition `type_` True with `reason` (for its current
@@ -88,18 +218,19 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     let p = env.prefix.clone();
     let image = test_image("1");
     let services: Api<SwarmService> = env.services();
-    let mut seen: Vec<(&str, Value, &str)> = Vec::new();
+    let mut seen: Vec<Situation> = Vec::new();
 
     // SwarmService: running; updating; swarm refused; tasks failing; cluster unavailable;
     // rolled back; deleting.
     let ok = format!("{p}-ok");
     env.kubectl_apply(&service(&ok, &format!("image: {image}, replicas: 1")), false)
         .unwrap();
-    seen.push((
-        "running",
-        snapshot(&env, &services, &ok, "Ready", "Running").await,
-        "Current",
-    ));
+    seen.push(Situation {
+        name: "running",
+        object: snapshot(&env, &services, &ok, "Ready", "Running").await,
+        kstatus: Some("Current"),
+        argo: "Healthy",
+    });
     let slow = format!("{p}-slow");
     let update = |tag: &str, health: &str| {
         service(
@@ -114,19 +245,59 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     env.kubectl_apply(&update("1", healthy), false).unwrap();
     snapshot(&env, &services, &slow, "Ready", "Running").await;
     env.kubectl_apply(&update("2", healthy), false).unwrap();
-    seen.push((
-        "updating",
-        snapshot(&env, &services, &slow, "Reconciling", "Progressing").await,
-        "InProgress",
-    ));
+    seen.push(Situation {
+        name: "updating",
+        object: snapshot(&env, &services, &slow, "Reconciling", "Progressing").await,
+        kstatus: Some("InProgress"),
+        argo: "Progressing",
+    });
     snapshot(&env, &services, &slow, "Ready", "Running").await;
     env.kubectl_apply(&update("1", r#"["CMD-SHELL", "exit 1"]"#), false)
         .unwrap();
-    seen.push((
-        "rolled back",
-        snapshot(&env, &services, &slow, "Stalled", "RolledBack").await,
-        "Failed",
-    ));
+    seen.push(Situation {
+        name: "rolled back",
+        object: snapshot(&env, &services, &slow, "Stalled", "RolledBack").await,
+        kstatus: Some("Failed"),
+        argo: "Degraded",
+    });
+    // Swarm pauses a failed update when told to: suspended, not failed.
+    let held = format!("{p}-held");
+    let held_update = |tag: &str, health: &str| {
+        service(
+            &held,
+            &format!(
+                "image: {}, replicas: 1, healthcheck: {{test: {health}, interval: 1s, timeout: 1s, retries: 1}}, updateConfig: {{failureAction: Pause, monitor: 6s, order: StartFirst}}",
+                test_image(tag)
+            ),
+        )
+    };
+    env.kubectl_apply(&held_update("1", healthy), false).unwrap();
+    snapshot(&env, &services, &held, "Ready", "Running").await;
+    env.kubectl_apply(&held_update("2", r#"["CMD-SHELL", "exit 1"]"#), false)
+        .unwrap();
+    seen.push(Situation {
+        name: "update paused",
+        object: snapshot(&env, &services, &held, "Stalled", "UpdatePaused").await,
+        kstatus: Some("Failed"),
+        argo: "Suspended",
+    });
+    // Just created: the object as the API server stored it, before the operator wrote anything.
+    // kstatus reads any custom resource without status as Current, so it cannot tell.
+    let created: SwarmService = serde_yaml_ng::from_str(&service(
+        &format!("{p}-new"),
+        &format!("image: {image}, replicas: 0"),
+    ))
+    .unwrap();
+    let created = services
+        .create(&kube::api::PostParams::default(), &created)
+        .await
+        .unwrap();
+    seen.push(Situation {
+        name: "just created",
+        object: serde_json::to_value(&created).unwrap(),
+        kstatus: None,
+        argo: "Progressing",
+    });
     let refused = format!("{p}-refused");
     env.kubectl_apply(
         &service(
@@ -136,22 +307,24 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
         false,
     )
     .unwrap();
-    seen.push((
-        "refused by the swarm",
-        snapshot(&env, &services, &refused, "Stalled", "InvalidSpec").await,
-        "Failed",
-    ));
+    seen.push(Situation {
+        name: "refused by the swarm",
+        object: snapshot(&env, &services, &refused, "Stalled", "InvalidSpec").await,
+        kstatus: Some("Failed"),
+        argo: "Degraded",
+    });
     let failing = format!("{p}-failing");
     env.kubectl_apply(
         &service(&failing, "image: swarm-operator-test/whoami:nope, replicas: 1"),
         false,
     )
     .unwrap();
-    seen.push((
-        "tasks failing",
-        snapshot(&env, &services, &failing, "Stalled", "TasksFailing").await,
-        "Failed",
-    ));
+    seen.push(Situation {
+        name: "tasks failing",
+        object: snapshot(&env, &services, &failing, "Stalled", "TasksFailing").await,
+        kstatus: Some("Failed"),
+        argo: "Degraded",
+    });
     let away = format!("{p}-away");
     env.kubectl_apply(
         &service(
@@ -161,21 +334,23 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
         false,
     )
     .unwrap();
-    seen.push((
-        "cluster unavailable",
-        snapshot(&env, &services, &away, "Reconciling", "ClusterUnavailable").await,
-        "InProgress",
-    ));
+    seen.push(Situation {
+        name: "cluster unavailable",
+        object: snapshot(&env, &services, &away, "Reconciling", "ClusterUnavailable").await,
+        kstatus: Some("InProgress"),
+        argo: "Progressing",
+    });
 
     // SwarmNetwork: ready; deleting while a service uses it.
     let networks: Api<SwarmNetwork> = Api::namespaced(env.client.clone(), &env.namespace);
     let net = format!("{p}-net");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: {net}}}\nspec: {{}}\n"), false).unwrap();
-    seen.push((
-        "network ready",
-        snapshot(&env, &networks, &net, "Ready", "Running").await,
-        "Current",
-    ));
+    seen.push(Situation {
+        name: "network ready",
+        object: snapshot(&env, &networks, &net, "Ready", "Running").await,
+        kstatus: Some("Current"),
+        argo: "Healthy",
+    });
     let user = format!("{p}-user");
     env.kubectl_apply(
         &service(
@@ -187,41 +362,66 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     .unwrap();
     snapshot(&env, &services, &user, "Ready", "Running").await;
     networks.delete(&net, &DeleteParams::default()).await.unwrap();
-    seen.push((
-        "network deleting",
-        snapshot(&env, &networks, &net, "Reconciling", "Deleting").await,
-        "Terminating",
-    ));
+    seen.push(Situation {
+        name: "network deleting",
+        object: snapshot(&env, &networks, &net, "Reconciling", "Deleting").await,
+        kstatus: Some("Terminating"),
+        argo: "Progressing",
+    });
 
     // SwarmSecret: its source missing.
     let secrets: Api<SwarmSecret> = Api::namespaced(env.client.clone(), &env.namespace);
     let secret = format!("{p}-secret");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: {secret}}}\nspec: {{secretRef: {{name: absent, key: k}}}}\n"), false).unwrap();
-    seen.push((
-        "secret source missing",
-        snapshot(&env, &secrets, &secret, "Stalled", "SourceMissing").await,
-        "Failed",
-    ));
+    seen.push(Situation {
+        name: "secret source missing",
+        object: snapshot(&env, &secrets, &secret, "Stalled", "SourceMissing").await,
+        kstatus: Some("Failed"),
+        argo: "Degraded",
+    });
+
+    env.kubectl(&["create", "secret", "generic", "present", "--from-literal=k=v"]);
+    let present = format!("{p}-present");
+    env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: {present}}}\nspec: {{secretRef: {{name: present, key: k}}}}\n"), false).unwrap();
+    seen.push(Situation {
+        name: "secret ready",
+        object: snapshot(&env, &secrets, &present, "Ready", "Running").await,
+        kstatus: Some("Current"),
+        argo: "Healthy",
+    });
 
     // SwarmConfig: inline, ready.
     let configs: Api<swarm_operator_crds::SwarmConfig> = Api::namespaced(env.client.clone(), &env.namespace);
     let config = format!("{p}-config");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: {config}}}\nspec: {{data: \"listen 80\"}}\n"), false).unwrap();
-    seen.push((
-        "config ready",
-        snapshot(&env, &configs, &config, "Ready", "Running").await,
-        "Current",
-    ));
+    seen.push(Situation {
+        name: "config ready",
+        object: snapshot(&env, &configs, &config, "Ready", "Running").await,
+        kstatus: Some("Current"),
+        argo: "Healthy",
+    });
 
     // SwarmCluster: nothing answers at its endpoint.
     let clusters: Api<SwarmCluster> = Api::all(env.client.clone());
     let cluster = format!("{p}-down");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmCluster\nmetadata:\n  name: {cluster}\n  labels: {{{CLUSTER_LABEL}: {}}}\nspec: {{endpoints: [unix:///nonexistent.sock], resyncInterval: 5s}}\n", env.namespace), false).unwrap();
-    seen.push((
-        "cluster unreachable",
-        snapshot(&env, &clusters, &cluster, "Reconciling", "ClusterUnavailable").await,
-        "InProgress",
-    ));
+    seen.push(Situation {
+        name: "cluster unreachable",
+        object: snapshot(&env, &clusters, &cluster, "Reconciling", "ClusterUnavailable").await,
+        kstatus: Some("InProgress"),
+        argo: "Progressing",
+    });
+
+    // SwarmCluster: the test's own engine.
+    let local = format!("{p}-local");
+    let engine = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmCluster\nmetadata:\n  name: {local}\n  labels: {{{CLUSTER_LABEL}: {}}}\nspec: {{endpoints: ['{engine}']}}\n", env.namespace), false).unwrap();
+    seen.push(Situation {
+        name: "cluster ready",
+        object: snapshot(&env, &clusters, &local, "Ready", "Connected").await,
+        kstatus: Some("Current"),
+        argo: "Healthy",
+    });
 
     // SwarmStack: ready; a file refused; paused with changes waiting.
     let stacks: Api<SwarmStack> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -234,36 +434,90 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     };
     let file = format!("services:\n  web:\n    image: {image}\n");
     env.kubectl_apply(&stack_manifest(&file, false), false).unwrap();
-    seen.push((
-        "stack ready",
-        snapshot(&env, &stacks, &stack, "Ready", "Running").await,
-        "Current",
-    ));
+    seen.push(Situation {
+        name: "stack ready",
+        object: snapshot(&env, &stacks, &stack, "Ready", "Running").await,
+        kstatus: Some("Current"),
+        argo: "Healthy",
+    });
     env.kubectl_apply(
         &stack_manifest(&format!("{file}    deploy: {{replicaz: 2}}\n"), false),
         false,
     )
     .unwrap();
-    seen.push((
-        "stack file refused",
-        snapshot(&env, &stacks, &stack, "Stalled", "InvalidSpec").await,
-        "Failed",
-    ));
+    seen.push(Situation {
+        name: "stack file refused",
+        object: snapshot(&env, &stacks, &stack, "Stalled", "InvalidSpec").await,
+        kstatus: Some("Failed"),
+        argo: "Degraded",
+    });
 
-    let verdicts = kstatus(&seen.iter().map(|(_, o, _)| o.clone()).collect::<Vec<_>>());
+    env.kubectl_apply(
+        &stack_manifest(&format!("{file}    deploy: {{replicas: 2}}\n"), true),
+        false,
+    )
+    .unwrap();
+    seen.push(Situation {
+        name: "stack paused",
+        object: snapshot(&env, &stacks, &stack, "Stalled", "Paused").await,
+        kstatus: Some("Failed"),
+        argo: "Suspended",
+    });
+
+    let objects: Vec<Value> = seen.iter().map(|s| s.object.clone()).collect();
+    let (verdicts, argo) = (kstatus(&objects), argo_health(&objects));
     let mut wrong = Vec::new();
-    for ((situation, obj, want), (got, message)) in seen.iter().zip(&verdicts) {
+    for ((situation, (got, message)), (argo_got, argo_message)) in seen.iter().zip(&verdicts).zip(&argo) {
         println!(
-            "{:<24} {:<14} {got:<12} {message}",
-            situation,
-            obj["kind"].as_str().unwrap()
+            "{:<24} {:<14} {got:<12} {argo_got:<12} {message} | {argo_message}",
+            situation.name,
+            situation.object["kind"].as_str().unwrap()
         );
-        if got != want {
+        if situation.kstatus.is_some_and(|want| got != want) {
             wrong.push(format!(
-                "{situation}: kstatus says {got} ({message}), a user expects {want}"
+                "{}: kstatus says {got} ({message}), a user expects {:?}",
+                situation.name, situation.kstatus
+            ));
+        }
+        if argo_got != situation.argo {
+            wrong.push(format!(
+                "{}: Argo CD says {argo_got} ({argo_message}), a user expects {}",
+                situation.name, situation.argo
             ));
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    argocd_snippets_carry_the_script(&env);
+    if std::env::var("RECORD_ARGO_TESTDATA").is_ok_and(|v| v == "1") {
+        record_argo_testdata(&seen, &argo);
+    }
     clusters.delete(&cluster, &DeleteParams::default()).await.unwrap();
+    clusters.delete(&local, &DeleteParams::default()).await.unwrap();
+}
+
+#[test]
+#[ignore = "needs argo-health (scripts/argo-health-bin.sh): scripts/test.sh runs it"]
+fn argo_cd_health_tests_pass_in_argo_cds_own_layout() {
+    let dir = argocd_dir().join("resource_customizations");
+    let out = Command::new(argo_health_bin())
+        .arg("test")
+        .arg(&dir)
+        .output()
+        .expect("argo-health (scripts/test.sh sets ARGO_HEALTH)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    for kind in [
+        "SwarmService",
+        "SwarmNetwork",
+        "SwarmSecret",
+        "SwarmConfig",
+        "SwarmCluster",
+        "SwarmStack",
+    ] {
+        assert!(text.contains(&format!("{kind}/testdata/")), "no test of {kind}");
+    }
+    for status in ["Healthy", "Progressing", "Degraded", "Suspended"] {
+        assert!(text.contains(&format!(": {status}\n")), "no case of {status}");
+    }
 }

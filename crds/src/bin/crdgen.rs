@@ -10,6 +10,7 @@ fn main() -> std::io::Result<()> {
             root.join("../charts/swarm-operator/templates/crds"),
             swarm_operator_crds::chart_files(),
         ),
+        (root.join("../argocd"), swarm_operator_crds::argocd_files()),
     ];
     for (dir, files) in targets {
         fs::create_dir_all(&dir)?;
