@@ -3,11 +3,11 @@
 //! swarms are dockerd processes in network namespaces on a bridge (scripts/swarm-lab.sh).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::{process::Command, time::Duration};
 
 use kube::Api;
 use swarm_operator_crds::{SwarmCluster, SwarmClusterStatus};
-use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, condition, services_named, test_image};
+use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, condition, kubectl_bin, services_named, test_image};
 
 /// A SwarmCluster labelled for this test's operator (it serves only those).
 fn cluster_manifest(env: &TestEnv, name: &str, endpoints: &[String], tls_secret: Option<&str>) -> String {
@@ -227,6 +227,81 @@ async fn losing_the_active_manager_mid_batch_loses_nothing() {
     assert_eq!(cond(&status, "QuorumAtRisk").unwrap().1, "QuorumHealthy");
 }
 
+/// Runs the README's "Connecting a TLS-protected swarm" block as written, for a docker context
+/// (in a config directory of its own) holding the client files of `certs` for `endpoint`, and
+/// the test's namespace; returns what it printed.
+fn readme_tls_recipe(env: &TestEnv, certs: &std::path::Path, endpoint: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let block = readme
+        .split("<!-- tls-recipe -->\n```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```\n<!-- /tls-recipe -->").next())
+        .expect("the README's tls-recipe block");
+    let first = "CONTEXT=prod; NAMESPACE=swarm-operator";
+    assert!(block.starts_with(first), "{block}");
+    let script = block.replacen(first, &format!("CONTEXT=lab; NAMESPACE={}", env.namespace), 1);
+    let config = certs.join("docker-config");
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker")
+            .env("DOCKER_CONFIG", &config)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let file = |f: &str| certs.join(f).display().to_string();
+    docker(&[
+        "context",
+        "create",
+        "lab",
+        "--docker",
+        &format!(
+            "host={endpoint},ca={},cert={},key={}",
+            file("ca.pem"),
+            file("cert.pem"),
+            file("key.pem")
+        ),
+    ]);
+    // `kubectl` as the README says it, whatever the test's kubectl is called here.
+    let bin = certs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let kubectl = which(&kubectl_bin());
+    let _ = std::os::unix::fs::symlink(&kubectl, bin.join("kubectl"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("DOCKER_CONFIG", &config)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the README's recipe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("secret/"))
+        .collect()
+}
+
+/// The full path of program `name` (as is, when it has a slash).
+fn which(name: &str) -> std::path::PathBuf {
+    if name.contains('/') {
+        return name.into();
+    }
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|dir| std::path::Path::new(dir).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} not on PATH"))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and root for network namespaces: scripts/test.sh runs it"]
 async fn mutual_tls_connects_with_the_secret_and_refuses_wrong_certificates() {
@@ -248,13 +323,19 @@ async fn mutual_tls_connects_with_the_secret_and_refuses_wrong_certificates() {
             &format!("--from-file=key.pem={}", client.join("key.pem").display()),
         ]);
     };
-    secret("lab-tls", &good, &good);
+    // The README's recipe, as written there, from a docker context of the lab's manager.
+    let endpoint = [format!("tcp://{}:2376", Lab::ip(22, 1))];
+    let printed = readme_tls_recipe(&env, &good, &endpoint[0]);
+    assert_eq!(
+        printed.trim(),
+        endpoint[0],
+        "the recipe prints the SwarmCluster's endpoint"
+    );
     // A client certificate from a CA the manager does not trust.
     secret("stranger-tls", &good, &other);
-    let endpoint = [format!("tcp://{}:2376", Lab::ip(22, 1))];
     let (trusted, refused) = (format!("{}-tls", env.prefix), format!("{}-stranger", env.prefix));
     env.kubectl_apply(
-        &cluster_manifest(&env, &trusted, &endpoint, Some("lab-tls")),
+        &cluster_manifest(&env, &trusted, &endpoint, Some("swarm-tls")),
         false,
     )
     .unwrap();
