@@ -31,14 +31,37 @@ pub const GROUP: &str = "swarmoperator.io";
 /// Every CRD of the project, in the order they are written and installed.
 pub fn all_crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-    vec![
+    let mut crds = vec![
         SwarmService::crd(),
         SwarmNetwork::crd(),
         SwarmSecret::crd(),
         SwarmConfig::crd(),
         SwarmCluster::crd(),
         SwarmStack::crd(),
-    ]
+    ];
+    crds.iter_mut().for_each(default_status_unobserved);
+    crds
+}
+
+/// A resource the operator has not written yet reads `status: {observedGeneration: 0}` (the API
+/// server fills the default in when it reads the object), so kstatus, and Flux's `wait: true`
+/// with it, see a generation not yet observed (InProgress) instead of a custom resource with no
+/// status at all, which kstatus takes for Current.
+fn default_status_unobserved(
+    crd: &mut k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON;
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+            .and_then(|s| s.properties.as_mut())
+            .and_then(|p| p.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(JSON(serde_json::json!({"observedGeneration": 0})));
+        }
+    }
 }
 
 /// The YAML documents `crdgen` writes: one file per CRD, keyed by file name.

@@ -287,8 +287,13 @@ impl TestEnv {
     /// `kubectl apply` of `manifest` in this namespace; with `dry_run`, on the server only.
     /// Returns kubectl's stderr as the error.
     pub fn kubectl_apply(&self, manifest: &str, dry_run: bool) -> Result<(), String> {
+        self.kubectl_apply_in(&self.namespace, manifest, dry_run)
+    }
+
+    /// `kubectl apply` of `manifest` in `namespace`; with `dry_run`, on the server only.
+    pub fn kubectl_apply_in(&self, namespace: &str, manifest: &str, dry_run: bool) -> Result<(), String> {
         use std::io::Write;
-        let mut args = vec!["-n", &self.namespace, "apply", "-f", "-"];
+        let mut args = vec!["-n", namespace, "apply", "-f", "-"];
         if dry_run {
             args.push("--dry-run=server");
         }
@@ -554,7 +559,17 @@ impl TestEnv {
 
 /// Runs the docker CLI and returns its output; panics with its error when it fails.
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().unwrap();
+    docker_with_config(None, args)
+}
+
+/// The docker CLI with `args` and, when given, its own config directory (DOCKER_CONFIG: logins,
+/// contexts); panics unless it succeeds, returns its output.
+pub fn docker_with_config(config: Option<&std::path::Path>, args: &[&str]) -> String {
+    let mut command = Command::new("docker");
+    if let Some(config) = config {
+        command.env("DOCKER_CONFIG", config);
+    }
+    let out = command.args(args).output().unwrap();
     assert!(
         out.status.success(),
         "docker {args:?}: {}",

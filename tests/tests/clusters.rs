@@ -7,7 +7,9 @@ use std::{process::Command, time::Duration};
 
 use kube::Api;
 use swarm_operator_crds::{SwarmCluster, SwarmClusterStatus};
-use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, condition, kubectl_bin, services_named, test_image};
+use swarm_operator_e2e::{
+    CLUSTER_LABEL, Lab, TestEnv, condition, docker_with_config, kubectl_bin, services_named, test_image,
+};
 
 /// A SwarmCluster labelled for this test's operator (it serves only those).
 fn cluster_manifest(env: &TestEnv, name: &str, endpoints: &[String], tls_secret: Option<&str>) -> String {
@@ -241,31 +243,22 @@ fn readme_tls_recipe(env: &TestEnv, certs: &std::path::Path, endpoint: &str) -> 
     assert!(block.starts_with(first), "{block}");
     let script = block.replacen(first, &format!("CONTEXT=lab; NAMESPACE={}", env.namespace), 1);
     let config = certs.join("docker-config");
-    let docker = |args: &[&str]| {
-        let out = Command::new("docker")
-            .env("DOCKER_CONFIG", &config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
     let file = |f: &str| certs.join(f).display().to_string();
-    docker(&[
-        "context",
-        "create",
-        "lab",
-        "--docker",
-        &format!(
-            "host={endpoint},ca={},cert={},key={}",
-            file("ca.pem"),
-            file("cert.pem"),
-            file("key.pem")
-        ),
-    ]);
+    docker_with_config(
+        Some(&config),
+        &[
+            "context",
+            "create",
+            "lab",
+            "--docker",
+            &format!(
+                "host={endpoint},ca={},cert={},key={}",
+                file("ca.pem"),
+                file("cert.pem"),
+                file("key.pem")
+            ),
+        ],
+    );
     // `kubectl` as the README says it, whatever the test's kubectl is called here.
     let bin = certs.join("bin");
     std::fs::create_dir_all(&bin).unwrap();

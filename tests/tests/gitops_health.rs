@@ -20,14 +20,17 @@ use swarm_operator_e2e::{CLUSTER_LABEL, TestEnv, test_image};
 
 const WITHIN: Duration = Duration::from_secs(150);
 
-/// kstatus's verdict on each of `objects`: (status, message).
-fn kstatus(objects: &[Value]) -> Vec<(String, String)> {
-    let bin = std::env::var("KSTATUS").unwrap_or_else(|_| "kstatus".into());
+/// The verdict of `bin` (a program named by the environment variable `var`, which
+/// scripts/test.sh sets) with `args` on each of `objects`, given as a JSON list on its stdin:
+/// (status, message).
+fn verdicts(var: &str, args: &[&std::ffi::OsStr], objects: &[Value]) -> Vec<(String, String)> {
+    let bin = std::env::var(var).unwrap_or_else(|_| var.to_lowercase().replace('_', "-"));
     let mut child = Command::new(&bin)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test.sh sets KSTATUS from scripts/kstatus-bin.sh)"));
+        .unwrap_or_else(|e| panic!("{bin}: {e} (scripts/test.sh sets {var})"));
     child
         .stdin
         .take()
@@ -48,46 +51,19 @@ fn kstatus(objects: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The argo-health binary (scripts/argo-health-bin.sh).
-fn argo_health_bin() -> String {
-    std::env::var("ARGO_HEALTH").unwrap_or_else(|_| "argo-health".into())
+/// kstatus's verdict on each of `objects`.
+fn kstatus(objects: &[Value]) -> Vec<(String, String)> {
+    verdicts("KSTATUS", &[], objects)
 }
 
 fn argocd_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../argocd")
 }
 
-/// Argo CD's verdict (argocd/health.lua) on each of `objects`: (status, message).
+/// Argo CD's verdict (argocd/health.lua) on each of `objects`.
 fn argo_health(objects: &[Value]) -> Vec<(String, String)> {
-    let bin = argo_health_bin();
     let script = argocd_dir().join("health.lua");
-    let mut child = Command::new(&bin)
-        .arg("eval")
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{bin}: {e} (scripts/test.sh sets ARGO_HEALTH from scripts/argo-health-bin.sh)")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&serde_json::to_vec(objects).unwrap())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    results
-        .iter()
-        .map(|r| {
-            (
-                r["status"].as_str().unwrap().to_string(),
-                r["message"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
+    verdicts("ARGO_HEALTH", &["eval".as_ref(), script.as_os_str()], objects)
 }
 
 /// Writes each object as testdata of its kind under argocd/resource_customizations, and each
@@ -175,6 +151,22 @@ struct Situation {
     argo: &'static str,
 }
 
+impl Situation {
+    fn new(
+        name: &'static str,
+        object: Value,
+        kstatus: Option<&'static str>,
+        argo: &'static str,
+    ) -> Situation {
+        Situation {
+            name,
+            object,
+            kstatus,
+            argo,
+        }
+    }
+}
+
 /// Waits until `api`'s object `name` has condition `type_` True with `reason` (for its current
 /// generation), and returns the object as the API server stores it.
 async fn snapshot<K>(env: &TestEnv, api: &Api<K>, name: &str, type_: &str, reason: &str) -> Value
@@ -225,12 +217,12 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     let ok = format!("{p}-ok");
     env.kubectl_apply(&service(&ok, &format!("image: {image}, replicas: 1")), false)
         .unwrap();
-    seen.push(Situation {
-        name: "running",
-        object: snapshot(&env, &services, &ok, "Ready", "Running").await,
-        kstatus: Some("Current"),
-        argo: "Healthy",
-    });
+    seen.push(Situation::new(
+        "running",
+        snapshot(&env, &services, &ok, "Ready", "Running").await,
+        Some("Current"),
+        "Healthy",
+    ));
     let slow = format!("{p}-slow");
     let update = |tag: &str, health: &str| {
         service(
@@ -245,21 +237,21 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     env.kubectl_apply(&update("1", healthy), false).unwrap();
     snapshot(&env, &services, &slow, "Ready", "Running").await;
     env.kubectl_apply(&update("2", healthy), false).unwrap();
-    seen.push(Situation {
-        name: "updating",
-        object: snapshot(&env, &services, &slow, "Reconciling", "Progressing").await,
-        kstatus: Some("InProgress"),
-        argo: "Progressing",
-    });
+    seen.push(Situation::new(
+        "updating",
+        snapshot(&env, &services, &slow, "Reconciling", "Progressing").await,
+        Some("InProgress"),
+        "Progressing",
+    ));
     snapshot(&env, &services, &slow, "Ready", "Running").await;
     env.kubectl_apply(&update("1", r#"["CMD-SHELL", "exit 1"]"#), false)
         .unwrap();
-    seen.push(Situation {
-        name: "rolled back",
-        object: snapshot(&env, &services, &slow, "Stalled", "RolledBack").await,
-        kstatus: Some("Failed"),
-        argo: "Degraded",
-    });
+    seen.push(Situation::new(
+        "rolled back",
+        snapshot(&env, &services, &slow, "Stalled", "RolledBack").await,
+        Some("Failed"),
+        "Degraded",
+    ));
     // Swarm pauses a failed update when told to: suspended, not failed.
     let held = format!("{p}-held");
     let held_update = |tag: &str, health: &str| {
@@ -275,14 +267,14 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     snapshot(&env, &services, &held, "Ready", "Running").await;
     env.kubectl_apply(&held_update("2", r#"["CMD-SHELL", "exit 1"]"#), false)
         .unwrap();
-    seen.push(Situation {
-        name: "update paused",
-        object: snapshot(&env, &services, &held, "Stalled", "UpdatePaused").await,
-        kstatus: Some("Failed"),
-        argo: "Suspended",
-    });
-    // Just created: the object as the API server stored it, before the operator wrote anything.
-    // kstatus reads any custom resource without status as Current, so it cannot tell.
+    seen.push(Situation::new(
+        "update paused",
+        snapshot(&env, &services, &held, "Stalled", "UpdatePaused").await,
+        Some("Failed"),
+        "Suspended",
+    ));
+    // Just created: the object as the API server stored it, before the operator wrote anything;
+    // its defaulted status says generation 0 was observed.
     let created: SwarmService = serde_yaml_ng::from_str(&service(
         &format!("{p}-new"),
         &format!("image: {image}, replicas: 0"),
@@ -292,12 +284,12 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
         .create(&kube::api::PostParams::default(), &created)
         .await
         .unwrap();
-    seen.push(Situation {
-        name: "just created",
-        object: serde_json::to_value(&created).unwrap(),
-        kstatus: None,
-        argo: "Progressing",
-    });
+    seen.push(Situation::new(
+        "just created",
+        serde_json::to_value(&created).unwrap(),
+        Some("InProgress"),
+        "Progressing",
+    ));
     let refused = format!("{p}-refused");
     env.kubectl_apply(
         &service(
@@ -307,24 +299,24 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
         false,
     )
     .unwrap();
-    seen.push(Situation {
-        name: "refused by the swarm",
-        object: snapshot(&env, &services, &refused, "Stalled", "InvalidSpec").await,
-        kstatus: Some("Failed"),
-        argo: "Degraded",
-    });
+    seen.push(Situation::new(
+        "refused by the swarm",
+        snapshot(&env, &services, &refused, "Stalled", "InvalidSpec").await,
+        Some("Failed"),
+        "Degraded",
+    ));
     let failing = format!("{p}-failing");
     env.kubectl_apply(
         &service(&failing, "image: swarm-operator-test/whoami:nope, replicas: 1"),
         false,
     )
     .unwrap();
-    seen.push(Situation {
-        name: "tasks failing",
-        object: snapshot(&env, &services, &failing, "Stalled", "TasksFailing").await,
-        kstatus: Some("Failed"),
-        argo: "Degraded",
-    });
+    seen.push(Situation::new(
+        "tasks failing",
+        snapshot(&env, &services, &failing, "Stalled", "TasksFailing").await,
+        Some("Failed"),
+        "Degraded",
+    ));
     let away = format!("{p}-away");
     env.kubectl_apply(
         &service(
@@ -334,23 +326,23 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
         false,
     )
     .unwrap();
-    seen.push(Situation {
-        name: "cluster unavailable",
-        object: snapshot(&env, &services, &away, "Reconciling", "ClusterUnavailable").await,
-        kstatus: Some("InProgress"),
-        argo: "Progressing",
-    });
+    seen.push(Situation::new(
+        "cluster unavailable",
+        snapshot(&env, &services, &away, "Reconciling", "ClusterUnavailable").await,
+        Some("InProgress"),
+        "Progressing",
+    ));
 
     // SwarmNetwork: ready; deleting while a service uses it.
     let networks: Api<SwarmNetwork> = Api::namespaced(env.client.clone(), &env.namespace);
     let net = format!("{p}-net");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: {net}}}\nspec: {{}}\n"), false).unwrap();
-    seen.push(Situation {
-        name: "network ready",
-        object: snapshot(&env, &networks, &net, "Ready", "Running").await,
-        kstatus: Some("Current"),
-        argo: "Healthy",
-    });
+    seen.push(Situation::new(
+        "network ready",
+        snapshot(&env, &networks, &net, "Ready", "Running").await,
+        Some("Current"),
+        "Healthy",
+    ));
     let user = format!("{p}-user");
     env.kubectl_apply(
         &service(
@@ -362,66 +354,66 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
     .unwrap();
     snapshot(&env, &services, &user, "Ready", "Running").await;
     networks.delete(&net, &DeleteParams::default()).await.unwrap();
-    seen.push(Situation {
-        name: "network deleting",
-        object: snapshot(&env, &networks, &net, "Reconciling", "Deleting").await,
-        kstatus: Some("Terminating"),
-        argo: "Progressing",
-    });
+    seen.push(Situation::new(
+        "network deleting",
+        snapshot(&env, &networks, &net, "Reconciling", "Deleting").await,
+        Some("Terminating"),
+        "Progressing",
+    ));
 
     // SwarmSecret: its source missing.
     let secrets: Api<SwarmSecret> = Api::namespaced(env.client.clone(), &env.namespace);
     let secret = format!("{p}-secret");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: {secret}}}\nspec: {{secretRef: {{name: absent, key: k}}}}\n"), false).unwrap();
-    seen.push(Situation {
-        name: "secret source missing",
-        object: snapshot(&env, &secrets, &secret, "Stalled", "SourceMissing").await,
-        kstatus: Some("Failed"),
-        argo: "Degraded",
-    });
+    seen.push(Situation::new(
+        "secret source missing",
+        snapshot(&env, &secrets, &secret, "Stalled", "SourceMissing").await,
+        Some("Failed"),
+        "Degraded",
+    ));
 
     env.kubectl(&["create", "secret", "generic", "present", "--from-literal=k=v"]);
     let present = format!("{p}-present");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmSecret\nmetadata: {{name: {present}}}\nspec: {{secretRef: {{name: present, key: k}}}}\n"), false).unwrap();
-    seen.push(Situation {
-        name: "secret ready",
-        object: snapshot(&env, &secrets, &present, "Ready", "Running").await,
-        kstatus: Some("Current"),
-        argo: "Healthy",
-    });
+    seen.push(Situation::new(
+        "secret ready",
+        snapshot(&env, &secrets, &present, "Ready", "Running").await,
+        Some("Current"),
+        "Healthy",
+    ));
 
     // SwarmConfig: inline, ready.
     let configs: Api<swarm_operator_crds::SwarmConfig> = Api::namespaced(env.client.clone(), &env.namespace);
     let config = format!("{p}-config");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmConfig\nmetadata: {{name: {config}}}\nspec: {{data: \"listen 80\"}}\n"), false).unwrap();
-    seen.push(Situation {
-        name: "config ready",
-        object: snapshot(&env, &configs, &config, "Ready", "Running").await,
-        kstatus: Some("Current"),
-        argo: "Healthy",
-    });
+    seen.push(Situation::new(
+        "config ready",
+        snapshot(&env, &configs, &config, "Ready", "Running").await,
+        Some("Current"),
+        "Healthy",
+    ));
 
     // SwarmCluster: nothing answers at its endpoint.
     let clusters: Api<SwarmCluster> = Api::all(env.client.clone());
     let cluster = format!("{p}-down");
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmCluster\nmetadata:\n  name: {cluster}\n  labels: {{{CLUSTER_LABEL}: {}}}\nspec: {{endpoints: [unix:///nonexistent.sock], resyncInterval: 5s}}\n", env.namespace), false).unwrap();
-    seen.push(Situation {
-        name: "cluster unreachable",
-        object: snapshot(&env, &clusters, &cluster, "Reconciling", "ClusterUnavailable").await,
-        kstatus: Some("InProgress"),
-        argo: "Progressing",
-    });
+    seen.push(Situation::new(
+        "cluster unreachable",
+        snapshot(&env, &clusters, &cluster, "Reconciling", "ClusterUnavailable").await,
+        Some("InProgress"),
+        "Progressing",
+    ));
 
     // SwarmCluster: the test's own engine.
     let local = format!("{p}-local");
     let engine = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     env.kubectl_apply(&format!("apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmCluster\nmetadata:\n  name: {local}\n  labels: {{{CLUSTER_LABEL}: {}}}\nspec: {{endpoints: ['{engine}']}}\n", env.namespace), false).unwrap();
-    seen.push(Situation {
-        name: "cluster ready",
-        object: snapshot(&env, &clusters, &local, "Ready", "Connected").await,
-        kstatus: Some("Current"),
-        argo: "Healthy",
-    });
+    seen.push(Situation::new(
+        "cluster ready",
+        snapshot(&env, &clusters, &local, "Ready", "Connected").await,
+        Some("Current"),
+        "Healthy",
+    ));
 
     // SwarmStack: ready; a file refused; paused with changes waiting.
     let stacks: Api<SwarmStack> = Api::namespaced(env.client.clone(), &env.namespace);
@@ -433,36 +425,41 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
         )
     };
     let file = format!("services:\n  web:\n    image: {image}\n");
-    env.kubectl_apply(&stack_manifest(&file, false), false).unwrap();
-    seen.push(Situation {
-        name: "stack ready",
-        object: snapshot(&env, &stacks, &stack, "Ready", "Running").await,
-        kstatus: Some("Current"),
-        argo: "Healthy",
-    });
-    env.kubectl_apply(
-        &stack_manifest(&format!("{file}    deploy: {{replicaz: 2}}\n"), false),
-        false,
-    )
-    .unwrap();
-    seen.push(Situation {
-        name: "stack file refused",
-        object: snapshot(&env, &stacks, &stack, "Stalled", "InvalidSpec").await,
-        kstatus: Some("Failed"),
-        argo: "Degraded",
-    });
-
-    env.kubectl_apply(
-        &stack_manifest(&format!("{file}    deploy: {{replicas: 2}}\n"), true),
-        false,
-    )
-    .unwrap();
-    seen.push(Situation {
-        name: "stack paused",
-        object: snapshot(&env, &stacks, &stack, "Stalled", "Paused").await,
-        kstatus: Some("Failed"),
-        argo: "Suspended",
-    });
+    let steps = [
+        (
+            "stack ready",
+            file.clone(),
+            false,
+            "Ready",
+            "Running",
+            "Current",
+            "Healthy",
+        ),
+        (
+            "stack file refused",
+            format!("{file}    deploy: {{replicaz: 2}}\n"),
+            false,
+            "Stalled",
+            "InvalidSpec",
+            "Failed",
+            "Degraded",
+        ),
+        (
+            "stack paused",
+            format!("{file}    deploy: {{replicas: 2}}\n"),
+            true,
+            "Stalled",
+            "Paused",
+            "Failed",
+            "Suspended",
+        ),
+    ];
+    for (name, compose, paused, type_, reason, kstatus, argo) in steps {
+        env.kubectl_apply(&stack_manifest(&compose, paused), false)
+            .unwrap();
+        let object = snapshot(&env, &stacks, &stack, type_, reason).await;
+        seen.push(Situation::new(name, object, Some(kstatus), argo));
+    }
 
     let objects: Vec<Value> = seen.iter().map(|s| s.object.clone()).collect();
     let (verdicts, argo) = (kstatus(&objects), argo_health(&objects));
@@ -499,7 +496,8 @@ async fn kstatus_reads_every_situation_as_a_user_would() {
 #[ignore = "needs argo-health (scripts/argo-health-bin.sh): scripts/test.sh runs it"]
 fn argo_cd_health_tests_pass_in_argo_cds_own_layout() {
     let dir = argocd_dir().join("resource_customizations");
-    let out = Command::new(argo_health_bin())
+    let bin = std::env::var("ARGO_HEALTH").unwrap_or_else(|_| "argo-health".into());
+    let out = Command::new(bin)
         .arg("test")
         .arg(&dir)
         .output()

@@ -217,25 +217,7 @@ async fn the_chart_grants_the_operator_exactly_what_it_uses_and_no_more() {
     // the local swarm, and a service on the lab swarm.
     let web = format!("{}-web", env.prefix);
     let on_lab = format!("{}-onlab", env.prefix);
-    let apply_in = |ns: &str, manifest: String| {
-        let out = Command::new(kubectl_bin())
-            .args(["apply", "-n", ns, "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(manifest.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply -n {ns}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let apply_in = |ns: &str, manifest: String| env.kubectl_apply_in(ns, &manifest, false).unwrap();
     let image = test_image("1");
     let service = |name: &str, replicas: u8, extra: &str| {
         format!(
@@ -407,10 +389,12 @@ async fn the_chart_grants_the_operator_exactly_what_it_uses_and_no_more() {
     })
     .await;
 
-    // The namespace outside was never touched: no finalizer, no status.
+    // The namespace outside was never touched: no finalizer, the status as the API server
+    // defaults it.
     let out = get_json("swarmservice", &outside, &format!("{}-out", env.prefix)).unwrap();
     assert!(
-        out["metadata"]["finalizers"].is_null() && out["status"].is_null(),
+        out["metadata"]["finalizers"].is_null()
+            && out["status"] == serde_json::json!({"observedGeneration": 0}),
         "{out}"
     );
     // The same token is refused outside the role.

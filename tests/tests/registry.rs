@@ -228,16 +228,7 @@ fn push_private_copy(registry: &str, user: &str, password: &str, name: &str) -> 
     let image = format!("{registry}/{name}:1");
     let cfg = tempdir();
     let docker = |args: &[&str]| {
-        let out = std::process::Command::new("docker")
-            .env("DOCKER_CONFIG", &cfg)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        swarm_operator_e2e::docker_with_config(Some(cfg.as_path()), args);
     };
     docker(&["tag", &swarm_operator_e2e::test_image("1"), &image]);
     let login = std::process::Command::new("docker")
