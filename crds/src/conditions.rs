@@ -29,6 +29,9 @@ pub const REASON_TASKS_FAILING: &str = "TasksFailing";
 /// Swarm rolled the current generation back (updateConfig.failureAction Rollback); waits for a
 /// new generation.
 pub const REASON_ROLLED_BACK: &str = "RolledBack";
+/// Someone rolled the service back by hand on the swarm (`docker service update --rollback`); the
+/// previous spec runs and the current generation is held until the spec changes.
+pub const REASON_MANUAL_ROLLBACK: &str = "ManualRollback";
 /// Swarm paused the rolling update (updateConfig.failureAction Pause); waits for a new generation.
 pub const REASON_UPDATE_PAUSED: &str = "UpdatePaused";
 /// A network, secret or config the spec refers to does not exist (yet); proceeds by itself.

@@ -551,6 +551,50 @@ impl TestEnv {
             .collect()
     }
 
+    /// Where any of `values` (or its base64) shows: this test's operator logs, the namespace's
+    /// events, the swarmoperator.io resources as stored (spec and status), the labels of the
+    /// swarm's secrets, and the labels of this test's Swarm services and their containers.
+    /// Empty when nowhere.
+    pub async fn places_showing(&self, values: &[&str]) -> Vec<String> {
+        use base64::Engine as _;
+        let logs: String = std::fs::read_dir(workspace().join("target/e2e-logs"))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&self.namespace))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        let stdout = |out: Output| String::from_utf8_lossy(&out.stdout).into_owned();
+        let events = stdout(self.kubectl(&["get", "events", "-o", "json"]));
+        let resources = stdout(self.kubectl(&["get", "swarm", "-o", "json"]));
+        let services: Vec<_> = self
+            .owned_services()
+            .await
+            .into_iter()
+            .filter_map(|s| s.spec)
+            .map(|s| {
+                let container = s.task_template.and_then(|t| t.container_spec);
+                (s.labels, container.and_then(|c| c.labels))
+            })
+            .collect();
+        let labels =
+            docker(&["secret", "ls", "--format", "{{.Name}} {{.Labels}}"]) + &format!("{services:?}");
+        let mut found = Vec::new();
+        for value in values {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(value.as_bytes());
+            for (place, text) in [
+                ("operator log", &logs),
+                ("events", &events),
+                ("resources", &resources),
+                ("swarm labels", &labels),
+            ] {
+                if text.contains(*value) || text.contains(&encoded) {
+                    found.push(format!("{value} in the {place}"));
+                }
+            }
+        }
+        found
+    }
+
     /// Runs the docker CLI (a change made out of band, as a user at a manager would).
     pub fn docker_cli(&self, args: &[&str]) -> String {
         docker(args)

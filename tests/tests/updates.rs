@@ -86,6 +86,98 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn a_rollback_by_hand_is_reported_as_one_held_and_left_by_a_new_generation() {
+    let mut env = TestEnv::new("handrollback").await;
+    env.start_operator();
+    let name = format!("{}-web", env.prefix);
+    // failureAction Rollback, as a production service has it: who rolled back is not read off it.
+    let manifest = |tag: &str, replicas: u8| {
+        format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\n\
+             spec: {{image: {}, replicas: {replicas}, updateConfig: {{failureAction: Rollback, monitor: 1s}}, \
+             rollbackConfig: {{monitor: 1s}}}}",
+            image(tag)
+        )
+    };
+    env.apply(&manifest("1", 1)).await;
+    env.wait_ready(&name, WITHIN).await;
+    env.apply(&manifest("2", 1)).await;
+    env.wait_for("generation 2 to run", WITHIN, || async {
+        let svc = env.services().get(&name).await.map_err(|e| e.to_string())?;
+        let ready = swarm_operator_e2e::condition(&svc, "Ready").is_some_and(|c| c.status == "True");
+        if ready && svc.status.and_then(|s| s.written_generation) == Some(2) {
+            Ok(())
+        } else {
+            Err("not yet".to_string())
+        }
+    })
+    .await;
+
+    // Someone at a manager rolls it back by hand.
+    env.docker_cli(&["service", "update", "--detach", "--rollback", &name]);
+    let message = env
+        .wait_condition(&name, "Stalled", "ManualRollback", WITHIN)
+        .await;
+    assert!(
+        message.starts_with("generation 2 was rolled back by hand on the swarm"),
+        "{message}"
+    );
+    let warning = env
+        .wait_for("a Warning ManualRollback event", WITHIN, || async {
+            let found = env.events("ManualRollback").await;
+            found
+                .into_iter()
+                .find(|(t, _)| t == "Warning")
+                .ok_or_else(|| "none yet".to_string())
+        })
+        .await;
+    assert_eq!(warning.1, message);
+    assert!(
+        env.events("RolledBack").await.is_empty(),
+        "reported as Swarm's own rollback"
+    );
+
+    // Once Swarm says only "rollback completed", the status still says who asked; the previous
+    // spec runs and is not pushed over.
+    env.wait_for(
+        "the rollback to complete, still told as manual",
+        WITHIN,
+        || async {
+            let svc = env.services().get(&name).await.map_err(|e| e.to_string())?;
+            let status = svc.status.clone().unwrap_or_default();
+            let state = status.update_status.map(|u| u.state).unwrap_or_default();
+            let reason = swarm_operator_e2e::condition(&svc, "Stalled").map(|c| c.reason.clone());
+            match (state.as_str(), reason.as_deref(), status.rollback) {
+                ("rollback_completed", Some("ManualRollback"), Some(r)) if r.manual => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(image_of(&env, &name), image("1"), "the previous spec runs");
+    assert!(
+        env.events("DriftReverted").await.is_empty(),
+        "a rollback by hand reverted as drift"
+    );
+
+    // A new generation is applied as usual, and the rollback leaves the status.
+    env.apply(&manifest("2", 2)).await;
+    env.wait_for("generation 3 to run", WITHIN, || async {
+        let svc = env.services().get(&name).await.map_err(|e| e.to_string())?;
+        let status = svc.status.clone().unwrap_or_default();
+        let ready = swarm_operator_e2e::condition(&svc, "Ready").is_some_and(|c| c.status == "True");
+        if ready && status.written_generation == Some(3) && status.rollback.is_none() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", status.rollback))
+        }
+    })
+    .await;
+    assert_eq!(image_of(&env, &name), image("2"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn after_a_rollback_a_generation_that_waits_for_a_dependency_is_pushed_when_it_appears() {
     let mut env = TestEnv::new("rollbackdep").await;
     env.start_operator();

@@ -1,6 +1,7 @@
 //! `SwarmService`: one Swarm service, as `docker service create` would make it.
 
 pub mod container;
+pub mod env;
 pub mod status;
 pub mod workload;
 
@@ -10,8 +11,10 @@ pub use crate::common::{DeletionPolicy, Duration, Quantity};
 pub use container::{
     DnsConfig, HostEntry, LocalObjectReference, Mount, MountType, TmpfsOptions, Ulimit, VolumeOptions,
 };
+pub use env::{EnvFromSource, EnvVar, EnvVarSource, KeySelector, SourceRef};
 pub use status::{
-    EndpointStatus, JobProgress, PublishedPort, SwarmServiceStatus, TaskStatus, UpdateStatus, VirtualIp,
+    EndpointStatus, JobProgress, PublishedPort, Rollback, SwarmServiceStatus, TaskStatus, UpdateStatus,
+    VirtualIp,
 };
 pub use workload::{
     FailureAction, Healthcheck, LogDriver, Placement, PlacementPreference, ResourceLimits,
@@ -112,6 +115,11 @@ pub struct SwarmServiceSpec {
     #[schemars(length(max = 256))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub env: Vec<EnvVar>,
+
+    /// Every key of these Secrets and ConfigMaps as a variable, as a Pod's envFrom.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub env_from: Vec<EnvFromSource>,
 
     /// Labels on the Swarm service. Keys under `swarmoperator.io/` are the operator's own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -309,18 +317,6 @@ const CAPABILITIES: &str = r"self.all(c, c.matches(r'^(?i)(CAP_)?(AUDIT_CONTROL|
 
 /// No two references mounted at the same file (a target defaults to the name).
 const UNIQUE_TARGETS: &str = "self.all(a, self.exists_one(b, (has(b.target) ? b.target : b.name) == (has(a.target) ? a.target : a.name)))";
-
-/// One environment variable of the service's containers.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EnvVar {
-    /// Variable name.
-    #[schemars(length(min = 1), regex(pattern = r"^[^=]+$"))]
-    pub name: String,
-    /// Value; empty when not given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
 
 /// A port the service publishes, as `docker service create --publish`.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -54,6 +54,15 @@ pub struct SwarmServiceStatus {
     /// credentials the manager last got: a Secret fixed in place sends them again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_credentials_from: Option<String>,
+    /// The Secrets and ConfigMaps the environment was read from when the spec was last written, as
+    /// `Secret/<name>@<resourceVersion>`: a change there rolls the service, and is told from a
+    /// hand edit on the swarm. Names and versions only, never a value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_sources: Vec<String>,
+    /// The rollback Swarm is in or completed, and who asked for it: Swarm itself
+    /// (updateConfig.failureAction Rollback) or someone by hand (`docker service update --rollback`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
     /// Progress of a ReplicatedJob or GlobalJob, as a Kubernetes Job reports it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<JobProgress>,
@@ -82,6 +91,18 @@ pub struct UpdateStatus {
     pub started_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<String>,
+}
+
+/// A rollback of the service, told apart by who asked for it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollback {
+    /// When Swarm started it (updateStatus.startedAt): which rollback this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// True: someone ran `docker service update --rollback` (or the API's rollback) on the swarm;
+    /// false: Swarm rolled back a failed update by itself.
+    pub manual: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

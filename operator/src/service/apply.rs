@@ -4,7 +4,10 @@
 use bollard::auth::DockerCredentials;
 use bollard::models::{Service, ServiceSpec};
 use kube::runtime::events::EventType;
-use swarm_operator_crds::{OnCluster, SwarmService, conditions::REASON_WAITING_FOR_DEPENDENCY};
+use swarm_operator_crds::{
+    OnCluster, SwarmService,
+    conditions::{REASON_SOURCE_MISSING, REASON_WAITING_FOR_DEPENDENCY},
+};
 use tracing::{debug, info, warn};
 
 use super::{
@@ -30,7 +33,9 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
             credentials,
         } => (resolved, credentials.map(|c| *c)),
         Dependencies::Missing(missing) => return Ok(waiting_for(svc, ctx, &missing)),
+        Dependencies::SourceMissing(missing) => return Ok(source_missing(svc, ctx, &missing)),
     };
+    let env_sources = resolved.env.versions();
     let desired = build::service_spec(svc, &resolved).map_err(|e| Error::InvalidSpec {
         object: resource_name(svc),
         message: e.to_string(),
@@ -45,6 +50,7 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
         &desired,
         existing.as_ref(),
         source.as_deref(),
+        &env_sources,
         adoption_allowed,
     );
     debug!(service = %name, ?plan, "planned");
@@ -90,10 +96,19 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
     (
         outcome.facts.written_generation,
         outcome.facts.pull_credentials_from,
+        outcome.facts.env_sources,
     ) = if wrote {
-        (svc.metadata.generation, source.or(before.pull_credentials_from))
+        (
+            svc.metadata.generation,
+            source.or(before.pull_credentials_from),
+            env_sources,
+        )
     } else {
-        (before.written_generation, before.pull_credentials_from)
+        (
+            before.written_generation,
+            before.pull_credentials_from,
+            before.env_sources,
+        )
     };
     Ok(outcome)
 }
@@ -111,21 +126,38 @@ async fn observe(
     let nodes = engine.node_facts().await?;
     let assessment = tasks::assess(&service, &tasks, &nodes);
     debug!(tasks = tasks.len(), ?assessment, "assessed tasks");
+    let before = svc.status.as_ref().and_then(|s| s.rollback.as_ref());
+    let mut facts = Facts::seen(&service, &tasks, &nodes, &assessment, before);
     let (summary, requeue) = if held {
         (
-            status::rolled_back(svc, &service, &tasks),
+            status::rolled_back(svc, &service, &tasks, facts.rollback.as_ref()),
             ctx.settings.resync_interval,
         )
     } else {
         status::summary(&assessment, &ctx.settings)
     };
-    let mut facts = Facts::seen(&service, &tasks, &nodes, &assessment);
     facts.service_id = Some(id.to_string());
     Ok(Outcome {
         summary,
         facts,
         requeue,
     })
+}
+
+/// What the environment reads is missing: the service stays as it is until the user creates it
+/// (the Secret and ConfigMap watches wake it then).
+fn source_missing(svc: &SwarmService, ctx: &Context, missing: &[String]) -> Outcome<Facts> {
+    Outcome {
+        summary: Summary::Stalled {
+            reason: REASON_SOURCE_MISSING,
+            message: format!(
+                "the environment reads what does not exist: {}",
+                missing.join(", ")
+            ),
+        },
+        facts: Facts::before(svc),
+        requeue: ctx.settings.resync_interval,
+    }
 }
 
 fn waiting_for(svc: &SwarmService, ctx: &Context, missing: &[String]) -> Outcome<Facts> {
@@ -183,6 +215,14 @@ async fn announce_update(svc: &SwarmService, ctx: &Context, fields: &[String], c
     let name = svc.service_name();
     let fields = fields.join(", ");
     match cause {
+        Cause::SourceChanged => {
+            info!(service = %name, %fields, "rolling to new values of the environment's sources");
+            let note = format!(
+                "Rolling Swarm service {name}: a Secret or ConfigMap its environment reads changed ({fields})"
+            );
+            ctx.publish(svc, EventType::Normal, "SourceChanged", "Update", note)
+                .await;
+        }
         Cause::Rotation => {
             info!(service = %name, %fields, "rolling to new secret/config versions");
             let note = format!("Rolling Swarm service {name} to new secret/config versions ({fields})");

@@ -77,6 +77,8 @@ pub struct Resolved {
     /// SwarmSecret / SwarmConfig name -> (Swarm ID, Swarm name) of its current version.
     pub secrets: HashMap<String, (String, String)>,
     pub configs: HashMap<String, (String, String)>,
+    /// The Secrets and ConfigMaps the environment reads from.
+    pub env: super::env::Sources,
 }
 
 /// The ServiceSpec the Swarm should hold for `svc`, owner labels included.
@@ -232,11 +234,15 @@ fn container_spec(
     spec: &SwarmServiceSpec,
     resolved: &Resolved,
 ) -> Result<TaskSpecContainerSpec, InvalidField> {
-    let env: Vec<String> = spec
-        .env
-        .iter()
-        .map(|e| format!("{}={}", e.name, e.value.as_deref().unwrap_or_default()))
-        .collect();
+    let env =
+        super::env::assemble(&spec.env, &spec.env_from, &resolved.env).map_err(|problem| match problem {
+            super::env::Problem::Invalid { field, message } => InvalidField { field, message },
+            // Dereferencing stops at what is missing; a build that meets it anyway says so.
+            super::env::Problem::Missing(missing) => InvalidField {
+                field: "env".into(),
+                message: format!("missing {}", missing.join(", ")),
+            },
+        })?;
     let health_check = spec
         .healthcheck
         .as_ref()

@@ -1,6 +1,8 @@
 //! Resolves what a SwarmService refers to by name: its networks, the current versions of its
-//! SwarmSecrets and SwarmConfigs, and its image pull credentials. Something missing is not an
-//! error: the service waits for it (Reconciling/WaitingForDependency) and looks again shortly.
+//! SwarmSecrets and SwarmConfigs, its image pull credentials and the Secrets and ConfigMaps its
+//! environment reads. Something missing is not an error: the service waits for it
+//! (Reconciling/WaitingForDependency, or Stalled/SourceMissing for the environment's sources,
+//! which only the user creates) and looks again when it appears.
 
 use bollard::auth::DockerCredentials;
 use k8s_openapi::api::core::v1::Secret;
@@ -10,7 +12,7 @@ use swarm_operator_crds::{
     conditions::{READY, is_true},
 };
 
-use super::{build::Resolved, registry_auth};
+use super::{build::Resolved, env, registry_auth};
 use crate::{
     context::resource_name,
     error::Error,
@@ -27,6 +29,9 @@ pub enum Dependencies {
     },
     /// These do not exist (yet), in the user's words ("SwarmSecret db-password").
     Missing(Vec<String>),
+    /// Secrets, ConfigMaps or keys the environment reads are missing, each named with its
+    /// variable: the user's to create (Stalled/SourceMissing), woken when they appear.
+    SourceMissing(Vec<String>),
 }
 
 pub async fn dependencies(
@@ -84,6 +89,12 @@ pub async fn dependencies(
     )
     .await?;
     let credentials = pull_credentials(svc, client, &mut missing).await?.map(Box::new);
+    resolved.env = env::read(svc, client).await?;
+    if let Err(env::Problem::Missing(sources)) =
+        env::assemble(&svc.spec.env, &svc.spec.env_from, &resolved.env)
+    {
+        return Ok(Dependencies::SourceMissing(sources));
+    }
     Ok(if missing.is_empty() {
         Dependencies::Found {
             resolved,

@@ -14,6 +14,7 @@ pub mod build;
 mod cleanup;
 mod dereference;
 pub mod diff;
+pub mod env;
 pub mod placement;
 pub mod plan;
 pub mod registry_auth;
@@ -23,9 +24,13 @@ pub mod tasks;
 
 use std::sync::Arc;
 
-use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Condition};
+use k8s_openapi::{
+    api::core::v1::{ConfigMap, Secret},
+    apimachinery::pkg::apis::meta::v1::Condition,
+};
 use kube::{
     ResourceExt,
+    core::PartialObjectMeta,
     runtime::{controller::Action, reflector::ObjectRef, watcher},
 };
 use swarm_operator_crds::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmServiceStatus};
@@ -66,8 +71,8 @@ impl Reconciled for SwarmService {
 
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all. Besides
 /// its own resources and their Swarm services' events, it wakes the services that refer to a
-/// SwarmNetwork, SwarmSecret, SwarmConfig or pull Secret when that changes (a new version, Ready
-/// at last, or credentials created or fixed).
+/// SwarmNetwork, SwarmSecret, SwarmConfig, pull Secret, or Secret or ConfigMap its environment
+/// reads, when that changes (a new version, Ready at last, credentials or values created or changed).
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let queue = ctx.queues.of::<SwarmService>();
     let api = scoped_api::<SwarmService>(ctx.client.clone(), namespace);
@@ -83,8 +88,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 .map(|svc| ObjectRef::from_obj(svc.as_ref())),
         )
     };
-    let (by_secret, by_config, by_network, by_pull_secret) =
-        (users.clone(), users.clone(), users.clone(), users);
+    let (by_secret, by_config, by_network, by_secret_data, by_config_map) =
+        (users.clone(), users.clone(), users.clone(), users.clone(), users);
     let client = ctx.client.clone();
     let controller = controller
         .watches_stream(
@@ -111,17 +116,31 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 })
             },
         )
-        // Creating or fixing the Secret an imagePullSecret names sends the credentials at once.
+        // Creating or fixing the Secret an imagePullSecret names sends the credentials at once;
+        // a Secret or ConfigMap the environment reads rolls the service when it changes.
         .watches_stream(
-            // Metadata only: the credentials are read when a service needs them, never held.
+            // Metadata only: values are read when a service needs them, never held.
             touched(
-                scoped_api::<kube::core::PartialObjectMeta<Secret>>(client.clone(), namespace),
-                watcher::Config::default().fields("type=kubernetes.io/dockerconfigjson"),
+                scoped_api::<PartialObjectMeta<Secret>>(client.clone(), namespace),
+                watcher::Config::default(),
             ),
-            move |s: kube::core::PartialObjectMeta<Secret>| {
+            move |s: PartialObjectMeta<Secret>| {
                 let name = s.name_any();
-                by_pull_secret(s.namespace(), &|svc| {
+                by_secret_data(s.namespace(), &|svc| {
                     svc.spec.image_pull_secrets.iter().any(|r| r.name == name)
+                        || env::reads(svc, env::SourceKind::Secret, &name)
+                })
+            },
+        )
+        .watches_stream(
+            touched(
+                scoped_api::<PartialObjectMeta<ConfigMap>>(client.clone(), namespace),
+                watcher::Config::default(),
+            ),
+            move |m: PartialObjectMeta<ConfigMap>| {
+                let name = m.name_any();
+                by_config_map(m.namespace(), &|svc| {
+                    env::reads(svc, env::SourceKind::ConfigMap, &name)
                 })
             },
         )

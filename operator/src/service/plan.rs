@@ -57,17 +57,21 @@ pub enum Cause {
     Credentials,
     /// A SwarmSecret or SwarmConfig the service mounts has a new version.
     Rotation,
+    /// A Secret or ConfigMap the environment reads changed since the spec was last written.
+    SourceChanged,
     /// Someone changed the Swarm service out of band: put back.
     DriftReverted,
 }
 
 /// `credentials`: where the pull credentials in use come from (`Secret@resourceVersion`), if any;
+/// `env_sources`: the versions of the Secrets and ConfigMaps the environment was read from;
 /// `adoption_allowed`: the cluster's policy on taking over services the operator did not make.
 pub fn plan(
     svc: &SwarmService,
     desired: &ServiceSpec,
     existing: Option<&Service>,
     credentials: Option<&str>,
+    env_sources: &[String],
     adoption_allowed: bool,
 ) -> Plan {
     let Some(existing) = existing else {
@@ -110,12 +114,18 @@ pub fn plan(
             Cause::NewGeneration
         } else if diff::only_data_versions_differ(desired, &actual) {
             Cause::Rotation
+        } else if only_env_differs(&fields) && status.is_some_and(|s| s.env_sources != env_sources) {
+            Cause::SourceChanged
         } else {
             Cause::DriftReverted
         };
         Change::Update { fields, cause }
     };
     Plan::Converge { claim, change }
+}
+
+fn only_env_differs(fields: &[String]) -> bool {
+    fields.iter().all(|f| f == "TaskTemplate.ContainerSpec.Env")
 }
 
 /// Whether Swarm is rolling the service back, or has rolled it back (failureAction Rollback, or
@@ -218,7 +228,7 @@ mod tests {
     #[test]
     fn nothing_there_is_created() {
         let svc = resource(false);
-        assert_eq!(plan(&svc, &desired(&svc), None, None, true), Plan::Create);
+        assert_eq!(plan(&svc, &desired(&svc), None, None, &[], true), Plan::Create);
     }
 
     #[test]
@@ -226,7 +236,7 @@ mod tests {
         let svc = resource(true);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), None, true),
+            plan(&svc, &spec, Some(&found(spec.clone())), None, &[], true),
             converge(Claim::Ours, Change::Nothing)
         );
     }
@@ -237,7 +247,7 @@ mod tests {
         let spec = desired(&svc);
         let before = written_by(with_image(spec.clone(), "nginx:0"), 1);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(before)), None, true),
+            plan(&svc, &spec, Some(&found(before)), None, &[], true),
             converge(
                 Claim::Ours,
                 Change::Update {
@@ -253,7 +263,14 @@ mod tests {
         let svc = resource(true);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(written_by(spec.clone(), 1))), None, true),
+            plan(
+                &svc,
+                &spec,
+                Some(&found(written_by(spec.clone(), 1))),
+                None,
+                &[],
+                true
+            ),
             converge(
                 Claim::Ours,
                 Change::Update {
@@ -278,7 +295,60 @@ mod tests {
             .unwrap()
             .env = Some(vec!["MODE=drifted".into()]);
         assert_eq!(
-            cause_of(plan(&svc, &spec, Some(&found(drifted)), None, true)),
+            cause_of(plan(&svc, &spec, Some(&found(drifted)), None, &[], true)),
+            Cause::DriftReverted
+        );
+    }
+
+    #[test]
+    fn a_changed_env_source_rolls_the_service_but_a_hand_edit_of_env_is_drift() {
+        // The spec was written with Secret db at version 5; it is at 6 now and the env differs.
+        let mut svc = resource(true);
+        svc.status.as_mut().unwrap().env_sources = vec!["Secret/db@5".into()];
+        let spec = desired(&svc);
+        let mut before = spec.clone();
+        let container = before
+            .task_template
+            .as_mut()
+            .unwrap()
+            .container_spec
+            .as_mut()
+            .unwrap();
+        container.env = Some(vec!["PASSWORD=old".into()]);
+        assert_eq!(
+            cause_of(plan(
+                &svc,
+                &spec,
+                Some(&found(before.clone())),
+                None,
+                &["Secret/db@6".into()],
+                true
+            )),
+            Cause::SourceChanged
+        );
+        // Same source version: someone edited the env on the swarm.
+        assert_eq!(
+            cause_of(plan(
+                &svc,
+                &spec,
+                Some(&found(before.clone())),
+                None,
+                &["Secret/db@5".into()],
+                true
+            )),
+            Cause::DriftReverted
+        );
+        // A new source version and a hand edit of the image: drift, as the image says.
+        let both = with_image(before, "nginx:0");
+        assert_eq!(
+            cause_of(plan(
+                &svc,
+                &spec,
+                Some(&found(both)),
+                None,
+                &["Secret/db@6".into()],
+                true,
+            )),
             Cause::DriftReverted
         );
     }
@@ -291,7 +361,7 @@ mod tests {
         let spec = desired(&svc);
         let before = written_by(with_image(spec.clone(), "nginx:0"), 1);
         assert_eq!(
-            cause_of(plan(&svc, &spec, Some(&found(before)), None, true)),
+            cause_of(plan(&svc, &spec, Some(&found(before)), None, &[], true)),
             Cause::NewGeneration
         );
     }
@@ -322,7 +392,7 @@ mod tests {
             .unwrap()
             .secrets = Some(vec![secret("old")]);
         assert_eq!(
-            cause_of(plan(&svc, &spec, Some(&found(running)), None, true)),
+            cause_of(plan(&svc, &spec, Some(&found(running)), None, &[], true)),
             Cause::Rotation
         );
     }
@@ -342,13 +412,13 @@ mod tests {
         let mut written = resource(true);
         written.status.as_mut().unwrap().written_generation = Some(2);
         assert_eq!(
-            plan(&written, &spec, Some(&rolled_back), None, true),
+            plan(&written, &spec, Some(&rolled_back), None, &[], true),
             converge(Claim::Ours, Change::HoldRolledBack)
         );
         let mut next = written.clone();
         next.metadata.generation = Some(3);
         assert_eq!(
-            cause_of(plan(&next, &desired(&next), Some(&rolled_back), None, true)),
+            cause_of(plan(&next, &desired(&next), Some(&rolled_back), None, &[], true)),
             Cause::NewGeneration,
             "generation 3 is pushed, even if status observed it before (waiting for a dependency)"
         );
@@ -364,6 +434,7 @@ mod tests {
                 &spec,
                 Some(&found(written_by(spec.clone(), 1))),
                 Some("right@7"),
+                &[],
                 true
             ),
             converge(
@@ -376,7 +447,14 @@ mod tests {
         );
         svc.status.as_mut().unwrap().pull_credentials_from = Some("right@7".into());
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), Some("right@7"), true),
+            plan(
+                &svc,
+                &spec,
+                Some(&found(spec.clone())),
+                Some("right@7"),
+                &[],
+                true
+            ),
             converge(Claim::Ours, Change::Nothing),
             "not again once the manager has them"
         );
@@ -386,6 +464,7 @@ mod tests {
                 &spec,
                 Some(&found(spec.clone())),
                 Some("right@8"),
+                &[],
                 true
             )),
             Cause::Credentials,
@@ -398,7 +477,7 @@ mod tests {
         let svc = resource(false);
         let spec = desired(&svc);
         assert_eq!(
-            plan(&svc, &spec, Some(&found(spec.clone())), None, true),
+            plan(&svc, &spec, Some(&found(spec.clone())), None, &[], true),
             converge(Claim::LostCreate, Change::Nothing)
         );
     }
@@ -409,18 +488,18 @@ mod tests {
         let spec = desired(&svc);
         let unmanaged = found(with_labels(spec.clone(), HashMap::new()));
         assert_eq!(
-            plan(&svc, &spec, Some(&unmanaged), None, true),
+            plan(&svc, &spec, Some(&unmanaged), None, &[], true),
             Plan::Conflict(Ownership::Unmanaged)
         );
         let mut asking = svc.clone();
         asking.metadata.annotations = Some([(ADOPT_ANNOTATION.to_string(), "true".to_string())].into());
         assert_eq!(
-            plan(&asking, &spec, Some(&unmanaged), None, false),
+            plan(&asking, &spec, Some(&unmanaged), None, &[], false),
             Plan::AdoptionNotAllowed,
             "the annotation alone does not take a service over"
         );
         svc.metadata.annotations = Some([(ADOPT_ANNOTATION.to_string(), "true".to_string())].into());
-        let Plan::Converge { claim, change } = plan(&svc, &spec, Some(&unmanaged), None, true) else {
+        let Plan::Converge { claim, change } = plan(&svc, &spec, Some(&unmanaged), None, &[], true) else {
             panic!("not adopted");
         };
         assert_eq!(claim, Claim::Adopt);
@@ -452,6 +531,7 @@ mod tests {
                 &spec,
                 Some(&found(with_labels(spec.clone(), theirs))),
                 None,
+                &[],
                 true
             ),
             Plan::Conflict(Ownership::Other {

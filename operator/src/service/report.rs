@@ -3,8 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{Service, Task, TaskState};
-use swarm_operator_crds::service::{EndpointStatus, PublishedPort, TaskStatus, UpdateStatus, VirtualIp};
+use bollard::models::{
+    Service, ServiceSpecUpdateConfigFailureActionEnum, ServiceUpdateStatusStateEnum, Task, TaskState,
+};
+use swarm_operator_crds::service::{
+    EndpointStatus, PublishedPort, Rollback, TaskStatus, UpdateStatus, VirtualIp,
+};
 
 /// At most this many failed tasks besides the current one of each slot.
 const RECENT_FAILURES: usize = 5;
@@ -20,6 +24,44 @@ pub fn update_status(service: &Service) -> Option<UpdateStatus> {
         started_at: u.started_at.clone(),
         completed_at: u.completed_at.clone(),
     })
+}
+
+/// Swarm's words when someone asks for a rollback (`docker service update --rollback`).
+const MANUAL_ROLLBACK: &str = "manually requested rollback";
+/// The start of Swarm's words when it rolls a failed update back by itself.
+const AUTOMATIC_ROLLBACK: &str = "update rolled back due to";
+
+/// The rollback the service is in or completed, and who asked for it. Swarm says who only while
+/// the rollback runs: once complete, every rollback reads "rollback completed". So what was seen
+/// of the same rollback (`before`, the same startedAt) is kept. A rollback never seen running (the
+/// operator was down throughout) is taken for Swarm's own only with failureAction Rollback on the
+/// spec (the Engine's models here do not carry the undone PreviousSpec).
+pub fn rollback(service: &Service, before: Option<&Rollback>) -> Option<Rollback> {
+    let update = service.update_status.as_ref()?;
+    let rolling_back = matches!(
+        update.state,
+        Some(
+            ServiceUpdateStatusStateEnum::ROLLBACK_STARTED
+                | ServiceUpdateStatusStateEnum::ROLLBACK_PAUSED
+                | ServiceUpdateStatusStateEnum::ROLLBACK_COMPLETED
+        )
+    );
+    if !rolling_back {
+        return None;
+    }
+    let started_at = update.started_at.clone();
+    if let Some(seen) = before.filter(|b| b.started_at == started_at) {
+        return Some(seen.clone());
+    }
+    let manual = match update.message.as_deref() {
+        Some(MANUAL_ROLLBACK) => true,
+        Some(m) if m.starts_with(AUTOMATIC_ROLLBACK) => false,
+        _ => {
+            let spec = service.spec.as_ref().and_then(|s| s.update_config.as_ref());
+            spec.and_then(|u| u.failure_action) != Some(ServiceSpecUpdateConfigFailureActionEnum::ROLLBACK)
+        }
+    };
+    Some(Rollback { started_at, manual })
 }
 
 pub fn endpoint_status(service: &Service) -> Option<EndpointStatus> {
@@ -189,6 +231,59 @@ mod tests {
             })
             .collect();
         assert_eq!(task_statuses(&tasks, &HashMap::new()).len(), 1 + RECENT_FAILURES);
+    }
+
+    #[test]
+    fn a_rollback_is_told_manual_or_swarms_own_and_remembered_once_complete() {
+        let service = |state: &str, message: &str, undone_action: &str| -> Service {
+            serde_json::from_value(json!({
+                "UpdateStatus": {"State": state, "Message": message, "StartedAt": "t1"},
+                "Spec": {"UpdateConfig": {"FailureAction": undone_action}}
+            }))
+            .unwrap()
+        };
+        let manual = |m: bool| {
+            Some(Rollback {
+                started_at: Some("t1".into()),
+                manual: m,
+            })
+        };
+        // Seen starting: Swarm's words say who.
+        assert_eq!(
+            rollback(&service("rollback_started", MANUAL_ROLLBACK, "rollback"), None),
+            manual(true)
+        );
+        let automatic = "update rolled back due to failure or early termination of task x";
+        assert_eq!(
+            rollback(&service("rollback_started", automatic, "rollback"), None),
+            manual(false)
+        );
+        // Complete: the same rollback keeps what was seen.
+        let done = service("rollback_completed", "rollback completed", "rollback");
+        assert_eq!(rollback(&done, manual(true).as_ref()), manual(true));
+        // Never seen running: Swarm rolls back by itself only with failureAction Rollback.
+        assert_eq!(rollback(&done, None), manual(false));
+        assert_eq!(
+            rollback(
+                &service("rollback_completed", "rollback completed", "pause"),
+                None
+            ),
+            manual(true)
+        );
+        // Another rollback than the one recorded is judged afresh.
+        let older = Rollback {
+            started_at: Some("t0".into()),
+            manual: true,
+        };
+        assert_eq!(rollback(&done, Some(&older)), manual(false));
+        // No rollback, nothing to say.
+        assert_eq!(
+            rollback(
+                &service("completed", "update completed", "rollback"),
+                manual(true).as_ref()
+            ),
+            None
+        );
     }
 
     #[test]

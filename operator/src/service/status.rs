@@ -8,11 +8,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use swarm_operator_crds::{
     SwarmService, SwarmServiceStatus,
     conditions::{
-        COMPLETE, FAILED, FALSE, READY, REASON_COMPLETED, REASON_JOB_FAILED, REASON_NAME_CONFLICT,
-        REASON_NO_ELIGIBLE_NODE, REASON_NOT_PERMITTED, REASON_PROGRESSING, REASON_ROLLED_BACK,
-        REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED, STALLED, TRUE,
+        COMPLETE, FAILED, FALSE, READY, REASON_COMPLETED, REASON_JOB_FAILED, REASON_MANUAL_ROLLBACK,
+        REASON_NAME_CONFLICT, REASON_NO_ELIGIBLE_NODE, REASON_NOT_PERMITTED, REASON_PROGRESSING,
+        REASON_ROLLED_BACK, REASON_RUNNING, REASON_TASKS_FAILING, REASON_UPDATE_PAUSED, STALLED, TRUE,
     },
-    service::{EndpointStatus, JobProgress, TaskStatus, UpdateStatus},
+    service::{EndpointStatus, JobProgress, Rollback, TaskStatus, UpdateStatus},
 };
 
 use super::{diff, report, tasks};
@@ -32,6 +32,10 @@ pub struct Facts {
     pub written_generation: Option<i64>,
     /// The Secret version whose pull credentials the manager last got.
     pub pull_credentials_from: Option<String>,
+    /// The versions of the Secrets and ConfigMaps the environment was read from at the last write.
+    pub env_sources: Vec<String>,
+    /// The rollback Swarm is in or completed, and who asked for it.
+    pub rollback: Option<Rollback>,
 }
 
 impl Facts {
@@ -47,15 +51,19 @@ impl Facts {
             job: previous.job,
             written_generation: previous.written_generation,
             pull_credentials_from: previous.pull_credentials_from,
+            env_sources: previous.env_sources,
+            rollback: previous.rollback,
         }
     }
 
-    /// What `docker service inspect` and `ps` show of `service`.
+    /// What `docker service inspect` and `ps` show of `service`; `before`: the rollback status
+    /// recorded, which tells who asked for a rollback Swarm no longer says.
     pub fn seen(
         service: &Service,
         tasks: &[Task],
         nodes: &[NodeFacts],
         assessment: &tasks::Assessment,
+        before: Option<&Rollback>,
     ) -> Self {
         let hostnames = nodes.iter().map(|n| (n.id.clone(), n.hostname.clone())).collect();
         Facts {
@@ -67,6 +75,8 @@ impl Facts {
             job: assessment.job.clone(),
             written_generation: None,
             pull_credentials_from: None,
+            env_sources: Vec::new(),
+            rollback: report::rollback(service, before),
         }
     }
 }
@@ -117,6 +127,8 @@ pub fn status(svc: &SwarmService, facts: Facts, mut conditions: Vec<Condition>) 
         job: facts.job,
         written_generation: facts.written_generation,
         pull_credentials_from: facts.pull_credentials_from,
+        env_sources: facts.env_sources,
+        rollback: facts.rollback,
     }
 }
 
@@ -175,8 +187,25 @@ pub fn summary(assessment: &tasks::Assessment, settings: &Settings) -> (Summary,
     }
 }
 
-/// Swarm rolled the current generation back: what failed, and that the previous spec runs.
-pub fn rolled_back(svc: &SwarmService, service: &Service, tasks: &[Task]) -> Summary {
+/// The current generation was rolled back, by Swarm (what failed) or by hand on the swarm; the
+/// previous spec runs either way, and the generation is held until the spec changes.
+pub fn rolled_back(
+    svc: &SwarmService,
+    service: &Service,
+    tasks: &[Task],
+    rollback: Option<&Rollback>,
+) -> Summary {
+    let generation = svc.metadata.generation.unwrap_or_default();
+    if rollback.is_some_and(|r| r.manual) {
+        return Summary::Stalled {
+            reason: REASON_MANUAL_ROLLBACK,
+            message: format!(
+                "generation {generation} was rolled back by hand on the swarm (docker service update --rollback): \
+                 the previous spec runs, and swarm-operator leaves it so until the spec changes. To keep the \
+                 rollback, put the previous spec back in the resource (under GitOps, revert the commit)"
+            ),
+        };
+    }
     let template = service
         .spec
         .as_ref()
@@ -193,7 +222,6 @@ pub fn rolled_back(svc: &SwarmService, service: &Service, tasks: &[Task]) -> Sum
         .as_ref()
         .and_then(|u| u.message.clone())
         .unwrap_or_default();
-    let generation = svc.metadata.generation.unwrap_or_default();
     let mut message = format!("Swarm rolled back generation {generation} ({swarm_says})");
     if !failures.is_empty() {
         message.push_str(&format!("; failing tasks: {}", failures.join("; ")));

@@ -301,6 +301,7 @@ fn service_spec(
             .environment
             .iter()
             .map(|(k, v)| EnvVar {
+                value_from: None,
                 name: k.clone(),
                 value: v.clone().or_else(|| scope.variables.get(k).cloned()),
             })
