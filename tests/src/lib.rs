@@ -63,6 +63,11 @@ fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The directory of the workspace's debug binaries (swarm-operator, kubectl-swarm).
+pub fn binaries() -> PathBuf {
+    workspace().join("target/debug")
+}
+
 pub fn kubectl_bin() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
 }

@@ -2,6 +2,7 @@
 
 pub mod container;
 pub mod env;
+pub mod history;
 pub mod status;
 pub mod workload;
 

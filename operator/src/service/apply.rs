@@ -13,6 +13,7 @@ use tracing::{debug, info, warn};
 use super::{
     build,
     dereference::{self, Dependencies},
+    history,
     plan::{self, Cause, Change, Claim, Plan},
     status::{self, Facts},
     tasks,
@@ -57,7 +58,10 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
     // Which Swarm service, whether Swarm rolled this generation back, whether it was written now.
     let (id, held, wrote) = match plan {
         Plan::Create => (
-            create(svc, ctx, &engine, desired, credentials).await?,
+            {
+                history::record(svc, &ctx.client).await?;
+                create(svc, ctx, &engine, desired, credentials).await?
+            },
             false,
             true,
         ),
@@ -83,6 +87,11 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
             let held = change == Change::HoldRolledBack;
             let wrote = matches!(change, Change::Update { .. });
             if let Change::Update { fields, cause } = change {
+                // The generations the user wrote are the history; drift, rotations and
+                // credentials rewrite the same generation.
+                if matches!(cause, Cause::NewGeneration | Cause::SameSpec) {
+                    history::record(svc, &ctx.client).await?;
+                }
                 let version = existing.version.as_ref().and_then(|v| v.index).unwrap_or(0);
                 engine.update_service(&id, version, desired, credentials).await?;
                 announce_update(svc, ctx, &fields, &cause).await;

@@ -15,6 +15,7 @@ mod cleanup;
 mod dereference;
 pub mod diff;
 pub mod env;
+mod history;
 pub mod placement;
 pub mod plan;
 pub mod registry_auth;

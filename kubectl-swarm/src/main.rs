@@ -1,0 +1,195 @@
+//! `kubectl swarm`: day-two commands for swarm-operator's resources, with the caller's own
+//! Kubernetes identity (kubeconfig) and nothing of the swarm's: `ps` (tasks, as `docker service
+//! ps`), `history` and `rollback` (the specs the operator wrote, as `kubectl rollout`).
+
+mod show;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::{api::apps::v1::ControllerRevision, jiff::Timestamp};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{ListParams, Patch, PatchParams},
+};
+use swarm_operator_crds::{
+    SwarmService,
+    service::history::{HISTORY_OF, spec_of},
+};
+
+#[derive(Parser)]
+#[command(
+    name = "kubectl swarm",
+    version,
+    about = "Day two for swarm-operator's SwarmServices, from kubectl"
+)]
+struct Cli {
+    /// The namespace; the kubeconfig context's when not given.
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Json,
+    Yaml,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The tasks of a SwarmService, as `docker service ps` lists them (with their errors).
+    Ps {
+        name: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// The specs the operator wrote to the swarm, one revision per generation (the last 10).
+    History {
+        name: String,
+        /// Show this revision's whole spec.
+        #[arg(long)]
+        revision: Option<i64>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Writes an earlier spec back to the SwarmService, as a new generation (`kubectl rollout
+    /// undo`). Under GitOps, revert the commit instead: the next sync would undo this.
+    Rollback {
+        name: String,
+        /// The revision to go back to; the one before the current generation when not given.
+        #[arg(long)]
+        to_revision: Option<i64>,
+    },
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| format!("kubeconfig: {e}"))?;
+    let namespace = cli.namespace.unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(|e| e.to_string())?;
+    let services: Api<SwarmService> = Api::namespaced(client.clone(), &namespace);
+    let get = |name: String| {
+        let services = services.clone();
+        let namespace = namespace.clone();
+        async move {
+            services
+                .get_opt(&name)
+                .await
+                .map_err(said)?
+                .ok_or_else(|| format!("SwarmService {name} not found in namespace {namespace}"))
+        }
+    };
+    match cli.command {
+        Command::Ps { name, output } => {
+            let svc = get(name).await?;
+            let tasks = svc.status.clone().unwrap_or_default().tasks;
+            print(output, &tasks, || show::tasks(&svc, Timestamp::now()))
+        }
+        Command::History {
+            name,
+            revision,
+            output,
+        } => {
+            let svc = get(name.clone()).await?;
+            let revisions = revisions(&client, &namespace, &svc).await?;
+            let written = svc.status.as_ref().and_then(|s| s.written_generation);
+            match revision {
+                Some(n) => {
+                    let found = revisions.iter().find(|r| r.revision == n);
+                    let spec = found
+                        .and_then(spec_of)
+                        .ok_or_else(|| format!("SwarmService {name} has no revision {n}"))?;
+                    let output = if matches!(output, Output::Table) {
+                        Output::Yaml
+                    } else {
+                        output
+                    };
+                    print(output, &spec, String::new)
+                }
+                None => {
+                    let listed: Vec<serde_json::Value> = revisions
+                        .iter()
+                        .map(|r| serde_json::json!({"revision": r.revision, "spec": r.data.as_ref().map(|d| &d.0)}))
+                        .collect();
+                    print(output, &listed, || show::history(&revisions, written))
+                }
+            }
+        }
+        Command::Rollback { name, to_revision } => {
+            let svc = get(name.clone()).await?;
+            let revisions = revisions(&client, &namespace, &svc).await?;
+            let target = show::rollback_target(&svc, &revisions, to_revision)?;
+            let spec = target.data.as_ref().map(|d| d.0.clone()).unwrap_or_default();
+            // Only over the generation read: a change made meanwhile is not overwritten blindly.
+            let patch = serde_json::json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": svc.resource_version()},
+                {"op": "replace", "path": "/spec", "value": spec},
+            ]);
+            let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| e.to_string())?;
+            let params = PatchParams {
+                field_manager: Some("kubectl-swarm".into()),
+                ..Default::default()
+            };
+            let written = services
+                .patch(&name, &params, &Patch::<()>::Json(patch))
+                .await
+                .map_err(said)?;
+            println!(
+                "swarmservice.swarmoperator.io/{name} rolled back to revision {} (generation {})",
+                target.revision,
+                written.metadata.generation.unwrap_or_default()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The revisions kept of `svc`, oldest first.
+async fn revisions(
+    client: &Client,
+    namespace: &str,
+    svc: &SwarmService,
+) -> Result<Vec<ControllerRevision>, String> {
+    let api: Api<ControllerRevision> = Api::namespaced(client.clone(), namespace);
+    let selector = format!("{HISTORY_OF}={}", svc.uid().unwrap_or_default());
+    let mut found = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(said)?
+        .items;
+    found.sort_by_key(|r| r.revision);
+    Ok(found)
+}
+
+fn print<T: serde::Serialize>(
+    output: Output,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> Result<(), String> {
+    let text = match output {
+        Output::Table => table(),
+        Output::Json => serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n",
+        Output::Yaml => serde_yaml_ng::to_string(value).map_err(|e| e.to_string())?,
+    };
+    print!("{text}");
+    Ok(())
+}
+
+/// The API server's own words, on one line.
+fn said(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message,
+        other => other.to_string(),
+    }
+}
