@@ -98,6 +98,26 @@ pub struct SwarmClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("duration(self) >= duration('1s')").message("spec.resyncInterval must be at least 1s"))]
     pub resync_interval: Option<Duration>,
+
+    /// Keep the swarm's join tokens in a Secret, for node provisioning to read from Kubernetes
+    /// instead of from a manager.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_tokens: Option<JoinTokens>,
+}
+
+/// Where the join tokens go, and when to rotate them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinTokens {
+    /// The Secret the operator writes (and owns, by label): keys `worker` and `manager` (the
+    /// tokens) and `managers` (the managers' addresses to join, `host:port`, comma-separated), as
+    /// `docker swarm join --token <worker> <one of managers>` takes them.
+    pub secret_ref: SecretRef,
+    /// Any new value rotates both tokens once, as `docker swarm join-token --rotate` does (nodes
+    /// already joined stay); e.g. the date of the rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub rotate: Option<String>,
 }
 
 /// A Secret in a given namespace (SwarmCluster is cluster-scoped).
@@ -134,6 +154,9 @@ pub struct SwarmClusterStatus {
     /// Every node, as `docker node ls` lists them, sorted by hostname.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub nodes: Vec<NodeStatus>,
+    /// The `spec.joinTokens.rotate` value last carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_tokens_rotated: Option<String>,
 }
 
 /// One node of the swarm.

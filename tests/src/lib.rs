@@ -556,8 +556,8 @@ impl TestEnv {
             .collect()
     }
 
-    /// Where any of `values` (or its base64) shows: this test's operator logs, the namespace's
-    /// events, the swarmoperator.io resources as stored (spec and status), the labels of the
+    /// Where any of `values` (or its base64) shows: this test's operator logs, the events of the
+    /// namespace and of `default`, the swarmoperator.io resources as stored (spec and status), the labels of the
     /// swarm's secrets, and the labels of this test's Swarm services and their containers.
     /// Empty when nowhere.
     pub async fn places_showing(&self, values: &[&str]) -> Vec<String> {
@@ -569,7 +569,9 @@ impl TestEnv {
             .map(|e| std::fs::read_to_string(e.path()).unwrap())
             .collect();
         let stdout = |out: Output| String::from_utf8_lossy(&out.stdout).into_owned();
-        let events = stdout(self.kubectl(&["get", "events", "-o", "json"]));
+        // Events about cluster-scoped SwarmClusters go to `default`.
+        let events = stdout(self.kubectl(&["get", "events", "-o", "json"]))
+            + &stdout(self.kubectl(&["get", "events", "-n", "default", "-o", "json"]));
         let resources = stdout(self.kubectl(&["get", "swarm", "-o", "json"]));
         let services: Vec<_> = self
             .owned_services()

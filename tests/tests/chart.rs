@@ -89,6 +89,7 @@ async fn the_chart_lints_renders_hardened_and_is_accepted_by_the_api_server() {
             "cluster.create=true",
             "cluster.endpoints={tcp://manager-1:2376}",
             "cluster.tlsSecret=swarm-tls",
+            "cluster.joinTokensSecret=swarm-join",
             "podDisruptionBudget.enabled=true",
             "crds.enabled=false",
         ],
@@ -103,6 +104,22 @@ async fn the_chart_lints_renders_hardened_and_is_accepted_by_the_api_server() {
     );
     let cluster = find(&objects, "SwarmCluster")[0];
     assert_eq!(cluster["spec"]["tls"]["namespace"], env.namespace.as_str());
+    assert_eq!(
+        cluster["spec"]["joinTokens"]["secretRef"],
+        serde_json::json!({"namespace": env.namespace, "name": "swarm-join"})
+    );
+    let join = find(&objects, "Role")
+        .into_iter()
+        .find(|r| {
+            r["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-join-tokens"))
+        })
+        .expect("a Role for the join tokens' Secret");
+    assert_eq!(
+        join["rules"][0]["resourceNames"],
+        serde_json::json!(["swarm-join"])
+    );
     assert_eq!(find(&objects, "PodDisruptionBudget").len(), 1);
 
     // Namespace-scoped: a Role in each watched namespace, and cluster-wide only what is

@@ -857,3 +857,127 @@ async fn the_event_stream_follows_the_active_manager_when_it_dies_or_is_demoted(
     stream_leaves(&env, &lab, &cluster, &name, now, "silent").await;
     firewall("-D");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn join_tokens_are_kept_in_a_secret_and_rotated_on_request() {
+    const WITHIN: Duration = Duration::from_secs(120);
+    let lab = Lab::up(27, 1, None);
+    let mut env = TestEnv::new("jointokens").await;
+    // Every target at trace level: a token must not show even there.
+    env.rust_log = "trace".into();
+    env.start_operator();
+    let cluster = format!("{}-lab", env.prefix);
+    let manifest = |rotate: &str| {
+        cluster_manifest(&env, &cluster, &[lab.endpoint(1)], None)
+            + &format!(
+                "  joinTokens: {{secretRef: {{namespace: {}, name: join}}{rotate}}}\n",
+                env.namespace
+            )
+    };
+    let manager = lab.docker(1).await;
+    let swarm_tokens = || async {
+        let t = manager.inspect_swarm().await.unwrap().join_tokens.unwrap();
+        (t.worker.unwrap(), t.manager.unwrap())
+    };
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(env.client.clone(), &env.namespace);
+    // The Secret as the API server holds it: (worker, manager, managers).
+    let held = || async {
+        let secret = secrets.get_opt("join").await.map_err(|e| e.to_string())?;
+        let data = secret.and_then(|s| s.data).ok_or("no Secret yet")?;
+        let text = |k: &str| String::from_utf8(data.get(k).map(|b| b.0.clone()).unwrap_or_default()).unwrap();
+        Ok::<_, String>((text("worker"), text("manager"), text("managers")))
+    };
+
+    env.kubectl_apply(&manifest(""), false).unwrap();
+    let (worker, manager_token) = swarm_tokens().await;
+    let first = env
+        .wait_for("the Secret to hold the swarm's tokens", WITHIN, || async {
+            let now = held().await?;
+            if (now.0.as_str(), now.1.as_str()) == (worker.as_str(), manager_token.as_str()) {
+                Ok(now)
+            } else {
+                Err("other tokens".into())
+            }
+        })
+        .await;
+    assert_eq!(first.2, format!("{}:2377", Lab::ip(27, 1)), "the manager to join");
+    assert!(worker.starts_with("SWMTKN-1-"), "a real token");
+
+    // A new rotate value rotates both, once; the Secret follows.
+    env.kubectl_apply(&manifest(", rotate: '2026-12-06'"), false)
+        .unwrap();
+    let rotated = wait_cluster(&env, &cluster, "the rotation carried out", |s| {
+        s.join_tokens_rotated.as_deref() == Some("2026-12-06")
+    })
+    .await;
+    assert!(rotated.join_tokens_rotated.is_some());
+    let (worker2, manager2) = swarm_tokens().await;
+    assert!(
+        worker2 != worker && manager2 != manager_token,
+        "the swarm's tokens were not rotated"
+    );
+    env.wait_for("the Secret to hold the rotated tokens", WITHIN, || async {
+        let now = held().await?;
+        if (now.0.as_str(), now.1.as_str()) == (worker2.as_str(), manager2.as_str()) {
+            Ok(())
+        } else {
+            Err("the old tokens".into())
+        }
+    })
+    .await;
+    // Once: a later pass (resync 5s) does not rotate again.
+    let version = manager.inspect_swarm().await.unwrap().version.unwrap().index;
+    wait_cluster(&env, &cluster, "two more passes", |s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+    .await;
+    assert_eq!(swarm_tokens().await, (worker2.clone(), manager2.clone()));
+    assert_eq!(
+        manager.inspect_swarm().await.unwrap().version.unwrap().index,
+        version
+    );
+
+    // A Secret of that name that is not the cluster's is left untouched, and said.
+    env.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "theirs",
+        "--from-literal=worker=mine",
+    ]);
+    env.kubectl_apply(
+        &manifest(", rotate: '2026-12-06'").replace("name: join}", "name: theirs}"),
+        false,
+    )
+    .unwrap();
+    env.wait_for("a JoinTokensFailed event", WITHIN, || async {
+        let events = String::from_utf8_lossy(
+            &env.kubectl(&["get", "events", "-n", "default", "-o", "json"])
+                .stdout,
+        )
+        .into_owned();
+        if events.contains("JoinTokensFailed")
+            && events.contains("theirs exists and does not hold this cluster's tokens")
+        {
+            Ok(())
+        } else {
+            Err("none yet".to_string())
+        }
+    })
+    .await;
+    let theirs = secrets.get("theirs").await.unwrap().data.unwrap();
+    assert_eq!(theirs["worker"].0, b"mine");
+
+    let leaks = env
+        .places_showing(&[&worker, &manager_token, &worker2, &manager2])
+        .await;
+    assert!(leaks.is_empty(), "tokens shown: {leaks:?}");
+    Api::<SwarmCluster>::all(env.client.clone())
+        .delete(&cluster, &Default::default())
+        .await
+        .unwrap();
+}

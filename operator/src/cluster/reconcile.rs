@@ -24,9 +24,9 @@ use swarm_operator_crds::{
     },
 };
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
-use super::health;
+use super::{health, join_tokens};
 use crate::{
     conditions::{self, Summary},
     connections::{SwarmEvent, triggers},
@@ -134,6 +134,8 @@ struct Observed {
     nodes: Vec<NodeStatus>,
     quorum: Option<health::Quorum>,
     risk: health::Risk,
+    /// The `spec.joinTokens.rotate` value carried out; None: as before.
+    join_tokens_rotated: Option<String>,
 }
 
 impl Observed {
@@ -159,6 +161,7 @@ impl Observed {
             swarm_id: None,
             nodes: Vec::new(),
             quorum: None,
+            join_tokens_rotated: None,
         }
     }
 }
@@ -188,8 +191,17 @@ async fn observe(cluster: &SwarmCluster, ctx: &Context) -> Observed {
         let seen =
             async { Ok::<_, crate::swarm::EngineError>((engine.swarm_info().await?, engine.nodes().await?)) };
         match seen.await {
-            Ok((info, nodes)) => {
-                let nodes = health::node_statuses(&nodes);
+            Ok((info, raw_nodes)) => {
+                let (join_tokens_rotated, kept) =
+                    join_tokens::publish(cluster, ctx, &engine, &raw_nodes).await;
+                if let Err(e) = kept {
+                    // The swarm is reached all the same: said (an event series), retried next pass.
+                    warn!(cluster = %cluster.name_any(), error = %e, "join tokens not kept");
+                    let note = format!("Join tokens not kept: {e}");
+                    ctx.publish(cluster, EventType::Warning, "JoinTokensFailed", "Publish", note)
+                        .await;
+                }
+                let nodes = health::node_statuses(&raw_nodes);
                 let quorum = health::quorum(&nodes);
                 let risk = health::risk(&quorum);
                 let leader = quorum.leader.as_deref().unwrap_or("none");
@@ -208,6 +220,7 @@ async fn observe(cluster: &SwarmCluster, ctx: &Context) -> Observed {
                     nodes,
                     quorum: Some(quorum),
                     risk,
+                    join_tokens_rotated,
                 };
             }
             Err(e) => last = Some(e),
@@ -313,6 +326,10 @@ async fn write_status(
         } else {
             before.nodes.clone()
         },
+        join_tokens_rotated: o
+            .join_tokens_rotated
+            .clone()
+            .or(before.join_tokens_rotated.clone()),
     };
     apply_status(&ctx.metrics, api, cluster, cluster.status.as_ref(), &status).await
 }

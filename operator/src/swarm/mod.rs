@@ -33,7 +33,7 @@ use tracing::{debug, warn};
 pub use data::DataKind;
 pub use error::EngineError;
 pub use limit::EngineCalls;
-pub use nodes::{NodeFacts, SwarmInfo};
+pub use nodes::{JoinTokens, NodeFacts, SwarmInfo};
 use raw::{RawClient, RawError, repair_keys};
 use snapshot::{Listing, Stamped};
 pub use snapshot::{Part, Snapshot};

@@ -131,3 +131,52 @@ impl SwarmInfo {
         (!self.control_available).then(|| "a worker, not a manager".to_string())
     }
 }
+
+/// What a node needs to join the swarm.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+}
+
+impl std::fmt::Debug for JoinTokens {
+    /// The tokens are credentials: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinTokens(..)")
+    }
+}
+
+impl Engine {
+    /// The swarm's join tokens (`docker swarm join-token -q worker|manager`).
+    pub async fn join_tokens(&self) -> Result<JoinTokens, EngineError> {
+        let swarm = self
+            .call("inspect swarm", "", false, self.docker.inspect_swarm())
+            .await?;
+        let tokens = swarm.join_tokens.unwrap_or_default();
+        Ok(JoinTokens {
+            worker: tokens.worker.unwrap_or_default(),
+            manager: tokens.manager.unwrap_or_default(),
+        })
+    }
+
+    /// Rotates both join tokens, as `docker swarm join-token --rotate` does: the swarm's spec
+    /// written back unchanged at the version read, with the rotate flags.
+    pub async fn rotate_join_tokens(&self) -> Result<(), EngineError> {
+        let swarm = self
+            .call("inspect swarm", "", false, self.docker.inspect_swarm())
+            .await?;
+        let options = bollard::query_parameters::UpdateSwarmOptionsBuilder::new()
+            .version(swarm.version.and_then(|v| v.index).unwrap_or_default() as i64)
+            .rotate_worker_token(true)
+            .rotate_manager_token(true)
+            .build();
+        let spec = swarm.spec.unwrap_or_default();
+        self.call(
+            "rotate join tokens",
+            "",
+            true,
+            self.docker.update_swarm(spec, options),
+        )
+        .await
+    }
+}
