@@ -13,6 +13,7 @@ pub mod common;
 pub mod conditions;
 pub mod data;
 pub mod network;
+pub mod node;
 pub mod service;
 pub mod stack;
 
@@ -20,6 +21,7 @@ pub use cluster::{SwarmCluster, SwarmClusterSpec, SwarmClusterStatus};
 pub use common::{ClusterRef, DEFAULT_CLUSTER, DeletionPolicy, LABEL_PREFIX, OnCluster};
 pub use data::{SwarmConfig, SwarmSecret, VersionedStatus};
 pub use network::{SwarmNetwork, SwarmNetworkSpec, SwarmNetworkStatus};
+pub use node::{SwarmNode, SwarmNodeSpec, SwarmNodeStatus};
 pub use service::{SwarmService, SwarmServiceSpec, SwarmServiceStatus};
 pub use stack::{SwarmStack, SwarmStackSpec, SwarmStackStatus};
 
@@ -38,6 +40,7 @@ pub fn all_crds()
         SwarmConfig::crd(),
         SwarmCluster::crd(),
         SwarmStack::crd(),
+        SwarmNode::crd(),
     ];
     crds.iter_mut().for_each(default_status_unobserved);
     crds
@@ -114,10 +117,11 @@ pub fn chart_files() -> Vec<(String, String)> {
 /// (`configs.cm`). File name and content, for crdgen to write into argocd/.
 pub fn argocd_files() -> Vec<(String, String)> {
     const SCRIPT: &str = include_str!("../../argocd/health.lua");
-    const KINDS: [&str; 6] = [
+    const KINDS: [&str; 7] = [
         "SwarmCluster",
         "SwarmConfig",
         "SwarmNetwork",
+        "SwarmNode",
         "SwarmSecret",
         "SwarmService",
         "SwarmStack",

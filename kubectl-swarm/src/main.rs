@@ -1,6 +1,7 @@
 //! `kubectl swarm`: day-two commands for swarm-operator's resources, with the caller's own
 //! Kubernetes identity (kubeconfig) and nothing of the swarm's: `ps` (tasks, as `docker service
-//! ps`), `history` and `rollback` (the specs the operator wrote, as `kubectl rollout`).
+//! ps`), `history` and `rollback` (the specs the operator wrote, as `kubectl rollout`), and
+//! `drain`, `cordon`, `uncordon` (a SwarmNode's availability, as `kubectl drain` and friends).
 
 mod show;
 
@@ -11,7 +12,7 @@ use kube::{
     api::{ListParams, Patch, PatchParams},
 };
 use swarm_operator_crds::{
-    SwarmService,
+    SwarmNode, SwarmService,
     service::history::{HISTORY_OF, spec_of},
 };
 
@@ -53,6 +54,12 @@ enum Command {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Drains a SwarmNode (`docker node update --availability drain`): its tasks move elsewhere.
+    Drain { node: String },
+    /// Pauses a SwarmNode: it keeps its tasks and takes no new ones (`--availability pause`).
+    Cordon { node: String },
+    /// Makes a SwarmNode active again (`--availability active`).
+    Uncordon { node: String },
     /// Writes an earlier spec back to the SwarmService, as a new generation (`kubectl rollout
     /// undo`). Under GitOps, revert the commit instead: the next sync would undo this.
     Rollback {
@@ -126,6 +133,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
+        Command::Drain { node } => availability(&client, &node, "Drain", "drained").await,
+        Command::Cordon { node } => availability(&client, &node, "Pause", "cordoned").await,
+        Command::Uncordon { node } => availability(&client, &node, "Active", "uncordoned").await,
         Command::Rollback { name, to_revision } => {
             let svc = get(name.clone()).await?;
             let revisions = revisions(&client, &namespace, &svc).await?;
@@ -153,6 +163,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Sets `spec.availability` of SwarmNode `name` (cluster-scoped); the operator carries it out.
+async fn availability(client: &Client, name: &str, value: &str, done: &str) -> Result<(), String> {
+    let nodes: Api<SwarmNode> = Api::all(client.clone());
+    if nodes.get_opt(name).await.map_err(said)?.is_none() {
+        return Err(format!("SwarmNode {name} not found (kubectl get swarmnodes)"));
+    }
+    let patch = serde_json::json!({"spec": {"availability": value}});
+    let params = PatchParams {
+        field_manager: Some("kubectl-swarm".into()),
+        ..Default::default()
+    };
+    nodes
+        .patch(name, &params, &Patch::Merge(patch))
+        .await
+        .map_err(said)?;
+    println!("swarmnode.swarmoperator.io/{name} {done}");
+    Ok(())
 }
 
 /// The revisions kept of `svc`, oldest first.

@@ -37,6 +37,9 @@ pub struct Settings {
     /// First retry after an error; doubles per consecutive failure up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// The operator serves only the SwarmClusters `--cluster-selector` picks: the nodes of its
+    /// flags' engine are left to the operator that serves them all.
+    pub selected_clusters_only: bool,
 }
 
 impl Default for Settings {
@@ -46,6 +49,7 @@ impl Default for Settings {
             progress_interval: Duration::from_secs(2),
             min_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(300),
+            selected_clusters_only: false,
         }
     }
 }

@@ -7,6 +7,7 @@
 //!  SwarmSecret  ─┤                               └─ data/
 //!  SwarmConfig  ─┘                                        │ Engine calls
 //!  SwarmCluster ── cluster/ (health)      connections/ ──► swarm::Engine ──► Docker Engine API
+//!  SwarmNode ───── node/ (discovery, docker node update)
 //! ```
 
 pub mod cause;
@@ -21,6 +22,7 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod network;
+pub mod node;
 pub mod pass;
 pub mod queue;
 pub mod recorder;

@@ -9,7 +9,7 @@ use swarm_operator::{
     data,
     leader::{LeaderElection, Leadership, Timing, WriteGate},
     metrics::Metrics,
-    network,
+    network, node,
     queue::Queues,
     service, stack,
     swarm::EngineCalls,
@@ -291,6 +291,7 @@ async fn term(
     ));
     let settings = Settings {
         resync_interval: Duration::from_secs(args.resync_seconds),
+        selected_clusters_only: args.cluster_selector.as_deref().is_some_and(|s| !s.is_empty()),
         ..Settings::default()
     };
     let ctx = Arc::new(Context::new(client, clusters, settings, metrics, queues));
@@ -323,6 +324,10 @@ async fn term(
         _ = async {
             tokio::join!(
                 cluster::run(clusters_controller, ctx.clone(), args.concurrency),
+                async {
+                    ctx.clusters.wait_until_ready().await;
+                    node::run(ctx.clone(), args.concurrency).await
+                },
                 resources
             )
         } => {}

@@ -66,7 +66,7 @@ async fn the_chart_lints_renders_hardened_and_is_accepted_by_the_api_server() {
     assert!(container["livenessProbe"]["httpGet"]["path"] == "/healthz");
     assert!(container["resources"]["limits"]["memory"].is_string());
     let crds = find(&objects, "CustomResourceDefinition");
-    assert_eq!(crds.len(), 6, "every kind's CRD");
+    assert_eq!(crds.len(), 7, "every kind's CRD");
     assert!(
         crds.iter()
             .all(|c| c["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep")

@@ -55,8 +55,8 @@ is one the operator uses (tests/tests/rbac.rs reads them from the API server's a
   verbs: ["create", "patch"]
 {{- end }}
 
-{{/* SwarmClusters, and the labels of namespaces their namespaceSelector admits: cluster-scoped,
-so always a ClusterRole's. */}}
+{{/* SwarmClusters, SwarmNodes, and the labels of namespaces their namespaceSelector admits:
+cluster-scoped, so always a ClusterRole's. */}}
 {{- define "swarm-operator.clusterRules" -}}
 - apiGroups: [""]
   resources: ["namespaces"]
@@ -66,5 +66,12 @@ so always a ClusterRole's. */}}
   verbs: ["list", "watch"]
 - apiGroups: ["swarmoperator.io"]
   resources: ["swarmclusters/status"]
+  verbs: ["patch"]
+# SwarmNodes: one made for each node found, its status kept from node events.
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmnodes"]
+  verbs: ["list", "watch", "create"]
+- apiGroups: ["swarmoperator.io"]
+  resources: ["swarmnodes/status"]
   verbs: ["patch"]
 {{- end }}

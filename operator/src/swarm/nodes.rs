@@ -180,3 +180,24 @@ impl Engine {
         .await
     }
 }
+
+impl Engine {
+    /// Writes a node's spec (`docker node update`) over the version read.
+    pub async fn update_node(
+        &self,
+        id: &str,
+        version: i64,
+        spec: bollard::models::NodeSpec,
+    ) -> Result<(), EngineError> {
+        let options = bollard::query_parameters::UpdateNodeOptionsBuilder::new()
+            .version(version)
+            .build();
+        self.call(
+            "update node",
+            id,
+            true,
+            self.docker.update_node(id, spec, options),
+        )
+        .await
+    }
+}
