@@ -862,7 +862,7 @@ async fn the_event_stream_follows_the_active_manager_when_it_dies_or_is_demoted(
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn join_tokens_are_kept_in_a_secret_and_rotated_on_request() {
     const WITHIN: Duration = Duration::from_secs(120);
-    let lab = Lab::up(27, 1, None);
+    let lab = Lab::up(34, 1, None);
     let mut env = TestEnv::new("jointokens").await;
     // Every target at trace level: a token must not show even there.
     env.rust_log = "trace".into();
@@ -902,7 +902,7 @@ async fn join_tokens_are_kept_in_a_secret_and_rotated_on_request() {
             }
         })
         .await;
-    assert_eq!(first.2, format!("{}:2377", Lab::ip(27, 1)), "the manager to join");
+    assert_eq!(first.2, format!("{}:2377", Lab::ip(34, 1)), "the manager to join");
     assert!(worker.starts_with("SWMTKN-1-"), "a real token");
 
     // A new rotate value rotates both, once; the Secret follows.
