@@ -126,6 +126,7 @@ kube_up() {
   fi
   local bins; bins=$(timed "$REPO/scripts/k8s-bins.sh") || die "building kube-apiserver/etcd failed"
   [ -f "$certs/ca.crt" ] || make_certs "$certs"
+  [ -f "$certs/front-proxy-ca.crt" ] || make_front_proxy_certs "$certs"
   if ! pid_alive "$STATE/etcd.pid"; then
     log "starting etcd on 127.0.0.1:$ETCD_PORT"
     : > "$STATE/logs/etcd.log"
@@ -153,6 +154,10 @@ kube_up() {
       --enable-admission-plugins OwnerReferencesPermissionEnforcement \
       --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/logs/audit.log" \
       --audit-log-maxsize 200 --audit-log-maxbackup 1 --audit-log-format json \
+      --requestheader-client-ca-file "$certs/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+      --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+      --requestheader-extra-headers-prefix X-Remote-Extra- \
+      --proxy-client-cert-file "$certs/front-proxy-client.crt" --proxy-client-key-file "$certs/front-proxy-client.key" \
       --cert-dir "$certs"
   fi
   write_kubeconfig "$kc" "$certs"
@@ -213,6 +218,19 @@ make_certs() {
     openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 3650 -extfile admin.ext 2>/dev/null
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+# The aggregation layer's own CA and the client certificate the API server presents to aggregated
+# API servers (the operator's logs), as kubeadm makes them.
+make_front_proxy_certs() {
+  (
+    cd "$1"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout front-proxy-ca.key -out front-proxy-ca.crt -days 3650 -subj "/CN=front-proxy-ca" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout front-proxy-client.key -out front-proxy-client.csr -subj "/CN=front-proxy-client" 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' > front-proxy-client.ext
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key -CAcreateserial \
+      -out front-proxy-client.crt -days 3650 -extfile front-proxy-client.ext 2>/dev/null
   )
 }
 

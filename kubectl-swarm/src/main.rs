@@ -1,7 +1,8 @@
 //! `kubectl swarm`: day-two commands for swarm-operator's resources, with the caller's own
 //! Kubernetes identity (kubeconfig) and nothing of the swarm's: `ps` (tasks, as `docker service
 //! ps`), `history` and `rollback` (the specs the operator wrote, as `kubectl rollout`), and
-//! `drain`, `cordon`, `uncordon` (a SwarmNode's availability, as `kubectl drain` and friends).
+//! `drain`, `cordon`, `uncordon` (a SwarmNode's availability, as `kubectl drain` and friends),
+//! and `logs` (through the operator's aggregated logs API, with the caller's permission).
 
 mod show;
 
@@ -53,6 +54,35 @@ enum Command {
         revision: Option<i64>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
+    },
+    /// The logs of a SwarmService's tasks, as `docker service logs` shows them, through the API
+    /// server (you need `get` on `swarmservices/log` in API group logs.swarmoperator.io, not the
+    /// swarm's keys). With -l or --stack, of every SwarmService they select.
+    Logs {
+        /// The SwarmService; or use -l / --stack.
+        #[arg(required_unless_present_any = ["selector", "stack"])]
+        name: Option<String>,
+        /// Keep following: new lines, and the tasks that replace others.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines of each task.
+        #[arg(long)]
+        tail: Option<u64>,
+        /// Only lines newer than this: 30s, 10m, 2h, 1h30m.
+        #[arg(long)]
+        since: Option<String>,
+        /// Each line's time, as the Engine recorded it.
+        #[arg(long)]
+        timestamps: bool,
+        /// Only the tasks of this slot (replicated services).
+        #[arg(long)]
+        task: Option<i64>,
+        /// The SwarmServices with these labels.
+        #[arg(short = 'l', long, conflicts_with = "name")]
+        selector: Option<String>,
+        /// The services of this SwarmStack.
+        #[arg(long, conflicts_with_all = ["name", "selector"])]
+        stack: Option<String>,
     },
     /// Drains a SwarmNode (`docker node update --availability drain`): its tasks move elsewhere.
     Drain { node: String },
@@ -133,6 +163,53 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
             }
         }
+        Command::Logs {
+            name,
+            follow,
+            tail,
+            since,
+            timestamps,
+            task,
+            selector,
+            stack,
+        } => {
+            let since = since.as_deref().map(seconds).transpose()?;
+            let mut query = vec![format!("follow={follow}"), format!("timestamps={timestamps}")];
+            query.extend(tail.map(|n| format!("tailLines={n}")));
+            query.extend(since.map(|s| format!("sinceSeconds={s}")));
+            query.extend(task.map(|t| format!("task={t}")));
+            let names = match (name, selector, stack) {
+                (Some(name), _, _) => vec![name],
+                (None, selector, stack) => {
+                    let selector = stack
+                        .map(|s| format!("swarmoperator.io/stack={s}"))
+                        .or(selector)
+                        .unwrap_or_default();
+                    let listed = services
+                        .list(&ListParams::default().labels(&selector))
+                        .await
+                        .map_err(said)?;
+                    let names: Vec<String> = listed.items.iter().map(|s| s.name_any()).collect();
+                    if names.is_empty() {
+                        return Err(format!(
+                            "no SwarmService matches {selector} in namespace {namespace}"
+                        ));
+                    }
+                    names
+                }
+            };
+            let streams = names.into_iter().map(|name| {
+                let path = format!(
+                    "/apis/logs.swarmoperator.io/v1alpha1/namespaces/{namespace}/swarmservices/{name}/log?{}",
+                    query.join("&")
+                );
+                logs(client.clone(), path)
+            });
+            for outcome in futures::future::join_all(streams).await {
+                outcome?;
+            }
+            Ok(())
+        }
         Command::Drain { node } => availability(&client, &node, "Drain", "drained").await,
         Command::Cordon { node } => availability(&client, &node, "Pause", "cordoned").await,
         Command::Uncordon { node } => availability(&client, &node, "Active", "uncordoned").await,
@@ -163,6 +240,52 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// Prints the lines of one logs request as they come.
+async fn logs(client: Client, path: String) -> Result<(), String> {
+    use futures::{AsyncBufReadExt, TryStreamExt};
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let body = client.request_stream(request).await.map_err(|e| match e {
+        kube::Error::Api(status) if status.code == 404 && !status.message.starts_with("SwarmService") => {
+            "logs are not served here: the APIService v1alpha1.logs.swarmoperator.io is missing \
+             (helm upgrade ... --set logs.enabled=true)"
+                .to_string()
+        }
+        other => said(other),
+    })?;
+    let mut lines = body.lines();
+    while let Some(line) = lines.try_next().await.map_err(|e| e.to_string())? {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// `30s`, `10m`, `2h`, `1h30m`, `1d` in seconds.
+fn seconds(text: &str) -> Result<i64, String> {
+    let bad = || format!("--since {text:?}: expected a duration such as 30s, 10m, 2h or 1h30m");
+    let (mut total, mut number) = (0i64, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86400,
+            _ => return Err(bad()),
+        };
+        total += number.parse::<i64>().map_err(|_| bad())? * unit;
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 /// Sets `spec.availability` of SwarmNode `name` (cluster-scoped); the operator carries it out.
@@ -220,5 +343,18 @@ fn said(e: kube::Error) -> String {
     match e {
         kube::Error::Api(status) => status.message,
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn since_reads_go_style_durations() {
+        assert_eq!(super::seconds("30s"), Ok(30));
+        assert_eq!(super::seconds("1h30m"), Ok(5400));
+        assert_eq!(super::seconds("2d"), Ok(172_800));
+        for bad in ["10", "m", "1x", ""] {
+            assert!(super::seconds(bad).is_err(), "{bad}");
+        }
     }
 }

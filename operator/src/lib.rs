@@ -20,6 +20,7 @@ pub mod data;
 pub mod error;
 pub mod labels;
 pub mod leader;
+pub mod logs;
 pub mod metrics;
 pub mod network;
 pub mod node;

@@ -8,6 +8,7 @@ use swarm_operator::{
     connections::{self, Clusters},
     data,
     leader::{LeaderElection, Leadership, Timing, WriteGate},
+    logs,
     metrics::Metrics,
     network, node,
     queue::Queues,
@@ -67,6 +68,17 @@ struct Args {
     /// Log format: text or json.
     #[arg(long, env = "SWARM_OPERATOR_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Serve SwarmServices' logs as the aggregated API logs.swarmoperator.io/v1alpha1 on this
+    /// address (HTTPS, behind the API server's front proxy), for `kubectl swarm logs`. Off when
+    /// unset; needs --logs-tls-cert and --logs-tls-key.
+    #[arg(long, env = "SWARM_OPERATOR_LOGS_ADDR", requires_all = ["logs_tls_cert", "logs_tls_key"])]
+    logs_addr: Option<std::net::SocketAddr>,
+    /// The logs API's serving certificate (PEM), the one the APIService's caBundle trusts.
+    #[arg(long, env = "SWARM_OPERATOR_LOGS_TLS_CERT")]
+    logs_tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "SWARM_OPERATOR_LOGS_TLS_KEY")]
+    logs_tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -206,6 +218,22 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     metrics.set_ready();
+    if let (Some(addr), Some(cert), Some(key)) = (
+        args.logs_addr,
+        args.logs_tls_cert.clone(),
+        args.logs_tls_key.clone(),
+    ) {
+        let listen = logs::Listen { addr, cert, key };
+        let fallback = (args.docker_host.clone(), args.allow_adoption);
+        let selector = args.cluster_selector.clone().filter(|s| !s.is_empty());
+        tokio::spawn(serve_logs(
+            listen,
+            config.clone(),
+            engine_calls.clone(),
+            selector,
+            fallback,
+        ));
+    }
     info!(fallback_endpoint = %args.docker_host, "resources of cluster `default` use this engine while no SwarmCluster `default` exists");
     let election = match args.leader_elect {
         true => {
@@ -332,6 +360,37 @@ async fn term(
             )
         } => {}
         () = events => {}
+    }
+}
+
+/// The logs API (--logs-addr), on every replica, a standby too: the Service in front of the
+/// replicas routes to any. It reads through a client and a SwarmCluster registry of its own; its
+/// SubjectAccessReviews are no writes of the leader's, so they bypass the write gate.
+async fn serve_logs(
+    listen: logs::Listen,
+    config: kube::Config,
+    engine_calls: Arc<EngineCalls>,
+    selector: Option<String>,
+    (fallback_endpoint, fallback_adoption): (String, bool),
+) {
+    let client = match kube::Client::try_from(config) {
+        Ok(client) => client,
+        Err(e) => return error!(error = %e, "logs API: no Kubernetes client"),
+    };
+    let (store, ready, filling) = cluster::watched(client.clone(), selector.as_deref());
+    let clusters = Arc::new(Clusters::new(
+        client.clone(),
+        store,
+        ready,
+        &fallback_endpoint,
+        fallback_adoption,
+        engine_calls,
+    ));
+    tokio::select! {
+        () = filling => {}
+        served = logs::serve(listen, clusters, client) => if let Err(e) = served {
+            error!(error = %e, "logs API not served");
+        }
     }
 }
 

@@ -267,18 +267,28 @@ fn moved(recorded: Option<&str>, reached: Option<&str>) -> Option<String> {
 /// namespaceSelector leaves it out. Read on every pass, so labelling a namespace takes effect at
 /// the next pass of its resources.
 async fn not_permitted<K: Reconciled>(obj: &K, ctx: &Context) -> Result<Option<String>, Error> {
+    let namespace = obj.namespace().unwrap_or_default();
+    namespace_refused(&ctx.clusters, &ctx.client, &namespace, obj.cluster_name()).await
+}
+
+/// Why `namespace` may not use cluster `cluster`, when its SwarmCluster's namespaceSelector
+/// leaves it out (for the passes, and for whatever else reaches a swarm for a namespace).
+pub async fn namespace_refused(
+    clusters: &crate::connections::Clusters,
+    client: &kube::Client,
+    namespace: &str,
+    cluster: &str,
+) -> Result<Option<String>, Error> {
     use kube::core::{Selector, SelectorExt};
-    let cluster = obj.cluster_name();
-    let Some(selector) = ctx.clusters.namespace_selector(cluster) else {
+    let Some(selector) = clusters.namespace_selector(cluster) else {
         return Ok(None);
     };
-    let namespace = obj.namespace().unwrap_or_default();
-    let labels = Api::<k8s_openapi::api::core::v1::Namespace>::all(ctx.client.clone())
-        .get_opt(&namespace)
+    let labels = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .get_opt(namespace)
         .await
         .map_err(|source| Error::Kube {
             operation: "get Namespace",
-            object: namespace.clone(),
+            object: namespace.to_string(),
             source,
         })?
         .and_then(|ns| ns.metadata.labels)

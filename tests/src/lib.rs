@@ -442,7 +442,22 @@ impl TestEnv {
 }
 
 /// A free port for an operator to serve its metrics on.
-fn free_port() -> u16 {
+/// A kubeconfig for the test API server (KUBECONFIG's) that authenticates with `token` only,
+/// written as `dir/<file>`.
+pub fn token_kubeconfig(token: &str, dir: &std::path::Path, file: &str) -> PathBuf {
+    let admin = std::env::var("KUBECONFIG").expect("KUBECONFIG: run scripts/test.sh");
+    let mut config: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(admin).unwrap()).unwrap();
+    let users = config["users"].as_array_mut().unwrap();
+    users.truncate(1);
+    users[0]["user"] = serde_json::json!({ "token": token });
+    let path = dir.join(file);
+    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

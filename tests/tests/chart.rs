@@ -90,11 +90,19 @@ async fn the_chart_lints_renders_hardened_and_is_accepted_by_the_api_server() {
             "cluster.endpoints={tcp://manager-1:2376}",
             "cluster.tlsSecret=swarm-tls",
             "cluster.joinTokensSecret=swarm-join",
+            "logs.enabled=true",
             "podDisruptionBudget.enabled=true",
             "crds.enabled=false",
         ],
     );
-    env.kubectl_apply(&text, true).unwrap();
+    // The logs API's RoleBinding lives in kube-system (the front proxy's CA is read there):
+    // kubectl applies it only with that namespace named.
+    let (system, rest): (Vec<&str>, Vec<&str>) = text
+        .split("\n---\n")
+        .partition(|doc| doc.contains("\n  namespace: kube-system\n"));
+    assert_eq!(system.len(), 1, "the logs API's RoleBinding in kube-system");
+    env.kubectl_apply(&rest.join("\n---\n"), true).unwrap();
+    env.kubectl_apply_in("kube-system", system[0], true).unwrap();
     assert!(find(&objects, "CustomResourceDefinition").is_empty());
     let pod = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"];
     assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/var/run/docker.sock");
@@ -121,6 +129,14 @@ async fn the_chart_lints_renders_hardened_and_is_accepted_by_the_api_server() {
         serde_json::json!(["swarm-join"])
     );
     assert_eq!(find(&objects, "PodDisruptionBudget").len(), 1);
+    // The logs API: an APIService trusting the CA that signed the serving certificate, and the
+    // operator serving it from that certificate.
+    let api = find(&objects, "APIService")[0];
+    assert_eq!(api["spec"]["group"], "logs.swarmoperator.io");
+    assert!(api["spec"]["caBundle"].as_str().is_some_and(|b| !b.is_empty()));
+    let args = pod["containers"][0]["args"].to_string();
+    assert!(args.contains("--logs-addr=0.0.0.0:8443"), "{args}");
+    assert_eq!(pod["volumes"][1]["secret"]["secretName"], "so-logs-tls");
 
     // Namespace-scoped: a Role in each watched namespace, and cluster-wide only what is
     // cluster-scoped (SwarmClusters, namespaces' labels), never Secrets.

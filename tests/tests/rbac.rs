@@ -8,13 +8,15 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
     time::Duration,
 };
 
 use serde_json::Value;
-use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, chart, helm, kubectl_bin, services_named, test_image};
+use swarm_operator_e2e::{
+    CLUSTER_LABEL, Lab, TestEnv, chart, helm, kubectl_bin, services_named, test_image, token_kubeconfig,
+};
 
 const WITHIN: Duration = Duration::from_secs(120);
 
@@ -28,18 +30,6 @@ impl Drop for Release {
     fn drop(&mut self) {
         let _ = helm(&["uninstall", &self.name, "-n", &self.namespace]);
     }
-}
-
-/// A kubeconfig for the test API server that authenticates with `token` only.
-fn token_kubeconfig(token: &str, dir: &Path) -> PathBuf {
-    let admin = std::env::var("KUBECONFIG").expect("KUBECONFIG: run scripts/test.sh");
-    let mut config: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(admin).unwrap()).unwrap();
-    let users = config["users"].as_array_mut().unwrap();
-    users.truncate(1);
-    users[0]["user"] = serde_json::json!({ "token": token });
-    let path = dir.join("operator.kubeconfig");
-    std::fs::write(&path, serde_yaml_ng::to_string(&config).unwrap()).unwrap();
-    path
 }
 
 /// `kubectl get` of one object as JSON, with the test's (admin) identity.
@@ -184,7 +174,7 @@ async fn the_chart_grants_the_operator_exactly_what_it_uses_and_no_more() {
     };
     let token = env.kubectl(&["create", "token", &release, "--duration", "2h"]);
     let token = String::from_utf8(token.stdout).unwrap();
-    let kubeconfig = token_kubeconfig(token.trim(), &dir);
+    let kubeconfig = token_kubeconfig(token.trim(), &dir, "operator.kubeconfig");
     env.operator_kubeconfig = Some(kubeconfig.clone());
     env.watched = vec![a.clone(), b.clone()];
     env.start_operator();

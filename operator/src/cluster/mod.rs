@@ -6,4 +6,4 @@ mod health;
 mod join_tokens;
 mod reconcile;
 
-pub use reconcile::{controller, run};
+pub use reconcile::{controller, run, watched};

@@ -73,6 +73,32 @@ pub fn controller(
     (Controller::for_stream(stream, reader.clone()), reader, ready_rx)
 }
 
+/// The SwarmClusters alone in a store, for reads outside a term of leadership (the logs API,
+/// served by every replica): the store, its readiness, and the watch that fills it, to be run.
+pub fn watched(
+    client: Client,
+    selector: Option<&str>,
+) -> (
+    Store<SwarmCluster>,
+    watch::Receiver<bool>,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(selector) = selector {
+        config = config.labels(selector);
+    }
+    let (reader, writer) = reflector::store();
+    let (ready_tx, ready_rx) = watch::channel(false);
+    let watch = watcher(Api::<SwarmCluster>::all(client), config).backoff(crate::controller::watch_backoff());
+    let filling = reflector(writer, watch).for_each(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            ready_tx.send_replace(true);
+        }
+        futures::future::ready(())
+    });
+    (reader, ready_rx, filling)
+}
+
 pub async fn run(controller: Controller<SwarmCluster>, ctx: Arc<Context>, concurrency: u16) {
     let node_changes = triggers(
         &ctx.events,

@@ -93,6 +93,65 @@ impl RawClient {
     }
 }
 
+/// A body read as it arrives (a followed log), chunk by chunk.
+pub type BodyStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, RawError>> + Send>>;
+
+impl RawClient {
+    /// GET `/v{version}{path}` and hand over the body as it arrives, with no time limit once the
+    /// answer has begun (a followed log runs as long as its reader wants).
+    pub async fn get_stream(&self, version: &str, path: &str) -> Result<BodyStream, RawError> {
+        let full = format!("/v{version}{path}");
+        let request = async {
+            match self {
+                RawClient::Unix { socket, client } => {
+                    open(client, hyperlocal::Uri::new(socket, &full).into()).await
+                }
+                RawClient::Http { base, client } => open(client, uri(base, &full)?).await,
+                RawClient::Https { base, client } => open(client, uri(base, &full)?).await,
+            }
+        };
+        tokio::time::timeout(READ_TIMEOUT, request)
+            .await
+            .unwrap_or_else(|_| Err(transport(&format!("no answer within {READ_TIMEOUT:?}"))))
+    }
+}
+
+async fn open<C>(client: &Client<C, Empty<Bytes>>, uri: hyper::Uri) -> Result<BodyStream, RawError>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
+    use futures::StreamExt;
+    let req = Request::get(uri).body(Empty::new()).map_err(|e| transport(&e))?;
+    let response = client
+        .request(req)
+        .await
+        .map_err(|e| transport(&crate::cause::cause_chain(&e)))?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| transport(&e))?
+            .to_bytes();
+        let message = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(RawError {
+            status: Some(status.as_u16()),
+            message,
+        });
+    }
+    let frames = http_body_util::BodyStream::new(response.into_body());
+    Ok(Box::pin(frames.filter_map(|frame| async move {
+        match frame {
+            Ok(frame) => frame.into_data().ok().map(Ok),
+            Err(e) => Some(Err(transport(&e))),
+        }
+    })))
+}
+
 fn transport(e: &dyn std::fmt::Display) -> RawError {
     RawError {
         status: None,

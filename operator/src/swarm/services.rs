@@ -166,3 +166,55 @@ fn log_warnings(object: &str, warnings: Option<&[String]>) {
         warn!(swarm_object = object, "Engine warning: {warning}");
     }
 }
+
+/// What `docker service logs` asks of a service's logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogOptions {
+    pub follow: bool,
+    /// The last lines of each task; all when None.
+    pub tail: Option<u64>,
+    /// Only lines since this Unix time.
+    pub since: Option<i64>,
+    pub timestamps: bool,
+}
+
+impl Engine {
+    /// A service's logs as the Engine sends them: multiplexed frames, each line preceded by its
+    /// details (task, node, service IDs), followed across task restarts while `follow`.
+    pub async fn service_logs(
+        &self,
+        id: &str,
+        options: &LogOptions,
+    ) -> Result<super::raw::BodyStream, EngineError> {
+        let mut query = format!(
+            "stdout=1&stderr=1&details=1&follow={}&timestamps={}",
+            u8::from(options.follow),
+            u8::from(options.timestamps)
+        );
+        query.push_str(&match options.tail {
+            Some(n) => format!("&tail={n}"),
+            None => "&tail=all".into(),
+        });
+        if let Some(since) = options.since {
+            query.push_str(&format!("&since={since}"));
+        }
+        self.calls.admit().await;
+        let version = self.docker.client_version();
+        let version = format!("{}.{}", version.major_version, version.minor_version);
+        let opened = self
+            .raw
+            .get_stream(&version, &format!("/services/{id}/logs?{query}"))
+            .await;
+        self.calls
+            .metrics
+            .engine_call("service logs", false, opened.is_ok());
+        opened.map_err(|e| {
+            self.endpoint_checked(EngineError::Read {
+                operation: "service logs",
+                object: id.to_string(),
+                status: e.status,
+                message: e.message,
+            })
+        })
+    }
+}
