@@ -46,7 +46,7 @@ OPERATOR_IMAGE=$(timed "$REPO/scripts/image.sh"); export OPERATOR_IMAGE
 KSTATUS=$(timed "$REPO/scripts/kstatus-bin.sh"); export KSTATUS
 ARGO_HEALTH=$(timed "$REPO/scripts/argo-health-bin.sh"); export ARGO_HEALTH
 log "cargo test (unit, CRD drift, end-to-end)"
-cargo test --workspace -- --include-ignored
+cargo test --workspace --no-fail-fast -- --include-ignored
 
 # Users run Engines 24-29, not only Debian's 20.10: the service, update, data, runtime and stack
 # tests (with the CLI's `docker stack deploy` as the reference) run again on a swarm of the current Engine (built from Go modules, cached), in lab 40's namespace.
