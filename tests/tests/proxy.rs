@@ -82,7 +82,7 @@ async fn a_proxy_on_the_managers_discovers_services_by_label_through_the_socket(
         })
         .await;
     assert!(
-        answer.contains("Version: 1") && answer.contains(&format!("GET /")),
+        answer.contains("Version: 1") && answer.contains("GET /"),
         "{answer}"
     );
 
