@@ -234,6 +234,19 @@ make_front_proxy_certs() {
   )
 }
 
+# The operator's logs API serving certificate (for the quickstart's APIService), signed by a CA of
+# its own: logs-ca.crt, logs.crt, logs.key in DIR.
+logs_serving_cert() { # logs_serving_cert DIR
+  [ -f "$1/logs.crt" ] && return 0
+  (
+    cd "$1"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout logs-ca.key -out logs-ca.crt -days 3650 -subj "/CN=swarm-operator-logs-ca" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout logs.key -out logs.csr -subj "/CN=swarm-operator-logs" 2>/dev/null
+    printf 'subjectAltName=DNS:swarm-operator-logs.default.svc\nextendedKeyUsage=serverAuth\n' > logs.ext
+    openssl x509 -req -in logs.csr -CA logs-ca.crt -CAkey logs-ca.key -CAcreateserial -out logs.crt -days 3650 -extfile logs.ext 2>/dev/null
+  )
+}
+
 write_kubeconfig() {
   local kc=$1 certs=$2
   cat > "$kc" <<KC

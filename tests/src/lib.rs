@@ -68,6 +68,29 @@ pub fn binaries() -> PathBuf {
     workspace().join("target/debug")
 }
 
+/// `kubectl swarm ARGS` as a user runs it (kubectl finds the plugin on PATH), with the test's
+/// KUBECONFIG or `kubeconfig`.
+pub fn kubectl_swarm_command(args: &[&str], kubeconfig: Option<&std::path::Path>) -> Command {
+    let path = format!(
+        "{}:{}",
+        binaries().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new(kubectl_bin());
+    command.env("PATH", path).arg("swarm").args(args);
+    if let Some(k) = kubeconfig {
+        command.env("KUBECONFIG", k);
+    }
+    command
+}
+
+/// `kubectl swarm ARGS`: (success, stdout, stderr).
+pub fn kubectl_swarm(args: &[&str], kubeconfig: Option<&std::path::Path>) -> (bool, String, String) {
+    let out = kubectl_swarm_command(args, kubeconfig).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
 pub fn kubectl_bin() -> String {
     std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into())
 }

@@ -2,28 +2,20 @@
 //! the history of its specs, and a rollback to the first that Swarm then runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
-use swarm_operator_e2e::{TestEnv, binaries, condition, kubectl_bin, test_image};
+use swarm_operator_e2e::{TestEnv, condition, test_image};
 
 const WITHIN: Duration = Duration::from_secs(150);
 
 /// `kubectl swarm ARGS -n <namespace>`: (success, stdout, stderr).
 fn kubectl_swarm(env: &TestEnv, args: &[&str]) -> (bool, String, String) {
-    let path = format!(
-        "{}:{}",
-        binaries().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new(kubectl_bin())
-        .env("PATH", path)
-        .arg("swarm")
-        .args(args)
-        .args(["-n", &env.namespace])
-        .output()
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["-n", env.namespace.as_str()])
+        .collect();
+    swarm_operator_e2e::kubectl_swarm(&args, None)
 }
 
 /// Waits until the resource's generation `generation` is written and Ready.

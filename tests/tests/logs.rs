@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use swarm_operator_e2e::{TestEnv, binaries, free_port, kubectl_bin, test_image, token_kubeconfig};
+use swarm_operator_e2e::{TestEnv, free_port, kubectl_swarm_command, test_image, token_kubeconfig};
 
 const WITHIN: Duration = Duration::from_secs(120);
 
@@ -89,28 +89,21 @@ fn kubectl_swarm(
     kubeconfig: Option<&std::path::Path>,
     args: &[&str],
 ) -> (bool, String, String) {
-    let mut command = plugin(env, kubeconfig, args);
-    let out = command.output().unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.success(), text(&out.stdout), text(&out.stderr))
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["-n", env.namespace.as_str()])
+        .collect();
+    swarm_operator_e2e::kubectl_swarm(&args, kubeconfig)
 }
 
 fn plugin(env: &TestEnv, kubeconfig: Option<&std::path::Path>, args: &[&str]) -> Command {
-    let path = format!(
-        "{}:{}",
-        binaries().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let mut command = Command::new(kubectl_bin());
-    command
-        .env("PATH", path)
-        .arg("swarm")
-        .args(args)
-        .args(["-n", &env.namespace]);
-    if let Some(k) = kubeconfig {
-        command.env("KUBECONFIG", k);
-    }
-    command
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .chain(["-n", env.namespace.as_str()])
+        .collect();
+    kubectl_swarm_command(&args, kubeconfig)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,33 +3,22 @@
 //! promotions keep the manager count odd.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use kube::{
     Api,
     api::{Patch, PatchParams},
 };
 use swarm_operator_crds::{SwarmCluster, SwarmNode};
-use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, binaries, kubectl_bin, test_image};
+use swarm_operator_e2e::{CLUSTER_LABEL, Lab, TestEnv, test_image};
 
 const WITHIN: Duration = Duration::from_secs(120);
 const LAB: u8 = 33;
 
 /// `kubectl swarm ARGS`: (success, stdout + stderr).
 fn kubectl_swarm(args: &[&str]) -> (bool, String) {
-    let path = format!(
-        "{}:{}",
-        binaries().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new(kubectl_bin())
-        .env("PATH", path)
-        .arg("swarm")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    let (ok, out, err) = swarm_operator_e2e::kubectl_swarm(args, None);
+    (ok, out + &err)
 }
 
 /// Waits until SwarmNode `name` satisfies `check`, and returns it.

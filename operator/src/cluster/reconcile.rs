@@ -54,10 +54,7 @@ pub fn controller(
     Store<SwarmCluster>,
     watch::Receiver<bool>,
 ) {
-    let mut config = watcher::Config::default().any_semantic();
-    if let Some(selector) = selector {
-        config = config.labels(selector);
-    }
+    let config = watch_config(selector);
     let (reader, writer) = reflector::store();
     // The store's own readiness wakes a single waiter, and the controller is already it.
     let (ready_tx, ready_rx) = watch::channel(false);
@@ -73,6 +70,15 @@ pub fn controller(
     (Controller::for_stream(stream, reader.clone()), reader, ready_rx)
 }
 
+/// The SwarmClusters `selector` picks (all without one), any version.
+fn watch_config(selector: Option<&str>) -> watcher::Config {
+    let config = watcher::Config::default().any_semantic();
+    match selector {
+        Some(selector) => config.labels(selector),
+        None => config,
+    }
+}
+
 /// The SwarmClusters alone in a store, for reads outside a term of leadership (the logs API,
 /// served by every replica): the store, its readiness, and the watch that fills it, to be run.
 pub fn watched(
@@ -83,13 +89,10 @@ pub fn watched(
     watch::Receiver<bool>,
     impl Future<Output = ()> + Send + 'static,
 ) {
-    let mut config = watcher::Config::default().any_semantic();
-    if let Some(selector) = selector {
-        config = config.labels(selector);
-    }
     let (reader, writer) = reflector::store();
     let (ready_tx, ready_rx) = watch::channel(false);
-    let watch = watcher(Api::<SwarmCluster>::all(client), config).backoff(crate::controller::watch_backoff());
+    let watch = watcher(Api::<SwarmCluster>::all(client), watch_config(selector))
+        .backoff(crate::controller::watch_backoff());
     let filling = reflector(writer, watch).for_each(move |event| {
         if matches!(event, Ok(watcher::Event::InitDone)) {
             ready_tx.send_replace(true);

@@ -201,7 +201,8 @@ async fn pull_credentials(
     Ok(credentials)
 }
 
-async fn get<K>(api: &Api<K>, operation: &'static str, name: &str) -> Result<Option<K>, Error>
+/// `name` of `api`, or None when it does not exist.
+pub(super) async fn get<K>(api: &Api<K>, operation: &'static str, name: &str) -> Result<Option<K>, Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

@@ -12,6 +12,7 @@ use swarm_operator_crds::{
     service::{EnvFromSource, EnvVar},
 };
 
+use super::dereference::get;
 use crate::error::Error;
 
 /// Which kind of object a variable is read from.
@@ -222,17 +223,6 @@ pub async fn read(svc: &SwarmService, client: &Client) -> Result<Sources, Error>
         sources.0.insert((kind, name), found);
     }
     Ok(sources)
-}
-
-async fn get<K>(api: &Api<K>, operation: &'static str, name: &str) -> Result<Option<K>, Error>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    api.get_opt(name).await.map_err(|source| Error::Kube {
-        operation,
-        object: name.to_string(),
-        source,
-    })
 }
 
 #[cfg(test)]

@@ -75,47 +75,42 @@ impl RawClient {
         })
     }
 
-    /// GET `/v{version}{path}` and parse the JSON body.
+    /// GET `/v{version}{path}`: the whole body, within READ_TIMEOUT.
     pub async fn get(&self, version: &str, path: &str) -> Result<Vec<u8>, RawError> {
-        let full = format!("/v{version}{path}");
-        let request = async {
-            match self {
-                RawClient::Unix { socket, client } => {
-                    send(client, hyperlocal::Uri::new(socket, &full).into()).await
-                }
-                RawClient::Http { base, client } => send(client, uri(base, &full)?).await,
-                RawClient::Https { base, client } => send(client, uri(base, &full)?).await,
-            }
+        use futures::TryStreamExt;
+        let whole = async {
+            let chunks: Vec<Bytes> = self.open(version, path).await?.try_collect().await?;
+            Ok(chunks.concat())
         };
-        tokio::time::timeout(READ_TIMEOUT, request)
+        tokio::time::timeout(READ_TIMEOUT, whole)
             .await
             .unwrap_or_else(|_| Err(transport(&format!("no answer within {READ_TIMEOUT:?}"))))
+    }
+
+    /// GET `/v{version}{path}` and hand over the body as it arrives, with no time limit once the
+    /// answer has begun (a followed log runs as long as its reader wants).
+    pub async fn get_stream(&self, version: &str, path: &str) -> Result<BodyStream, RawError> {
+        tokio::time::timeout(READ_TIMEOUT, self.open(version, path))
+            .await
+            .unwrap_or_else(|_| Err(transport(&format!("no answer within {READ_TIMEOUT:?}"))))
+    }
+
+    async fn open(&self, version: &str, path: &str) -> Result<BodyStream, RawError> {
+        let full = format!("/v{version}{path}");
+        match self {
+            RawClient::Unix { socket, client } => {
+                open(client, hyperlocal::Uri::new(socket, &full).into()).await
+            }
+            RawClient::Http { base, client } => open(client, uri(base, &full)?).await,
+            RawClient::Https { base, client } => open(client, uri(base, &full)?).await,
+        }
     }
 }
 
 /// A body read as it arrives (a followed log), chunk by chunk.
 pub type BodyStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<Bytes, RawError>> + Send>>;
 
-impl RawClient {
-    /// GET `/v{version}{path}` and hand over the body as it arrives, with no time limit once the
-    /// answer has begun (a followed log runs as long as its reader wants).
-    pub async fn get_stream(&self, version: &str, path: &str) -> Result<BodyStream, RawError> {
-        let full = format!("/v{version}{path}");
-        let request = async {
-            match self {
-                RawClient::Unix { socket, client } => {
-                    open(client, hyperlocal::Uri::new(socket, &full).into()).await
-                }
-                RawClient::Http { base, client } => open(client, uri(base, &full)?).await,
-                RawClient::Https { base, client } => open(client, uri(base, &full)?).await,
-            }
-        };
-        tokio::time::timeout(READ_TIMEOUT, request)
-            .await
-            .unwrap_or_else(|_| Err(transport(&format!("no answer within {READ_TIMEOUT:?}"))))
-    }
-}
-
+/// Sends the GET; an answer other than 2xx is the Engine's message as an error, else the body.
 async fn open<C>(client: &Client<C, Empty<Bytes>>, uri: hyper::Uri) -> Result<BodyStream, RawError>
 where
     C: Connect + Clone + Send + Sync + 'static,
@@ -161,35 +156,6 @@ fn transport(e: &dyn std::fmt::Display) -> RawError {
 
 fn uri(base: &str, path: &str) -> Result<hyper::Uri, RawError> {
     format!("{base}{path}").parse().map_err(|e| transport(&e))
-}
-
-async fn send<C>(client: &Client<C, Empty<Bytes>>, uri: hyper::Uri) -> Result<Vec<u8>, RawError>
-where
-    C: Connect + Clone + Send + Sync + 'static,
-{
-    let req = Request::get(uri).body(Empty::new()).map_err(|e| transport(&e))?;
-    let response = client
-        .request(req)
-        .await
-        .map_err(|e| transport(&crate::cause::cause_chain(&e)))?;
-    let status = response.status();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| transport(&e))?
-        .to_bytes();
-    if !status.is_success() {
-        let message = serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-        return Err(RawError {
-            status: Some(status.as_u16()),
-            message,
-        });
-    }
-    Ok(body.to_vec())
 }
 
 /// Renames the key Engine 20.10 spells differently from bollard's models (`Healthcheck` for
