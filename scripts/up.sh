@@ -105,8 +105,11 @@ echo
 echo
 log "kubectl swarm logs --stack shop --tail 2 (docker service logs, through the API server)"
 for _ in $(seq 120); do "$KUBECTL" get --raw /apis/logs.swarmoperator.io/v1alpha1 >/dev/null 2>&1 && break; sleep 0.5; done
-kubectl_swarm logs --stack shop --tail 2 ||
+if shown=$(kubectl_swarm logs --stack shop --tail 2); then
+  [ -n "$shown" ] && echo "$shown" || log "(the logs API answers; the shop's services write nothing to stdout)"
+else
   log "(the logs API does not answer: an API server started by an older up.sh lacks the aggregation layer; scripts/down.sh, then scripts/up.sh)"
+fi
 echo
 
 cat <<USAGE

@@ -181,17 +181,17 @@ impl LeaderElection {
         loop {
             let start = Instant::now();
             match self.attempt(self.timing.renew_deadline).await {
-                Ok(true) => {
+                Ok(Attempt::Held) => {
                     self.leadership.grant_until(start + self.timing.renew_deadline);
                     info!(lease = %self.name, identity = %self.identity, "became leader");
                     self.metrics.set_leader(true);
                     return;
                 }
-                Ok(false) if !waiting_logged => {
+                Ok(Attempt::HeldByOther) if !waiting_logged => {
                     info!(lease = %self.name, "another replica leads; standing by");
                     waiting_logged = true;
                 }
-                Ok(false) => {}
+                Ok(Attempt::HeldByOther | Attempt::Raced) => {}
                 Err(e) => warn!(lease = %self.name, error = %e, "leader election"),
             }
             // Wake early when the Lease changes (released or deleted), else retry on the period.
@@ -212,10 +212,13 @@ impl LeaderElection {
             let start = Instant::now();
             let remaining = self.remaining();
             match self.attempt(remaining).await {
-                Ok(true) => self.leadership.grant_until(start + self.timing.renew_deadline),
-                Ok(false) => {
+                Ok(Attempt::Held) => self.leadership.grant_until(start + self.timing.renew_deadline),
+                Ok(Attempt::HeldByOther) => {
                     warn!(lease = %self.name, "another replica holds the leader lease");
                     break;
+                }
+                Ok(Attempt::Raced) => {
+                    warn!(lease = %self.name, "the renewal lost a race (the Lease changed or went); retrying")
                 }
                 Err(e) => warn!(lease = %self.name, error = %e, "could not renew the leader lease"),
             }
@@ -263,14 +266,14 @@ impl LeaderElection {
 
     /// One round of the protocol within `deadline`: true when this replica holds the lease
     /// afterwards.
-    async fn attempt(&self, deadline: Duration) -> Result<bool, String> {
+    async fn attempt(&self, deadline: Duration) -> Result<Attempt, String> {
         match tokio::time::timeout(deadline, self.try_acquire_or_renew()).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(_) => Err(format!("no answer within {deadline:?}")),
         }
     }
 
-    async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+    async fn try_acquire_or_renew(&self) -> Result<Attempt, kube::Error> {
         let now = Timestamp::now();
         let seconds = self.timing.lease.as_secs().max(1) as i32;
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
@@ -302,7 +305,7 @@ impl LeaderElection {
         ) {
             Judgement::HeldByOther => {
                 debug!(holder = ?spec.holder_identity, "lease held");
-                return Ok(false);
+                return Ok(Attempt::HeldByOther);
             }
             Judgement::Free => {
                 info!(previous = ?spec.holder_identity, "taking over the leader lease");
@@ -332,13 +335,27 @@ impl LeaderElection {
         }
     }
 
-    fn observe_written(&self, written: Option<Lease>) -> bool {
+    fn observe_written(&self, written: Option<Lease>) -> Attempt {
         let Some(spec) = written.and_then(|l| l.spec) else {
-            return false;
+            return Attempt::Raced;
         };
         *self.observed.lock().unwrap_or_else(|e| e.into_inner()) = Some((spec, Instant::now()));
-        true
+        Attempt::Held
     }
+}
+
+/// What one try at the lease found.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    /// This replica holds it (acquired or renewed).
+    Held,
+    /// The record names another holder whose lease has not expired.
+    HeldByOther,
+    /// The write lost a race (409: the record changed or went since it was read). That proves
+    /// nobody else holds it: a holder retries until its renew deadline, as client-go does, instead
+    /// of stepping down at once (a Lease deleted with its namespace would otherwise stop the
+    /// leader before it finishes the finalizers that let the namespace go).
+    Raced,
 }
 
 fn conflict_is_false(result: Result<Lease, kube::Error>) -> Result<Option<Lease>, kube::Error> {
