@@ -45,10 +45,11 @@ is one the operator uses (tests/tests/rbac.rs reads them from the API server's a
 - apiGroups: [""]
   resources: ["secrets", "configmaps"]
   verbs: ["get", "list", "watch"]
-# The history of each SwarmService's specs (kubectl swarm history / rollback), server-side applied.
+# The history of each SwarmService's specs (kubectl swarm history / rollback), server-side applied
+# (a new revision is authorized as a create).
 - apiGroups: ["apps"]
   resources: ["controllerrevisions"]
-  verbs: ["patch"]
+  verbs: ["create", "patch"]
 # A repeated event is a series: created once, then patched.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
