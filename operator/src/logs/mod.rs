@@ -382,8 +382,14 @@ async fn stream(
         let mut frames = Frames::default();
         let mut places: HashMap<String, TaskPlace> = HashMap::new();
         let mut looked_up: std::collections::HashSet<String> = Default::default();
-        while let Some(chunk) = logs.next().await {
-            let Ok(chunk) = chunk else { break };
+        loop {
+            // A caller that went (Ctrl-C on `-f`) ends the Engine's stream at once, not at the
+            // next line a quiet service writes.
+            let chunk = tokio::select! {
+                chunk = logs.next() => chunk,
+                () = tx.closed() => return,
+            };
+            let Some(Ok(chunk)) = chunk else { break };
             for raw in frames.push(&chunk) {
                 let line = lines::parse(&raw, timestamps);
                 // A task not seen yet (a restart): where it runs, looked up once.
