@@ -43,6 +43,12 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
     })?;
     let name = svc.service_name();
     let existing = engine.find_service(&name).await?;
+    // The generation the Swarm service carries: what was written, whatever a stale cached status
+    // says (a pass right after the one that wrote may still see the status from before it).
+    let on_swarm = existing
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(super::diff::written_generation);
     let source = credentials.as_ref().map(|c| c.source.clone());
     let credentials = credentials.map(|c| c.credentials);
     let adoption_allowed = ctx.clusters.adoption_allowed(svc.cluster_name());
@@ -114,7 +120,8 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
         )
     } else {
         (
-            before.written_generation,
+            // Never backwards: after Swarm rolls a generation back, its label is the older one.
+            before.written_generation.max(on_swarm),
             before.pull_credentials_from,
             before.env_sources,
         )
