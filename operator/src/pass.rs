@@ -356,7 +356,7 @@ fn already_told(previous: &[Condition], generation: Option<i64>, summary: &Summa
 }
 
 /// Whether stalling with `reason` is news against the `previous` conditions.
-fn entering_stall(previous: &[Condition], reason: &str) -> bool {
+pub(crate) fn entering_stall(previous: &[Condition], reason: &str) -> bool {
     let before = previous.iter().find(|c| c.type_ == STALLED);
     before.is_none_or(|c| c.status != TRUE || c.reason != reason)
 }

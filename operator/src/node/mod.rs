@@ -136,10 +136,7 @@ async fn pass(node: Arc<SwarmNode>, ctx: Arc<Context>, store: Store<SwarmNode>) 
             .as_ref()
             .map(|s| s.conditions.as_slice())
             .unwrap_or_default();
-        if !before
-            .iter()
-            .any(|c| c.type_ == "Stalled" && c.status == "True" && c.reason == *reason)
-        {
+        if crate::pass::entering_stall(before, reason) {
             ctx.publish(
                 node.as_ref(),
                 EventType::Warning,
