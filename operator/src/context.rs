@@ -3,10 +3,15 @@
 //! and the queue mirror), owned here rather than in globals so two operators can share a process.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+/// How long a created service's ID is remembered: a pass that still reads a status from before
+/// the create (the watch lags the write) must not take the service for a stranger's or a lost
+/// create's. Minutes, where the lag is seconds.
+const ANNOUNCED_FOR: Duration = Duration::from_secs(600);
 
 use kube::{
     Client, Resource,
@@ -22,6 +27,7 @@ use swarm_operator_crds::OnCluster;
 
 use crate::{
     connections::{Clusters, Hub},
+    expiring::Expiring,
     metrics::Metrics,
     queue::Queues,
     recorder::Recorder,
@@ -66,8 +72,10 @@ pub struct Context {
     /// The mirror of every controller's reconcile queue (see `queue`).
     pub queues: Arc<Queues>,
     failures: Mutex<HashMap<String, u32>>,
-    /// IDs of Swarm services whose creation this process announced.
-    announced: Mutex<HashSet<String>>,
+    /// IDs of Swarm services this process created, or announced as created, in the last
+    /// `ANNOUNCED_FOR`: long enough for any cached status to show the ID, so memory follows the
+    /// rate of creation, not the number of services ever made.
+    announced: Mutex<Expiring<String, ()>>,
 }
 
 impl Context {
@@ -90,7 +98,7 @@ impl Context {
             metrics,
             queues,
             failures: Mutex::default(),
-            announced: Mutex::default(),
+            announced: Mutex::new(Expiring::new(ANNOUNCED_FOR)),
         }
     }
 
@@ -135,13 +143,14 @@ impl Context {
         capped.mul_f64(1.0 + jitter).min(self.settings.max_backoff)
     }
 
-    /// True the first time this process announces Swarm service `id` as created, so its Created
-    /// event is said once.
+    /// True the first time this process knows Swarm service `id` as created (its own create, or
+    /// one whose answer was lost), so a lost create is announced once.
     pub fn first_announcement(&self, id: &str) -> bool {
         self.announced
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string())
+            .insert(id.to_string(), ())
+            .is_none()
     }
 
     /// Forgets `obj`'s failures after a successful pass.

@@ -18,6 +18,7 @@ pub mod context;
 pub mod controller;
 pub mod data;
 pub mod error;
+pub mod expiring;
 pub mod labels;
 pub mod leader;
 pub mod logs;

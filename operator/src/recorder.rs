@@ -4,17 +4,14 @@
 //! `Updated ...: Image` would read `Updated ...: Replicas`. Here the note is part of what makes two
 //! events the same.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{sync::Mutex, time::Duration};
 
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event as K8sEvent, events::v1::EventSeries},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     jiff::Timestamp,
 };
+use crate::expiring::Expiring;
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams, PostParams},
@@ -41,7 +38,7 @@ pub struct Recorder {
     client: Client,
     controller: String,
     instance: String,
-    published: Mutex<HashMap<Key, (K8sEvent, Instant)>>,
+    published: Mutex<Expiring<Key, K8sEvent>>,
 }
 
 impl Recorder {
@@ -50,7 +47,7 @@ impl Recorder {
             client,
             controller: controller.into(),
             instance: instance.unwrap_or_else(|| controller.into()),
-            published: Mutex::default(),
+            published: Mutex::new(Expiring::new(SERIES_FOR)),
         }
     }
 
@@ -68,8 +65,7 @@ impl Recorder {
         };
         let earlier = {
             let mut published = self.published.lock().unwrap_or_else(|e| e.into_inner());
-            published.retain(|_, (_, at)| at.elapsed() < SERIES_FOR);
-            published.get(&key).map(|(e, _)| e.clone())
+            published.get(&key).cloned()
         };
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
@@ -93,7 +89,7 @@ impl Recorder {
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, (event, Instant::now()));
+            .insert(key, event);
         Ok(())
     }
 
