@@ -195,6 +195,7 @@ async fn losing_the_active_manager_mid_batch_loses_nothing() {
             "status names the one Swarm service of {name}"
         );
     }
+    // A create is not an event; a create whose answer was lost is, once: never twice for a name.
     let created = env.events("Created").await;
     for name in &names {
         let prefix = format!("Created Swarm service {name} (");
@@ -202,7 +203,7 @@ async fn losing_the_active_manager_mid_batch_loses_nothing() {
             .iter()
             .filter(|(_, note)| note.starts_with(&prefix))
             .count();
-        assert_eq!(times, 1, "{name} created once: {created:?}");
+        assert!(times <= 1, "{name} announced once at most: {created:?}");
     }
     assert!(
         env.events("NameConflict").await.is_empty(),

@@ -2,7 +2,6 @@
 //! report its ID and the services that use it.
 
 use bollard::models::Network;
-use kube::runtime::events::EventType;
 use swarm_operator_crds::{
     SwarmNetwork,
     conditions::{REASON_NAME_CONFLICT, REASON_RUNNING},
@@ -38,10 +37,8 @@ pub async fn converge(net: &SwarmNetwork, ctx: &Context) -> Result<Outcome<Facts
         Plan::Report => existing.unwrap_or_default(),
         Plan::Create => {
             let id = engine.create_network(build::create_request(net)).await?;
+            // No event, as for services: the status says it.
             info!(network = %name, %id, "created Swarm network");
-            let note = format!("Created Swarm network {name} ({id})");
-            ctx.publish(net, EventType::Normal, "Created", "Create", note)
-                .await;
             engine.find_network(&name).await?.unwrap_or_default()
         }
     };

@@ -62,6 +62,8 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
     );
     debug!(service = %name, ?plan, "planned");
     // Which Swarm service, whether Swarm rolled this generation back, whether it was written now.
+    // What a create writes, kept to report on without reading it back (see `observe`).
+    let created = matches!(plan, Plan::Create).then(|| desired.clone());
     let (id, held, wrote) = match plan {
         Plan::Create => (
             {
@@ -105,7 +107,7 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
             (id, held, wrote)
         }
     };
-    let mut outcome = observe(svc, ctx, &engine, &id, held).await?;
+    let mut outcome = observe(svc, ctx, &engine, &id, held, created.as_ref()).await?;
     let before = Facts::before(svc);
     // Every write carries the spec of this generation and the credentials in use.
     (
@@ -130,15 +132,31 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
 }
 
 /// What the tasks show, after the plan was carried out. `held`: Swarm rolled this generation back.
+/// A service `created` this pass (with that spec) has no task to show yet, and its tasks are not
+/// read (the progress check that follows reads them); nor is the service itself unless the Engine
+/// gives it what the status reports (published ports, virtual IPs on networks). A deploy of many
+/// services costs the Engine its writes and the shared listings, not two reads per service.
 async fn observe(
     svc: &SwarmService,
     ctx: &Context,
     engine: &Engine,
     id: &str,
     held: bool,
+    created: Option<&ServiceSpec>,
 ) -> Result<Outcome<Facts>, Error> {
-    let service: Service = engine.inspect_service(id).await?;
-    let tasks = engine.service_tasks(id).await?;
+    let service: Service = match created {
+        Some(spec) if !has_endpoint(spec) => Service {
+            id: Some(id.to_string()),
+            spec: Some(spec.clone()),
+            ..Default::default()
+        },
+        _ => engine.inspect_service(id).await?,
+    };
+    let tasks = if created.is_some() {
+        Vec::new()
+    } else {
+        engine.service_tasks(id).await?
+    };
     let nodes = engine.node_facts().await?;
     let assessment = tasks::assess(&service, &tasks, &nodes);
     debug!(tasks = tasks.len(), ?assessment, "assessed tasks");
@@ -158,6 +176,23 @@ async fn observe(
         facts,
         requeue,
     })
+}
+
+/// Whether the Engine gives a service with `spec` an endpoint the status reports: published
+/// ports, or virtual IPs on the networks it joins.
+fn has_endpoint(spec: &ServiceSpec) -> bool {
+    let ports = spec
+        .endpoint_spec
+        .as_ref()
+        .and_then(|e| e.ports.as_ref())
+        .is_some_and(|p| !p.is_empty());
+    let networks = spec
+        .task_template
+        .as_ref()
+        .and_then(|t| t.networks.as_ref())
+        .is_some_and(|n| !n.is_empty())
+        || spec.networks.as_ref().is_some_and(|n| !n.is_empty());
+    ports || networks
 }
 
 /// What the environment reads is missing: the service stays as it is until the user creates it
@@ -197,10 +232,10 @@ async fn create(
     let name = svc.service_name();
     let id = engine.create_service(desired, credentials).await?;
     info!(service = %name, id = %id, "created Swarm service");
+    // No event: the status says it (serviceID, Ready), and an event per object would be one more
+    // Kubernetes write for every service a deploy makes. Events say what the status cannot keep:
+    // changes to a service that existed, deletions, and every Warning.
     ctx.first_announcement(&id);
-    let note = format!("Created Swarm service {name} ({id})");
-    ctx.publish(svc, EventType::Normal, "Created", "Create", note)
-        .await;
     Ok(id)
 }
 
