@@ -25,7 +25,7 @@ use std::{
 
 use bollard::{
     Docker,
-    models::{Service, Task},
+    models::Service,
 };
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
@@ -146,19 +146,14 @@ impl Engine {
         };
         let listing = snapshot
             .services(|| async {
-                let services = self.all_services().await?;
-                let tasks: Vec<Task> = self.read("list tasks", "", "/tasks").await?;
+                let services = self.read("list services", "", "/services").await?;
+                let tasks = self.read("list tasks", "", "/tasks").await?;
                 let nodes = self.nodes().await?.iter().map(NodeFacts::of).collect();
                 Ok::<_, EngineError>(Listing::new(services, tasks, nodes))
             })
             .await?;
-        let found = listing
-            .value
-            .services
-            .get(key)
-            .or_else(|| listing.value.service_by_id(key));
-        let name = found.and_then(|s| s.spec.as_ref()?.name.as_deref());
-        let id = found.and_then(|s| s.id.as_deref());
+        let found = listing.value.names(key);
+        let (name, id) = (found.map(|f| f.0), found.map(|f| f.1));
         let keys: Vec<&str> = [Some(key), name, id].into_iter().flatten().collect();
         Ok(snapshot
             .is_current(Part::Services, &listing, &keys)
@@ -184,9 +179,10 @@ impl Engine {
         } else {
             self.shared_listing("").await?
         };
-        let mut names: Vec<String> = match listing {
-            Some(listing) => listing.value.services.values().filter_map(name_if_used).collect(),
-            None => self
+        let listed = listing.map(|l| l.value.all_services().collect::<Result<Vec<Service>, _>>());
+        let mut names: Vec<String> = match listed {
+            Some(Ok(services)) => services.iter().filter_map(name_if_used).collect(),
+            Some(Err(_)) | None => self
                 .all_services()
                 .await?
                 .iter()

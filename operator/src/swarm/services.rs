@@ -18,12 +18,16 @@ const UPDATE_RETRIES: usize = 5;
 impl Engine {
     /// The service named exactly `name`, if any.
     pub async fn find_service(&self, name: &str) -> Result<Option<Service>, EngineError> {
-        if let Some(listing) = self.shared_listing(name).await?
-            && let Some(service) = listing.value.services.get(name)
-        {
-            return Ok(Some(service.clone()));
+        if let Some(listing) = self.shared_listing(name).await? {
+            // The listing holds every service, and none named `name` changed since it began (an
+            // event or our own write would have said so): what it lacks does not exist.
+            match listing.value.service(name) {
+                None => return Ok(None),
+                Some(Ok(service)) => return Ok(Some(service)),
+                Some(Err(_)) => {}
+            }
         }
-        // Not a managed service we have seen: ask by name (new, or someone else's).
+        // Changed since the listing: ask by name.
         let services = self.list_services("name", name).await?;
         Ok(services
             .into_iter()
@@ -118,9 +122,9 @@ impl Engine {
 
     pub async fn inspect_service(&self, id: &str) -> Result<Service, EngineError> {
         if let Some(listing) = self.shared_listing(id).await?
-            && let Some(service) = listing.value.service_by_id(id)
+            && let Some(Ok(service)) = listing.value.service_by_id(id)
         {
-            return Ok(service.clone());
+            return Ok(service);
         }
         self.inspect_service_directly(id).await
     }
@@ -150,9 +154,10 @@ impl Engine {
     /// Every task of the service, current and past (Swarm keeps a few per slot).
     pub async fn service_tasks(&self, service_id: &str) -> Result<Vec<Task>, EngineError> {
         if let Some(listing) = self.shared_listing(service_id).await?
-            && listing.value.service_by_id(service_id).is_some()
+            && listing.value.names(service_id).is_some()
+            && let Ok(tasks) = listing.value.tasks_of(service_id)
         {
-            return Ok(listing.value.tasks.get(service_id).cloned().unwrap_or_default());
+            return Ok(tasks);
         }
         let filters = HashMap::from([("service".to_string(), vec![service_id.to_string()])]);
         let query = percent_encode(&serde_json::json!(filters).to_string());

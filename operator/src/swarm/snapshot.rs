@@ -18,6 +18,8 @@ use std::{
 };
 
 use bollard::models::{Network, Service, Task};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use super::NodeFacts;
 
@@ -86,34 +88,108 @@ pub struct Snapshot {
     echoes: Mutex<HashMap<(Part, String), (u32, Instant)>>,
 }
 
+/// One listing of a cluster's services, tasks and nodes. Services and tasks are kept as the JSON
+/// text the Engine sent, about a quarter of the memory of bollard's models, and parsed when a
+/// pass asks for one: a pass reads one service of thousands.
 pub struct Listing {
-    pub services: HashMap<String, Service>,
+    /// Name → the service's ID and the service.
+    services: HashMap<String, (String, Box<RawValue>)>,
+    /// Service ID → name, so a read by ID costs what a read by name does.
+    ids: HashMap<String, String>,
     /// Service ID → its tasks, current and past.
-    pub tasks: HashMap<String, Vec<Task>>,
+    tasks: HashMap<String, Vec<Box<RawValue>>>,
     pub nodes: Vec<NodeFacts>,
 }
 
+/// What a listing indexes a service by.
+#[derive(Deserialize)]
+struct ServiceKeys {
+    #[serde(rename = "ID")]
+    id: Option<String>,
+    #[serde(rename = "Spec")]
+    spec: Option<NameOnly>,
+}
+
+#[derive(Deserialize)]
+struct NameOnly {
+    #[serde(rename = "Name")]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TaskKeys {
+    #[serde(rename = "ServiceID")]
+    service_id: Option<String>,
+}
+
+/// A listed object that bollard's model cannot read: the caller reads it directly instead.
+#[derive(Debug)]
+pub struct Unreadable;
+
 impl Listing {
-    pub fn new(services: Vec<Service>, tasks: Vec<Task>, nodes: Vec<NodeFacts>) -> Self {
-        let mut by_service: HashMap<String, Vec<Task>> = HashMap::new();
+    /// Indexes the Engine's answers to `/services` and `/tasks`.
+    pub fn new(services: Vec<Box<RawValue>>, tasks: Vec<Box<RawValue>>, nodes: Vec<NodeFacts>) -> Self {
+        let mut by_service: HashMap<String, Vec<Box<RawValue>>> = HashMap::new();
         for task in tasks {
-            if let Some(id) = task.service_id.clone() {
+            if let Ok(TaskKeys { service_id: Some(id) }) = serde_json::from_str(task.get()) {
                 by_service.entry(id).or_default().push(task);
             }
         }
+        let mut names = HashMap::with_capacity(services.len());
+        let mut ids = HashMap::with_capacity(services.len());
+        for service in services {
+            let Ok(keys) = serde_json::from_str::<ServiceKeys>(service.get()) else {
+                continue;
+            };
+            let Some(name) = keys.spec.and_then(|s| s.name) else {
+                continue;
+            };
+            let id = keys.id.unwrap_or_default();
+            ids.insert(id.clone(), name.clone());
+            names.insert(name, (id, service));
+        }
         Listing {
-            services: services
-                .into_iter()
-                .filter_map(|s| Some((s.spec.as_ref()?.name.clone()?, s)))
-                .collect(),
+            services: names,
+            ids,
             tasks: by_service,
             nodes,
         }
     }
 
-    pub fn service_by_id(&self, id: &str) -> Option<&Service> {
-        self.services.values().find(|s| s.id.as_deref() == Some(id))
+    /// The service named `name`, if listed.
+    pub fn service(&self, name: &str) -> Option<Result<Service, Unreadable>> {
+        self.services.get(name).map(|(_, raw)| parse(raw))
     }
+
+    pub fn service_by_id(&self, id: &str) -> Option<Result<Service, Unreadable>> {
+        self.service(self.ids.get(id)?)
+    }
+
+    /// The name and ID of the service named, or with ID, `key`.
+    pub fn names(&self, key: &str) -> Option<(&str, &str)> {
+        if let Some((name, (id, _))) = self.services.get_key_value(key) {
+            return Some((name.as_str(), id.as_str()));
+        }
+        let (id, name) = self.ids.get_key_value(key)?;
+        Some((name.as_str(), id.as_str()))
+    }
+
+    /// Every listed service.
+    pub fn all_services(&self) -> impl Iterator<Item = Result<Service, Unreadable>> + '_ {
+        self.services.values().map(|(_, raw)| parse(raw))
+    }
+
+    /// The tasks of the service with ID `id`.
+    pub fn tasks_of(&self, id: &str) -> Result<Vec<Task>, Unreadable> {
+        self.tasks
+            .get(id)
+            .map(|tasks| tasks.iter().map(|t| parse(t)).collect())
+            .unwrap_or(Ok(Vec::new()))
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, Unreadable> {
+    serde_json::from_str(raw.get()).map_err(|_| Unreadable)
 }
 
 impl Snapshot {
@@ -250,8 +326,8 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    fn service(name: &str) -> Service {
-        serde_json::from_value(serde_json::json!({"ID": format!("id-{name}"), "Spec": {"Name": name}}))
+    fn service(name: &str) -> Box<RawValue> {
+        RawValue::from_string(serde_json::json!({"ID": format!("id-{name}"), "Spec": {"Name": name}}).to_string())
             .unwrap()
     }
 
@@ -278,9 +354,12 @@ mod tests {
             fresh
                 .value
                 .service_by_id("id-b")
-                .and_then(|s| s.spec.clone()?.name),
+                .and_then(|s| s.ok()?.spec?.name),
             Some("b".into())
         );
+        assert_eq!(fresh.value.names("id-a"), Some(("a", "id-a")));
+        assert_eq!(fresh.value.names("b"), Some(("b", "id-b")));
+        assert_eq!(fresh.value.names("c"), None);
     }
 
     #[test]
