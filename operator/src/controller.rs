@@ -58,6 +58,27 @@ where
     watcher(api, config).backoff(watch_backoff()).touched_objects()
 }
 
+/// The objects of `api`, kept in a store as [`touched`] sees them change (without their
+/// managedFields, which nothing here reads), and the stream of those changes.
+#[allow(clippy::type_complexity)]
+pub fn stored<O>(
+    api: kube::Api<O>,
+    config: kube::runtime::watcher::Config,
+) -> (
+    kube::runtime::reflector::Store<O>,
+    impl futures::Stream<Item = Result<O, kube::runtime::watcher::Error>> + Send + 'static,
+)
+where
+    O: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (reader, writer) = reflector::store();
+    let watch = watcher(api, config)
+        .backoff(watch_backoff())
+        .modify(forget_unread);
+    (reader, reflector(writer, watch).touched_objects())
+}
+
 /// The API of a namespaced kind over one namespace, or over all when `namespace` is None.
 pub fn scoped_api<K>(client: kube::Client, namespace: Option<&str>) -> kube::Api<K>
 where
@@ -88,17 +109,28 @@ where
         .combine(predicates::finalizers)
         .combine(predicates::labels)
         .combine(predicates::annotations);
-    // managedFields are the larger part of a small object and nothing here reads them.
+    // managedFields are the larger part of a small object, and kubectl's last-applied annotation
+    // (a client-side apply) a copy of the whole object: nothing here reads either.
     let watch = watcher(api, watcher::Config::default().any_semantic())
         .backoff(watch_backoff())
-        .modify(|obj| {
-            obj.meta_mut().managed_fields = None;
-        });
+        .modify(forget_unread);
     let stream = reflector(writer, watch)
         .applied_objects()
         .predicate_filter(changes, Default::default())
         .inspect(move |item| queue.watched(item));
     Controller::for_stream(stream, reader)
+}
+
+/// kubectl's client-side apply keeps the whole object it applied in this annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops what a store need not hold of an object: its managedFields and kubectl's copy of it.
+pub fn forget_unread<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
 }
 
 /// Runs `controller` with `reconcile` and the shared error policy until a shutdown signal.
@@ -114,9 +146,25 @@ where
     R: FnMut(Arc<K>, Arc<Context>) -> F,
     F: Future<Output = Result<Action, Error>> + Send + 'static,
 {
+    drive_with(controller, reconcile, ctx, ControllerConfig::default().concurrency(concurrency)).await
+}
+
+/// [`drive`] with a controller configuration of its own (a debounce).
+pub async fn drive_with<K, R, F>(controller: Controller<K>, reconcile: R, ctx: Arc<Context>, config: ControllerConfig)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F,
+    F: Future<Output = Result<Action, Error>> + Send + 'static,
+{
     let queue = ctx.queues.of::<K>();
     controller
-        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .with_config(config)
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {

@@ -7,8 +7,13 @@ use std::{collections::BTreeMap, sync::Arc};
 use k8s_openapi::{NamespaceResourceScope, api::core::v1::ConfigMap};
 use kube::{
     Api, Resource, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams},
-    runtime::{controller::Action, events::EventType, reflector::ObjectRef, watcher},
+    api::{DeleteParams, Patch, PatchParams},
+    runtime::{
+        controller::{Action, Config as ControllerConfig},
+        events::EventType,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 use serde::{Serialize, de::DeserializeOwned};
 use swarm_operator_crds::{
@@ -25,10 +30,13 @@ use super::objects::{Children, STACK_LABEL, StackChild, children, owned_by};
 use crate::{
     conditions::{Summary, conditions},
     context::Context,
-    controller::{drive, observed, scoped_api, touched, user_changes_controller},
+    controller::{drive_with, observed, scoped_api, stored, touched, user_changes_controller},
     error::Error,
     status::apply_status,
 };
+
+/// How long a stack's pass waits for its children to stop reporting (each report pushes it back).
+const CHILDREN_SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Field manager of the children: a hand edit of a field the stack sets is taken back.
 const FIELD_MANAGER: &str = "swarm-operator-stack";
@@ -45,23 +53,23 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let stacks = controller.store();
     let client = ctx.client.clone();
     let config = watcher::Config::default().labels(STACK_LABEL);
+    // The children as the passes read them: kept by the watches that wake the stacks on their
+    // changes, rather than listed four times per pass.
+    let (services, services_changed) = stored(scoped_api::<SwarmService>(client.clone(), namespace), config.clone());
+    let (networks, networks_changed) = stored(scoped_api::<SwarmNetwork>(client.clone(), namespace), config.clone());
+    let (secrets, secrets_changed) = stored(scoped_api::<SwarmSecret>(client.clone(), namespace), config.clone());
+    let (configs, configs_changed) = stored(scoped_api::<SwarmConfig>(client.clone(), namespace), config);
+    let stores = ChildStores {
+        services,
+        networks,
+        secrets,
+        configs,
+    };
     let controller = controller
-        .owns_stream(touched(
-            scoped_api::<SwarmService>(client.clone(), namespace),
-            config.clone(),
-        ))
-        .owns_stream(touched(
-            scoped_api::<SwarmNetwork>(client.clone(), namespace),
-            config.clone(),
-        ))
-        .owns_stream(touched(
-            scoped_api::<SwarmSecret>(client.clone(), namespace),
-            config.clone(),
-        ))
-        .owns_stream(touched(
-            scoped_api::<SwarmConfig>(client.clone(), namespace),
-            config,
-        ))
+        .owns_stream(services_changed)
+        .owns_stream(networks_changed)
+        .owns_stream(secrets_changed)
+        .owns_stream(configs_changed)
         // Names are all it needs of ConfigMaps: their metadata, not their (possibly large) data.
         .watches_stream(
             touched(
@@ -82,19 +90,34 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 )
             },
         );
-    drive(controller, reconcile, ctx, concurrency).await;
+    let reconcile = move |stack, ctx| reconcile(stack, ctx, stores.clone());
+    // While a deploy's children report one after another, one pass once they pause rather than
+    // one (and a status write of every service's line) per report.
+    let config = ControllerConfig::default()
+        .concurrency(concurrency)
+        .debounce(CHILDREN_SETTLE);
+    drive_with(controller, reconcile, ctx, config).await;
 }
 
-async fn reconcile(stack: Arc<SwarmStack>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The stacks' children of each kind, as their watches have them.
+#[derive(Clone)]
+struct ChildStores {
+    services: Store<SwarmService>,
+    networks: Store<SwarmNetwork>,
+    secrets: Store<SwarmSecret>,
+    configs: Store<SwarmConfig>,
+}
+
+async fn reconcile(stack: Arc<SwarmStack>, ctx: Arc<Context>, stores: ChildStores) -> Result<Action, Error> {
     let name = stack.stack_name();
-    let result = observed(&ctx, stack.as_ref(), &name, pass(&stack, &ctx)).await;
+    let result = observed(&ctx, stack.as_ref(), &name, pass(&stack, &ctx, &stores)).await;
     if result.is_ok() {
         ctx.succeeded(&ObjectRef::from_obj(stack.as_ref()));
     }
     result
 }
 
-async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
+async fn pass(stack: &SwarmStack, ctx: &Context, stores: &ChildStores) -> Result<Action, Error> {
     if stack.metadata.deletion_timestamp.is_some() {
         // Kubernetes' garbage collector removes the children; their controllers the swarm's objects.
         return Ok(Action::await_change());
@@ -144,7 +167,7 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
     }
     let desired = children(stack, &output.compiled);
     // Plan and apply.
-    let existing = owned_children(stack, ctx, &ns).await?;
+    let existing = owned_children(stack, stores).await;
     let plan = plan(&desired, &existing, stack.spec.prune.unwrap_or(true));
     if stack.spec.paused {
         let pending = plan.create.len() + plan.apply.len() + plan.prune.len();
@@ -159,14 +182,15 @@ async fn pass(stack: &SwarmStack, ctx: &Context) -> Result<Action, Error> {
         write_status(stack, ctx, &summary, Some(&output), &existing).await?;
         return Ok(crate::queue::requeue(ctx.settings.resync_interval));
     }
-    if let Err(refused) = apply(ctx, &ns, &plan).await? {
+    if let Err(refused) = apply(ctx, stack, &plan).await? {
         return refuse(stack, ctx, new_generation, refused).await;
     }
-    // Status, from the children as they stand (those just applied have not reported yet).
+    // Status, from the children as the watches have them (those just applied have not reported
+    // yet: their changes wake the stack again).
     let existing = if plan.is_empty() {
         existing
     } else {
-        owned_children(stack, ctx, &ns).await?
+        owned_children(stack, stores).await
     };
     let summary = summary(&desired, &existing);
     write_status(stack, ctx, &summary, Some(&output), &existing).await?;
@@ -226,35 +250,38 @@ async fn variables(
     Ok(Ok(out))
 }
 
-async fn list_owned<K>(ctx: &Context, ns: &str, stack: &SwarmStack) -> Result<Vec<K>, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let selector = format!("{STACK_LABEL}={}", stack.name_any());
+/// The children of `stack` in `store`: labelled with its name and owned by it (a child with the
+/// label but another owner is not one).
+fn owned<K: Resource<DynamicType = ()> + Clone>(stack: &SwarmStack, store: &Store<K>) -> Vec<K> {
+    let (ns, name) = (stack.namespace(), stack.name_any());
     let uid = stack.metadata.uid.clone().unwrap_or_default();
-    let list = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|source| Error::Kube {
-            operation: "list stack children",
-            object: stack.name_any(),
-            source,
-        })?;
-    Ok(list.items.into_iter().filter(|c| owned_by(c, &uid)).collect())
+    let mut children: Vec<K> = store
+        .state()
+        .iter()
+        .filter(|c| {
+            c.meta().namespace == ns
+                && c.meta().labels.as_ref().and_then(|l| l.get(STACK_LABEL)) == Some(&name)
+                && owned_by(c.as_ref(), &uid)
+        })
+        .map(|c| c.as_ref().clone())
+        .collect();
+    children.sort_by(|a, b| a.meta().name.cmp(&b.meta().name));
+    children
 }
 
-/// The children the stack owns now (a child with the label but another owner is not one).
-async fn owned_children(stack: &SwarmStack, ctx: &Context, ns: &str) -> Result<Children, Error> {
-    Ok(Children {
-        services: list_owned(ctx, ns, stack).await?,
-        networks: list_owned(ctx, ns, stack).await?,
-        secrets: list_owned(ctx, ns, stack).await?,
-        configs: list_owned(ctx, ns, stack).await?,
-    })
+/// The children the stack owns now, once the watches have listed them.
+async fn owned_children(stack: &SwarmStack, stores: &ChildStores) -> Children {
+    // Ready at once but for the first passes after a start.
+    let _ = stores.services.wait_until_ready().await;
+    let _ = stores.networks.wait_until_ready().await;
+    let _ = stores.secrets.wait_until_ready().await;
+    let _ = stores.configs.wait_until_ready().await;
+    Children {
+        services: owned(stack, &stores.services),
+        networks: owned(stack, &stores.networks),
+        secrets: owned(stack, &stores.secrets),
+        configs: owned(stack, &stores.configs),
+    }
 }
 
 /// A child to apply or delete.
@@ -361,11 +388,12 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
 
 /// Applies and prunes. A child the API server refuses (its validation rules) is the file's
 /// fault: its message, naming the child, instead of an error to retry.
-async fn apply(ctx: &Context, ns: &str, plan: &Plan) -> Result<Result<(), Refusal>, Error> {
+async fn apply(ctx: &Context, stack: &SwarmStack, plan: &Plan) -> Result<Result<(), Refusal>, Error> {
+    let ns = &stack.namespace().unwrap_or_default();
     // Every write on the server's dry run first: a child it refuses leaves the others as they
     // were, so a bad change is never half applied.
     for dry_run in [true, false] {
-        if let Err(refused) = write_all(ctx, ns, plan, dry_run).await? {
+        if let Err(refused) = write_all(ctx, stack, plan, dry_run).await? {
             return Ok(Err(refused));
         }
     }
@@ -387,48 +415,110 @@ async fn apply(ctx: &Context, ns: &str, plan: &Plan) -> Result<Result<(), Refusa
     Ok(Ok(()))
 }
 
-/// Creates and applies the plan's children, on the server's dry run or for real.
+/// Children written at once: enough to keep the API server busy, few enough to leave it to others.
+const WRITES_AT_ONCE: usize = 32;
+
+/// Creates and applies the plan's children, on the server's dry run or for real, many at once:
+/// networks, secrets and configs first, then the services that use them. The first refusal in the
+/// plan's order is the one reported.
 async fn write_all(
     ctx: &Context,
-    ns: &str,
+    stack: &SwarmStack,
     plan: &Plan,
     dry_run: bool,
 ) -> Result<Result<(), Refusal>, Error> {
+    use futures::{StreamExt, stream};
     let creates = plan.create.iter().map(|c| (c, true));
-    for (change, create) in creates.chain(plan.apply.iter().map(|c| (c, false))) {
-        let result = match change {
-            Change::Service(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
-            Change::Network(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
-            Change::Secret(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
-            Change::Config(o) => apply_one(ctx, ns, o.as_ref(), create, dry_run).await,
-        };
-        let child = format!("{} {}", kind_of(change), change.name());
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 && create => {
-                return Ok(Err(Refusal {
-                    reason: REASON_NAME_CONFLICT,
-                    message: format!(
-                        "{child} exists and is not this stack's: rename it, or the object in the file"
-                    ),
-                }));
-            }
-            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
-                return Ok(Err(Refusal {
-                    reason: REASON_INVALID_SPEC,
-                    message: format!("{child}: {}", s.message),
-                }));
-            }
-            Err(source) => {
-                return Err(Error::Kube {
-                    operation: "apply stack child",
-                    object: change.name(),
-                    source,
-                });
+    let all: Vec<(&Change, bool)> = creates.chain(plan.apply.iter().map(|c| (c, false))).collect();
+    let (services, others): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|(c, _)| matches!(c, Change::Service(_)));
+    for wave in [others, services] {
+        let writes: Vec<_> = wave
+            .into_iter()
+            .map(|(change, create)| async move {
+                (change, create, write_one(ctx, stack, change, create, dry_run).await)
+            })
+            .collect();
+        let results: Vec<_> = stream::iter(writes)
+            .buffered(WRITES_AT_ONCE)
+            .collect()
+            .await;
+        for (change, create, result) in results {
+            let child = format!("{} {}", kind_of(change), change.name());
+            match result {
+                Ok(()) => {}
+                Err(kube::Error::Api(s)) if s.code == 409 && create => {
+                    return Ok(Err(Refusal {
+                        reason: REASON_NAME_CONFLICT,
+                        message: format!(
+                            "{child} exists and is not this stack's: rename it, or the object in the file"
+                        ),
+                    }));
+                }
+                Err(kube::Error::Api(s)) if s.code == 422 || s.code == 400 => {
+                    return Ok(Err(Refusal {
+                        reason: REASON_INVALID_SPEC,
+                        message: format!("{child}: {}", s.message),
+                    }));
+                }
+                Err(source) => {
+                    return Err(Error::Kube {
+                        operation: "apply stack child",
+                        object: change.name(),
+                        source,
+                    });
+                }
             }
         }
     }
     Ok(Ok(()))
+}
+
+/// Writes one child. A create that finds the name taken by a child of this very stack (one the
+/// watch had not shown yet) applies it instead.
+async fn write_one(
+    ctx: &Context,
+    stack: &SwarmStack,
+    change: &Change,
+    create: bool,
+    dry_run: bool,
+) -> Result<(), kube::Error> {
+    let ns = &stack.namespace().unwrap_or_default();
+    let uid = stack.metadata.uid.clone().unwrap_or_default();
+    match change {
+        Change::Service(o) => write_child(ctx, ns, &uid, o.as_ref(), create, dry_run).await,
+        Change::Network(o) => write_child(ctx, ns, &uid, o.as_ref(), create, dry_run).await,
+        Change::Secret(o) => write_child(ctx, ns, &uid, o.as_ref(), create, dry_run).await,
+        Change::Config(o) => write_child(ctx, ns, &uid, o.as_ref(), create, dry_run).await,
+    }
+}
+
+async fn write_child<K>(
+    ctx: &Context,
+    ns: &str,
+    uid: &str,
+    obj: &K,
+    create: bool,
+    dry_run: bool,
+) -> Result<(), kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug,
+{
+    match apply_one(ctx, ns, obj, create, dry_run).await {
+        Err(kube::Error::Api(s)) if s.code == 409 && create => {
+            let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+            match api.get_opt(&obj.name_any()).await? {
+                Some(existing) if owned_by(&existing, uid) => apply_one(ctx, ns, obj, false, dry_run).await,
+                _ => Err(kube::Error::Api(s)),
+            }
+        }
+        other => other,
+    }
 }
 
 fn kind_of(change: &Change) -> &'static str {
