@@ -2,7 +2,7 @@
 # The benchmark, run on demand (never in CI): the operator (release build) against the Engine API
 # itself on the local real swarm and an API server of its own. Prints a table and writes
 # target/bench/results.json. Arguments go to the bench binary:
-#   scripts/bench.sh [--sizes 100,1000] [--drift 50] [--rest 120] [--rss 1000,5000] [--engine-qps 1000]
+#   scripts/bench.sh [--sizes 100,1000,10000] [--stacks 200,1000] [--drift 100] [--resync 60] [--engine-qps 1000]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 LOG_TAG=bench

@@ -1,8 +1,9 @@
-//! The benchmark (scripts/bench.sh runs it): the operator against the Engine API itself, in one run
-//! on the local swarm and API server. Prints a table and writes target/bench/results.json. Figures,
-//! not assertions: targets are compared in the printout.
+//! The benchmark (scripts/bench.sh runs it): the operator on the local swarm and an API server of
+//! its own, against what a Swarm user compares it with (`docker stack deploy`, the Engine API
+//! called directly) and against the API server alone taking the same writes. Prints a table and
+//! writes target/bench/results.json. Figures, not assertions: the targets are printed beside them.
 //!
-//!   bench [--sizes 100,1000] [--drift 50] [--rest 120] [--rss 1000,5000] [--engine-qps 1000]
+//!   bench [--sizes 100,1000,10000] [--stacks 200,1000] [--drift 100] [--resync 60] [--engine-qps 1000]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
@@ -24,35 +25,39 @@ use serde_json::json;
 use swarm_operator_crds::SwarmService;
 use swarm_operator_e2e::{OWNER_NAMESPACE, TestEnv, http_get, test_image};
 
+const USAGE: &str =
+    "usage: bench [--sizes 100,1000,10000] [--stacks 200,1000] [--drift 100] [--resync 60] [--engine-qps N]";
+
 struct Args {
     /// Passed to the operator's --engine-qps.
     engine_qps: String,
+    /// SwarmServices converged, resynced, drifted and deleted, one size after another.
     sizes: Vec<usize>,
+    /// Stack files deployed both ways.
+    stacks: Vec<usize>,
     drift: usize,
-    rest: u64,
-    rss: Vec<usize>,
+    /// The operator's --resync-seconds; the at-rest window is one resync.
+    resync: u64,
 }
 
 fn args() -> Args {
     let mut a = Args {
         engine_qps: "1000".into(),
-        sizes: vec![100, 1000],
-        drift: 50,
-        rest: 120,
-        rss: vec![1000, 5000],
+        sizes: vec![100, 1000, 10000],
+        stacks: vec![200, 1000],
+        drift: 100,
+        resync: 60,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let list = |v: &str| v.split(',').filter_map(|n| n.trim().parse().ok()).collect();
     for pair in argv.chunks(2) {
         match (pair[0].as_str(), pair.get(1)) {
             ("--sizes", Some(v)) => a.sizes = list(v),
-            ("--drift", Some(v)) => a.drift = v.parse().unwrap(),
-            ("--rest", Some(v)) => a.rest = v.parse().unwrap(),
-            ("--rss", Some(v)) => a.rss = list(v),
+            ("--stacks", Some(v)) => a.stacks = list(v),
+            ("--drift", Some(v)) => a.drift = v.parse().expect(USAGE),
+            ("--resync", Some(v)) => a.resync = v.parse().expect(USAGE),
             ("--engine-qps", Some(v)) => a.engine_qps = v.clone(),
-            _ => panic!(
-                "usage: bench [--sizes 100,1000] [--drift 50] [--rest 120] [--rss 1000,5000] [--engine-qps N]"
-            ),
+            _ => panic!("{USAGE}"),
         }
     }
     a
@@ -145,14 +150,10 @@ async fn delete_all(env: &TestEnv) -> Duration {
 
 /// What the API server alone costs for `n` SwarmServices, in a namespace no operator watches:
 /// the users' applies, then the writes the operator makes per new service (its finalizer, the
-/// status `status` in server-side apply, one Created event), each 64 at a time. Returns both
-/// times: their sum is the floor under any operator's converge on this machine.
-async fn api_floor(env: &TestEnv, n: usize, status: &serde_json::Value) -> (Duration, Duration, CpuUse) {
-    use k8s_openapi::api::core::v1::Namespace;
-    use kube::{
-        Resource,
-        runtime::events::{Event, EventType, Recorder, Reporter},
-    };
+/// ControllerRevision of its generation, its status, each as the operator sends it), 64 at a
+/// time. Returns both times: their sum is the floor under any operator's converge here.
+async fn api_floor(env: &TestEnv, n: usize, sample: &SwarmService) -> (Duration, Duration, CpuUse) {
+    use k8s_openapi::api::{apps::v1::ControllerRevision, core::v1::Namespace};
     let ns = format!("{}-floor", env.namespace);
     let namespaces: Api<Namespace> = Api::all(env.client.clone());
     let _ = namespaces
@@ -162,22 +163,17 @@ async fn api_floor(env: &TestEnv, n: usize, status: &serde_json::Value) -> (Dura
         )
         .await;
     let api: Api<SwarmService> = Api::namespaced(env.client.clone(), &ns);
+    let revisions: Api<ControllerRevision> = Api::namespaced(env.client.clone(), &ns);
+    let status = serde_json::to_value(&sample.status).unwrap();
     let pid = env.operator_pid().unwrap();
     let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
     apply_all(&api, "floor", 0..n).await;
     let applies = start.elapsed();
-    let recorder = Recorder::new(
-        env.client.clone(),
-        Reporter {
-            controller: "bench-floor".into(),
-            instance: None,
-        },
-    );
     let start = Instant::now();
     stream::iter(0..n)
         .for_each_concurrent(64, |i| {
-            let (api, recorder) = (api.clone(), recorder.clone());
+            let (api, revisions, status) = (api.clone(), revisions.clone(), status.clone());
             async move {
                 let name = format!("floor-{i}");
                 let finalizer = json!({"metadata": {"finalizers": ["bench/floor"]}});
@@ -185,18 +181,19 @@ async fn api_floor(env: &TestEnv, n: usize, status: &serde_json::Value) -> (Dura
                     .patch(&name, &PatchParams::default(), &Patch::Merge(finalizer))
                     .await
                     .unwrap();
+                let revision = swarm_operator_crds::service::history::revision(&svc).unwrap();
+                let mut value = serde_json::to_value(&revision).unwrap();
+                value["apiVersion"] = "apps/v1".into();
+                value["kind"] = "ControllerRevision".into();
+                let revision_name = value["metadata"]["name"].as_str().unwrap().to_string();
+                revisions
+                    .patch(&revision_name, &PatchParams::apply("bench-floor").force(), &Patch::Apply(value))
+                    .await
+                    .unwrap();
                 let status = json!({"apiVersion": "swarmoperator.io/v1alpha1", "kind": "SwarmService", "status": status});
                 api.patch_status(&name, &PatchParams::apply("bench-floor").force(), &Patch::Apply(status))
                     .await
                     .unwrap();
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: "Created".into(),
-                    note: Some(format!("Created Swarm service {name}")),
-                    action: "Create".into(),
-                    secondary: None,
-                };
-                recorder.publish(&event, &svc.object_ref(&())).await.unwrap();
             }
         })
         .await;
@@ -216,6 +213,10 @@ async fn api_floor(env: &TestEnv, n: usize, status: &serde_json::Value) -> (Dura
         })
         .await;
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .unwrap();
+    revisions
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .unwrap();
     (applies, writes, cpu)
@@ -373,35 +374,189 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
+/// Resets the process's peak RSS (VmHWM) to its current RSS, so each phase reports its own peak.
+fn reset_peak(pid: u32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn rss_mib(pid: u32, field: &str) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// The operator's counters that a phase is judged by, as differences between two scrapes.
+struct Counters {
+    passes: f64,
+    engine_reads: f64,
+    engine_writes: f64,
+    kube_writes: f64,
+    status_writes: f64,
+}
+
+impl Counters {
+    async fn scrape(port: u16) -> String {
+        http_get(port, "/metrics").await.unwrap()
+    }
+
+    fn between(before: &str, after: &str) -> Counters {
+        let d = |name: &str, labels: &[&str]| metric(after, name, labels) - metric(before, name, labels);
+        Counters {
+            passes: d("swarm_operator_reconciles_total", &[]),
+            engine_reads: d("swarm_operator_engine_api_calls_total", &[r#"access="read""#]),
+            engine_writes: d("swarm_operator_engine_api_calls_total", &[r#"access="write""#]),
+            kube_writes: d("swarm_operator_kubernetes_writes_total", &[]),
+            status_writes: d("swarm_operator_status_writes_total", &[]),
+        }
+    }
+
+    fn per(&self, n: f64) -> serde_json::Value {
+        json!({"passes": self.passes / n, "engine_reads": self.engine_reads / n,
+               "engine_writes": self.engine_writes / n, "kubernetes_writes": self.kube_writes / n,
+               "status_writes": self.status_writes / n})
+    }
+}
+
+/// A stack file of `n` services with no replicas, as a Swarm user writes one.
+fn stack_file(n: usize) -> String {
+    let mut file = String::from("version: \"3.8\"\nservices:\n");
+    for i in 0..n {
+        file.push_str(&format!(
+            "  s{i}:\n    image: {}\n    deploy:\n      replicas: 0\n",
+            test_image("1")
+        ));
+    }
+    file
+}
+
+/// `docker stack deploy --resolve-image never` of `n` services, timed until the CLI returns (it
+/// has created every service then); removed afterwards, untimed.
+async fn cli_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse) {
+    let name = format!("{}-cli{n}", env.prefix);
+    let dir = std::env::temp_dir().join(format!("bench-{name}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("docker-stack.yml");
+    std::fs::write(&file, stack_file(n)).unwrap();
+    let pid = env.operator_pid().unwrap();
+    let cpu_before = cpu_seconds(pid);
+    let start = Instant::now();
+    let out = std::process::Command::new("docker")
+        .args(["stack", "deploy", "--resolve-image", "never", "--detach=true", "-c"])
+        .arg(&file)
+        .arg(&name)
+        .output()
+        .unwrap();
+    let took = start.elapsed();
+    let cpu = cpu_used(&cpu_before, &cpu_seconds(pid));
+    assert!(out.status.success(), "docker stack deploy: {}", String::from_utf8_lossy(&out.stderr));
+    let count = docker_cli_lines(&["service", "ls", "-q", "--filter", &format!("label=com.docker.stack.namespace={name}")]);
+    assert_eq!(count, n, "docker stack deploy made every service");
+    let _ = std::process::Command::new("docker").args(["stack", "rm", &name]).output();
+    while docker_cli_lines(&["service", "ls", "-q", "--filter", &format!("label=com.docker.stack.namespace={name}")]) > 0 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (took, cpu)
+}
+
+fn docker_cli_lines(args: &[&str]) -> usize {
+    let out = std::process::Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// The same file as a SwarmStack: timed from the apply until the stack is Ready at its generation
+/// (every SwarmService it made Ready: each Swarm service exists as the file says). Deleted
+/// afterwards, untimed.
+async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters) {
+    use futures::TryStreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    use swarm_operator_crds::SwarmStack;
+    let name = format!("op{n}");
+    let api: Api<SwarmStack> = Api::namespaced(env.client.clone(), &env.namespace);
+    let manifest = json!({"apiVersion": "swarmoperator.io/v1alpha1", "kind": "SwarmStack",
+        "metadata": {"name": name}, "spec": {"compose": stack_file(n)}});
+    let pid = env.operator_pid().unwrap();
+    let port = env.metrics_port;
+    let cpu_before = cpu_seconds(pid);
+    let metrics_before = Counters::scrape(port).await;
+    let start = Instant::now();
+    api.patch(&name, &PatchParams::apply("bench"), &Patch::Apply(manifest))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut changes = std::pin::pin!(watcher(api.clone(), config).applied_objects());
+    while let Some(s) = changes.try_next().await.unwrap() {
+        let ready = s.status.as_ref().is_some_and(|st| {
+            st.observed_generation == s.metadata.generation
+                && st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if ready {
+            break;
+        }
+    }
+    let took = start.elapsed();
+    let counters = Counters::between(&metrics_before, &Counters::scrape(port).await);
+    let cpu = cpu_used(&cpu_before, &cpu_seconds(pid));
+    let on_swarm = docker_cli_lines(&["service", "ls", "-q", "--filter", &format!("label=com.docker.stack.namespace={name}")]);
+    assert_eq!(on_swarm, n, "Ready means every service of the stack is on the swarm");
+    api.delete(&name, &DeleteParams::foreground()).await.unwrap();
+    delete_all(env).await;
+    while api.get_opt(&name).await.unwrap().is_some() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (took, cpu, counters)
 }
 
 #[tokio::main]
 async fn main() {
     let args = args();
     let mut env = TestEnv::new("bench").await;
-    env.start_operator_with(&["--resync-seconds", "60", "--engine-qps", &args.engine_qps]);
-    println!("operator: --engine-qps {} --resync-seconds 60", args.engine_qps);
+    // As deployed: info. Debug logs a line per decision and costs CPU the swarm shares.
+    env.rust_log = "info,kube=warn".into();
+    let resync = args.resync.to_string();
+    env.start_operator_with(&["--resync-seconds", &resync, "--engine-qps", &args.engine_qps]);
+    println!("operator: --engine-qps {} --resync-seconds {resync}", args.engine_qps);
     let port = env.metrics_port;
     while http_get(port, "/readyz").await.is_err() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let pid = env.operator_pid().unwrap();
     let mut results = serde_json::Map::new();
-    let mut table = Vec::new();
+    let machine = machine();
+    results.insert("machine".into(), json!(machine));
+    results.insert("date".into(), json!(today()));
+    let mut table = vec![format!("machine: {machine}")];
+    let idle_rss = rss_mib(pid, "VmRSS:");
+    results.insert("idle_rss_mib".into(), json!(idle_rss));
+
+    // Stacks: the operator against `docker stack deploy`, same file, same swarm.
+    for &n in &args.stacks {
+        let (cli, cli_cpu) = cli_stack(&env, n).await;
+        let (op, op_cpu, counters) = operator_stack(&env, n).await;
+        let ratio = op.as_secs_f64() / cli.as_secs_f64();
+        let target = if n <= 200 { 2.0 } else { 3.0 };
+        table.push(format!(
+            "stack of {n} services | SwarmStack Ready {op:.2?} | docker stack deploy --resolve-image never {cli:.2?} | ratio {ratio:.2}x (target < {target}x) | operator: {:.2} passes, {:.2} Kubernetes writes, {:.2} Engine reads per service",
+            counters.passes / n as f64,
+            counters.kube_writes / n as f64,
+            counters.engine_reads / n as f64
+        ));
+        table.push(format!("  CPU, SwarmStack | {}", op_cpu.0));
+        table.push(format!("  CPU, docker stack deploy | {}", cli_cpu.0));
+        results.insert(
+            format!("stack_{n}"),
+            json!({"operator_s": op.as_secs_f64(), "docker_stack_deploy_s": cli.as_secs_f64(), "ratio": ratio,
+                   "operator_cpu_s": op_cpu.1, "cli_cpu_s": cli_cpu.1, "per_service": counters.per(n as f64)}),
+        );
+    }
 
     // The best concurrency for the direct path, tried on 100 services.
     let mut best = (usize::MAX, Duration::MAX);
     for c in [1, 8, 32, 64] {
         let took = direct(&env.docker, &env.namespace, 100, c).await;
-        println!("direct, 100 services, concurrency {c}: {took:?}");
         if took < best.1 {
             best = (c, took);
         }
@@ -409,112 +564,110 @@ async fn main() {
     let concurrency = best.0;
     results.insert("direct_concurrency".into(), json!(concurrency));
 
-    let largest = args.sizes.iter().copied().max().unwrap_or(0);
+    let mut per_object = Vec::new();
     for &n in &args.sizes {
+        let nf = n as f64;
+        // Create.
+        reset_peak(pid);
+        let rss_before = rss_mib(pid, "VmRSS:");
         let cpu_before = cpu_seconds(pid);
-        let metrics_before = http_get(port, "/metrics").await.unwrap();
-        let (applied, operator) = converge(&env, 0, n).await;
-        let metrics_after = http_get(port, "/metrics").await.unwrap();
-        let per_service = |name: &str, labels: &[&str]| {
-            (metric(&metrics_after, name, labels) - metric(&metrics_before, name, labels)) / n as f64
-        };
-        let passes = per_service("swarm_operator_reconciles_total", &[]);
-        let reads = per_service("swarm_operator_engine_api_calls_total", &[r#"access="read""#]);
-        let writes = per_service("swarm_operator_engine_api_calls_total", &[r#"access="write""#]);
-        table.push(format!(
-            "work per new service, N={n} | {passes:.2} passes | {reads:.2} Engine reads | {writes:.2} Engine writes"
-        ));
-        results.insert(
-            format!("per_service_{n}"),
-            json!({"passes": passes, "engine_reads": reads, "engine_writes": writes}),
-        );
-        // A status as the operator writes it, for the API-server-alone figure.
-        let status = serde_json::to_value(env.services().get("svc-0").await.unwrap().status).unwrap();
+        let metrics_before = Counters::scrape(port).await;
+        let (applied, created) = converge(&env, 0, n).await;
+        let counters = Counters::between(&metrics_before, &Counters::scrape(port).await);
         let (cpu_cell, cpu_json) = cpu_used(&cpu_before, &cpu_seconds(pid));
+        let operator_cpu = cpu_json["operator"].as_f64().unwrap_or(0.0);
+        let create_rss = rss_mib(pid, "VmHWM:");
         table.push(format!(
-            "CPU while converging N={n} ({operator:.2?} wall, {:.1} CPU-s on {} cores) | {cpu_cell}",
-            operator.as_secs_f64() * cores() as f64,
-            cores()
+            "N={n} create | {created:.2?} ({:.3} ms/object; the API server took the applies in {applied:.2?}) | per object: {:.2} passes, {:.2} Kubernetes writes ({:.2} status), {:.2} Engine reads, {:.2} Engine writes, {:.3} operator CPU-ms | peak RSS {create_rss:.1} MiB",
+            created.as_secs_f64() * 1000.0 / nf,
+            counters.passes / nf,
+            counters.kube_writes / nf,
+            counters.status_writes / nf,
+            counters.engine_reads / nf,
+            counters.engine_writes / nf,
+            operator_cpu * 1000.0 / nf,
         ));
-        results.insert(format!("converge_cpu_s_{n}"), cpu_json);
-        if n == largest {
-            let lat = drift(&env, args.drift.min(n)).await;
-            if !lat.is_empty() {
-                let (p50, p95, max) = (percentile(&lat, 0.5), percentile(&lat, 0.95), lat[lat.len() - 1]);
-                table.push(format!(
-                    "drift repair ({} changes at N={n}) | p50 {p50:.2?} | p95 {p95:.2?} | max {max:.2?} | target p95 < 2 s",
-                    lat.len()
-                ));
-                results.insert(
-                    "drift_ms".into(),
-                    json!({"n": n, "p50": p50.as_millis(), "p95": p95.as_millis(), "max": max.as_millis()}),
-                );
-            }
-            let before = http_get(port, "/metrics").await.unwrap();
-            tokio::time::sleep(Duration::from_secs(args.rest)).await;
-            let after = http_get(port, "/metrics").await.unwrap();
-            let per_min = |name: &str, labels: &[&str]| {
-                (metric(&after, name, labels) - metric(&before, name, labels)) * 60.0 / args.rest as f64
-            };
-            let reads = per_min("swarm_operator_engine_api_calls_total", &[r#"access="read""#]);
-            let writes = per_min("swarm_operator_engine_api_calls_total", &[r#"access="write""#]);
-            let status = per_min("swarm_operator_status_writes_total", &[]);
-            let passes = per_min("swarm_operator_reconciles_total", &[]);
-            table.push(format!(
-                "at rest, N={n}, {} s | {passes:.0} passes/min | {reads:.0} Engine reads/min | {writes:.0} Engine writes/min | {status:.0} status writes/min | target 0 writes",
-                args.rest
-            ));
-            results.insert(
-                "at_rest_per_minute".into(),
-                json!({"n": n, "passes": passes, "engine_reads": reads, "engine_writes": writes, "status_writes": status}),
-            );
-        }
-        if args.rss.contains(&n) {
-            results.insert(format!("peak_rss_mib_{n}"), json!(peak_rss_mib(pid)));
-        }
+        table.push(format!("  CPU while creating N={n} | {cpu_cell}"));
+        // A status as the operator writes it, for the API-server-alone figure.
+        let sample = env.services().get("svc-0").await.unwrap();
+
+        // No-op resync: every object's resync pass comes once in `resync` seconds.
+        let before = Counters::scrape(port).await;
+        let cpu_before = cpu_seconds(pid);
+        tokio::time::sleep(Duration::from_secs(args.resync + 5)).await;
+        let rest = Counters::between(&before, &Counters::scrape(port).await);
+        let (_, rest_cpu) = cpu_used(&cpu_before, &cpu_seconds(pid));
+        let minutes = (args.resync + 5) as f64 / 60.0;
+        let rest_operator_cpu = rest_cpu["operator"].as_f64().unwrap_or(0.0);
+        table.push(format!(
+            "N={n} at rest, {} s (one resync) | {:.0} passes/min | {:.0} Engine reads/min | {:.0} Engine writes/min | {:.0} Kubernetes writes/min | operator {:.3} CPU-ms per pass, {:.1}% of a core",
+            args.resync + 5,
+            rest.passes / minutes,
+            rest.engine_reads / minutes,
+            rest.engine_writes / minutes,
+            rest.kube_writes / minutes,
+            rest_operator_cpu * 1000.0 / rest.passes.max(1.0),
+            rest_operator_cpu * 100.0 / (minutes * 60.0),
+        ));
+        let peak_rss = rss_mib(pid, "VmHWM:");
+
+        // Drift: out-of-band changes, each timed until reverted.
+        let lat = drift(&env, args.drift.min(n)).await;
+        let (p50, p95, max) = (percentile(&lat, 0.5), percentile(&lat, 0.95), lat[lat.len() - 1]);
+        table.push(format!(
+            "N={n} drift of {} services | repaired p50 {p50:.2?}, p95 {p95:.2?}, max {max:.2?}",
+            lat.len()
+        ));
+
+        // Delete.
+        let metrics_before = Counters::scrape(port).await;
         let deleted = delete_all(&env).await;
-        let (floor_applies, floor_writes, (cpu_cell, cpu_json)) = api_floor(&env, n, &status).await;
-        let floor = floor_applies + floor_writes;
+        let deletes = Counters::between(&metrics_before, &Counters::scrape(port).await);
         table.push(format!(
-            "API server alone, N={n} | {floor:.2?}: the applies {floor_applies:.2?}, then the operator's writes (finalizer, status, event) {floor_writes:.2?} | {cpu_cell}"
+            "N={n} delete | {deleted:.2?} ({:.3} ms/object) | per object: {:.2} Kubernetes writes, {:.2} Engine writes",
+            deleted.as_secs_f64() * 1000.0 / nf,
+            deletes.kube_writes / nf,
+            deletes.engine_writes / nf
         ));
-        results.insert(
-            format!("api_floor_{n}"),
-            json!({"applies_s": floor_applies.as_secs_f64(), "operator_writes_s": floor_writes.as_secs_f64(), "cpu_s": cpu_json}),
-        );
+
+        // The API server alone, and the Engine alone.
+        let (floor_applies, floor_writes, (floor_cpu_cell, floor_cpu)) = api_floor(&env, n, &sample).await;
+        let floor = floor_applies + floor_writes;
         let cpu_before = cpu_seconds(pid);
         let direct_took = direct(&env.docker, &env.namespace, n, concurrency).await;
-        let (cpu_cell, cpu_json) = cpu_used(&cpu_before, &cpu_seconds(pid));
+        let (direct_cpu_cell, direct_cpu) = cpu_used(&cpu_before, &cpu_seconds(pid));
+        let over_floor = created.as_secs_f64() / floor.as_secs_f64();
+        let over_direct = created.as_secs_f64() / direct_took.as_secs_f64();
         table.push(format!(
-            "CPU while creating N={n} directly ({direct_took:.2?} wall) | {cpu_cell}"
+            "N={n} converge against the floor | operator {created:.2?} | API server alone {floor:.2?} (applies {floor_applies:.2?}, then per object the finalizer, revision and status {floor_writes:.2?}) | {over_floor:.2}x the API server alone (target < 1.1x) | Engine API direct (concurrency {concurrency}) {direct_took:.2?}: {over_direct:.1}x"
         ));
-        results.insert(format!("direct_cpu_s_{n}"), cpu_json);
-        let ratio = operator.as_secs_f64() / direct_took.as_secs_f64();
-        let over_floor = operator.as_secs_f64() / floor.as_secs_f64();
-        table.push(format!(
-            "converge N={n} | operator {operator:.2?} (API server accepting the {n} resources: {applied:.2?}) | Engine API direct (concurrency {concurrency}) {direct_took:.2?} | ratio {ratio:.2}x | {over_floor:.2}x the API server alone | delete all {deleted:.2?}"
-        ));
+        table.push(format!("  CPU, API server alone | {floor_cpu_cell}"));
+        table.push(format!("  CPU, Engine API direct | {direct_cpu_cell}"));
+        per_object.push((n, created.as_secs_f64() * 1000.0 / nf, deleted.as_secs_f64() * 1000.0 / nf,
+                         (peak_rss - idle_rss.min(rss_before)) * 1024.0 / nf, operator_cpu * 1000.0 / nf));
         results.insert(
-            format!("converge_{n}"),
-            json!({"operator_s": operator.as_secs_f64(), "applied_s": applied.as_secs_f64(), "direct_s": direct_took.as_secs_f64(), "ratio": ratio, "api_floor_s": floor.as_secs_f64(), "ratio_to_api_floor": over_floor, "delete_s": deleted.as_secs_f64()}),
+            format!("n_{n}"),
+            json!({
+                "create_s": created.as_secs_f64(), "applied_s": applied.as_secs_f64(),
+                "create_per_object": counters.per(nf), "create_cpu_s": cpu_json,
+                "peak_rss_mib": peak_rss, "create_peak_rss_mib": create_rss,
+                "at_rest_per_minute": {"passes": rest.passes / minutes, "engine_reads": rest.engine_reads / minutes,
+                    "engine_writes": rest.engine_writes / minutes, "kubernetes_writes": rest.kube_writes / minutes,
+                    "operator_cpu_ms_per_pass": rest_operator_cpu * 1000.0 / rest.passes.max(1.0)},
+                "drift_ms": {"n": lat.len(), "p50": p50.as_millis(), "p95": p95.as_millis(), "max": max.as_millis()},
+                "delete_s": deleted.as_secs_f64(), "delete_per_object": deletes.per(nf),
+                "api_floor_s": floor.as_secs_f64(), "api_floor_applies_s": floor_applies.as_secs_f64(),
+                "api_floor_cpu_s": floor_cpu, "ratio_to_api_floor": over_floor,
+                "direct_s": direct_took.as_secs_f64(), "direct_cpu_s": direct_cpu, "ratio_to_direct": over_direct,
+            }),
         );
     }
-    for &n in &args.rss {
-        if results.contains_key(&format!("peak_rss_mib_{n}")) {
-            continue;
-        }
-        let (_, took) = converge(&env, 0, n).await;
-        results.insert(format!("peak_rss_mib_{n}"), json!(peak_rss_mib(pid)));
-        println!("converged {n} for the memory figure in {took:.2?}");
-        delete_all(&env).await;
-    }
-    for &n in &args.rss {
-        let rss = results[&format!("peak_rss_mib_{n}")].as_f64().unwrap_or(0.0);
-        table.push(format!(
-            "peak RSS with {n} resources | {rss:.1} MiB | target < 64 MiB at 1000"
-        ));
+    table.push("per object, by N | create ms | delete ms | peak RSS KiB above idle | operator CPU-ms to create".into());
+    for (n, create, delete, rss, cpu) in &per_object {
+        table.push(format!("  N={n} | {create:.3} | {delete:.3} | {rss:.2} | {cpu:.3}"));
     }
     println!("\n{}", table.join("\n"));
+    results.insert("table".into(), json!(table));
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(
@@ -523,4 +676,32 @@ async fn main() {
     )
     .unwrap();
     println!("\nwritten: target/bench/results.json");
+}
+
+/// This machine, as the table names it: CPU model, cores, memory, kernel.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem = rss_mib_of_meminfo();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{model}, {} cores, {mem:.0} GiB, Linux {}", cores(), kernel.trim())
+}
+
+fn rss_mib_of_meminfo() -> f64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    info.lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn today() -> String {
+    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
