@@ -139,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             output,
         } => {
             let svc = get(name.clone()).await?;
+            of_no_stack(&svc)?;
             let revisions = revisions(&client, &namespace, &svc).await?;
             let written = svc.status.as_ref().and_then(|s| s.written_generation);
             match revision {
@@ -215,6 +216,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Uncordon { node } => availability(&client, &node, "Active", "uncordoned").await,
         Command::Rollback { name, to_revision } => {
             let svc = get(name.clone()).await?;
+            of_no_stack(&svc)?;
             let revisions = revisions(&client, &namespace, &svc).await?;
             let target = show::rollback_target(&svc, &revisions, to_revision)?;
             let spec = target.data.as_ref().map(|d| d.0.clone()).unwrap_or_default();
@@ -308,6 +310,18 @@ async fn availability(client: &Client, name: &str, value: &str, done: &str) -> R
 }
 
 /// The revisions kept of `svc`, oldest first.
+/// A stack's service has no history of its own: its spec is the stack file's, and the stack
+/// would put back a spec rolled back by hand.
+fn of_no_stack(svc: &SwarmService) -> Result<(), String> {
+    match swarm_operator_crds::service::history::stack_of(svc) {
+        Some(stack) => Err(format!(
+            "SwarmService {} belongs to SwarmStack {stack}: its spec is the stack file's; change the stack (or its variables) to roll it back",
+            svc.name_any()
+        )),
+        None => Ok(()),
+    }
+}
+
 async fn revisions(
     client: &Client,
     namespace: &str,

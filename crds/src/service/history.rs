@@ -19,8 +19,21 @@ pub const HISTORY_OF: &str = "swarmoperator.io/history-of";
 /// (kubectl's convention: `kubectl annotate ... kubernetes.io/change-cause="..."`).
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 
-/// The revision of `svc`'s current generation; None without a generation or UID.
+/// The SwarmStack whose file `svc`'s spec comes from, if a stack controls it.
+pub fn stack_of(svc: &SwarmService) -> Option<String> {
+    svc.owner_references()
+        .iter()
+        .find(|o| o.kind == "SwarmStack" && o.controller == Some(true))
+        .map(|o| o.name.clone())
+}
+
+/// The revision of `svc`'s current generation; None without a generation or UID, and for a
+/// stack's service, whose history is its stack's: a spec rolled back by hand would be put back
+/// by the stack, and a deploy of N services saves N writes.
 pub fn revision(svc: &SwarmService) -> Option<ControllerRevision> {
+    if stack_of(svc).is_some() {
+        return None;
+    }
     let generation = svc.metadata.generation?;
     let uid = svc.uid()?;
     let cause = svc.annotations().get(CHANGE_CAUSE).cloned();

@@ -55,9 +55,18 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let config = watcher::Config::default().labels(STACK_LABEL);
     // The children as the passes read them: kept by the watches that wake the stacks on their
     // changes, rather than listed four times per pass.
-    let (services, services_changed) = stored(scoped_api::<SwarmService>(client.clone(), namespace), config.clone());
-    let (networks, networks_changed) = stored(scoped_api::<SwarmNetwork>(client.clone(), namespace), config.clone());
-    let (secrets, secrets_changed) = stored(scoped_api::<SwarmSecret>(client.clone(), namespace), config.clone());
+    let (services, services_changed) = stored(
+        scoped_api::<SwarmService>(client.clone(), namespace),
+        config.clone(),
+    );
+    let (networks, networks_changed) = stored(
+        scoped_api::<SwarmNetwork>(client.clone(), namespace),
+        config.clone(),
+    );
+    let (secrets, secrets_changed) = stored(
+        scoped_api::<SwarmSecret>(client.clone(), namespace),
+        config.clone(),
+    );
     let (configs, configs_changed) = stored(scoped_api::<SwarmConfig>(client.clone(), namespace), config);
     let stores = ChildStores {
         services,
@@ -168,7 +177,8 @@ async fn pass(stack: &SwarmStack, ctx: &Context, stores: &ChildStores) -> Result
     let desired = children(stack, &output.compiled);
     // Plan and apply.
     let existing = owned_children(stack, stores).await;
-    let plan = plan(&desired, &existing, stack.spec.prune.unwrap_or(true));
+    let mut plan = plan(&desired, &existing, stack.spec.prune.unwrap_or(true));
+    hold_new_services(&mut plan, &desired, &existing);
     if stack.spec.paused {
         let pending = plan.create.len() + plan.apply.len() + plan.prune.len();
         let summary = if pending == 0 {
@@ -386,6 +396,33 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
     out
 }
 
+/// Pure: keeps new services back until the stack's networks, secrets and configs are Ready, as
+/// `docker stack deploy` makes those first. A service made before what it uses exists would wait
+/// for it, reporting so (one status write more per service), and pass again once it does. Their
+/// Ready wakes the stack, which makes the services then. Changes to existing services go at once.
+/// Returns how many were held.
+pub fn hold_new_services(plan: &mut Plan, desired: &Children, existing: &Children) -> usize {
+    fn ready<K: StackChild>(desired: &Children, existing: &Children) -> bool {
+        K::of(desired).iter().all(|d| {
+            K::of(existing)
+                .iter()
+                .find(|e| e.meta().name == d.meta().name)
+                .filter(|e| e.same_spec(d))
+                .and_then(|e| ready_of(e, e.conditions()))
+                .is_some_and(|r| r.0)
+        })
+    }
+    let uses_ready = ready::<SwarmNetwork>(desired, existing)
+        && ready::<SwarmSecret>(desired, existing)
+        && ready::<SwarmConfig>(desired, existing);
+    if uses_ready {
+        return 0;
+    }
+    let before = plan.create.len();
+    plan.create.retain(|c| !matches!(c, Change::Service(_)));
+    before - plan.create.len()
+}
+
 /// Applies and prunes. A child the API server refuses (its validation rules) is the file's
 /// fault: its message, naming the child, instead of an error to retry.
 async fn apply(ctx: &Context, stack: &SwarmStack, plan: &Plan) -> Result<Result<(), Refusal>, Error> {
@@ -437,13 +474,14 @@ async fn write_all(
         let writes: Vec<_> = wave
             .into_iter()
             .map(|(change, create)| async move {
-                (change, create, write_one(ctx, stack, change, create, dry_run).await)
+                (
+                    change,
+                    create,
+                    write_one(ctx, stack, change, create, dry_run).await,
+                )
             })
             .collect();
-        let results: Vec<_> = stream::iter(writes)
-            .buffered(WRITES_AT_ONCE)
-            .collect()
-            .await;
+        let results: Vec<_> = stream::iter(writes).buffered(WRITES_AT_ONCE).collect().await;
         for (change, create, result) in results {
             let child = format!("{} {}", kind_of(change), change.name());
             match result {

@@ -90,7 +90,9 @@ fn child_meta(stack: &SwarmStack, name: &str, in_file: &str) -> ObjectMeta {
         // A deployed child carries the finalizer of its own controller from its creation: one
         // Kubernetes write (and one pass) less per child than that controller adding it.
         // `convert`'s children, which kubectl applies, leave that to the controller.
-        finalizers: owner.is_some().then(|| vec![crate::controller::FINALIZER.to_string()]),
+        finalizers: owner
+            .is_some()
+            .then(|| vec![crate::controller::FINALIZER.to_string()]),
         owner_references: owner.map(|o| vec![o]),
         ..Default::default()
     }

@@ -228,6 +228,54 @@ fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
     assert!(plan(&fewer, &desired, false).prune.is_empty());
 }
 
+#[test]
+fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
+    use crate::stack::controller::hold_new_services;
+    let s = stack();
+    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    assert!(!desired.networks.is_empty(), "the shop has networks");
+    // Nothing exists: the networks (and the rest) are made, the services wait.
+    let mut first = plan(&desired, &Default::default(), true);
+    let held = hold_new_services(&mut first, &desired, &Default::default());
+    assert_eq!(held, desired.services.len());
+    assert!(first.create.iter().all(|c| !matches!(c, Change::Service(_))));
+    assert!(!first.create.is_empty());
+    // They exist but are not Ready yet: still held.
+    let mut existing = desired.clone();
+    existing.services.clear();
+    let mut second = plan(&desired, &existing, true);
+    assert_eq!(
+        hold_new_services(&mut second, &desired, &existing),
+        desired.services.len()
+    );
+    // Ready at their generation: the services are made.
+    let ready = vec![condition("Ready", "True", "Running")];
+    for n in &mut existing.networks {
+        n.metadata.generation = Some(1);
+        n.status = Some(swarm_operator_crds::SwarmNetworkStatus {
+            conditions: ready.clone(),
+            ..Default::default()
+        });
+    }
+    for d in &mut existing.secrets {
+        d.metadata.generation = Some(1);
+        d.status = Some(swarm_operator_crds::VersionedStatus {
+            conditions: ready.clone(),
+            ..Default::default()
+        });
+    }
+    for d in &mut existing.configs {
+        d.metadata.generation = Some(1);
+        d.status = Some(swarm_operator_crds::VersionedStatus {
+            conditions: ready.clone(),
+            ..Default::default()
+        });
+    }
+    let mut third = plan(&desired, &existing, true);
+    assert_eq!(hold_new_services(&mut third, &desired, &existing), 0);
+    assert_eq!(third.create.len(), desired.services.len());
+}
+
 fn condition(type_: &str, status: &str, reason: &str) -> Condition {
     Condition {
         type_: type_.into(),
