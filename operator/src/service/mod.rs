@@ -32,9 +32,13 @@ use k8s_openapi::{
 use kube::{
     ResourceExt,
     core::PartialObjectMeta,
-    runtime::{controller::Action, reflector::ObjectRef, watcher},
+    runtime::{WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
 };
-use swarm_operator_crds::{SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmServiceStatus};
+use std::hash::{Hash, Hasher};
+
+use swarm_operator_crds::{
+    SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, SwarmServiceStatus, VersionedStatus,
+};
 
 use crate::{
     context::Context,
@@ -70,6 +74,44 @@ impl Reconciled for SwarmService {
     }
 }
 
+/// What of a SwarmNetwork its services depend on: its spec, deletion, readiness and Swarm ID.
+/// Not the services its status lists, which change as each of them joins: a deploy of N
+/// services on one network would otherwise wake all of them N times.
+fn network_in_use(net: &SwarmNetwork) -> Option<u64> {
+    let status = net.status.as_ref();
+    let id = status.and_then(|s| s.network_id.as_deref());
+    Some(dependency_hash(net, status.map(|s| s.conditions.as_slice()), &id))
+}
+
+/// What of a SwarmSecret or SwarmConfig its services depend on: its spec, deletion, readiness
+/// and versions (not the services each version lists).
+fn versions_in_use<K: kube::Resource>(obj: &K, status: Option<&VersionedStatus>) -> Option<u64> {
+    let versions: Vec<(&str, &str)> = status
+        .iter()
+        .flat_map(|s| &s.versions)
+        .map(|v| (v.swarm_name.as_str(), v.swarm_id.as_str()))
+        .collect();
+    Some(dependency_hash(
+        obj,
+        status.map(|s| s.conditions.as_slice()),
+        &versions,
+    ))
+}
+
+fn dependency_hash<K: kube::Resource>(obj: &K, conditions: Option<&[Condition]>, what: &impl Hash) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    obj.meta().generation.hash(&mut hasher);
+    obj.meta().deletion_timestamp.is_some().hash(&mut hasher);
+    let ready = conditions
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == swarm_operator_crds::conditions::READY)
+        .map(|c| (c.status.as_str(), c.observed_generation));
+    ready.hash(&mut hasher);
+    what.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all. Besides
 /// its own resources and their Swarm services' events, it wakes the services that refer to a
 /// SwarmNetwork, SwarmSecret, SwarmConfig, pull Secret, or Secret or ConfigMap its environment
@@ -97,6 +139,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             touched(
                 scoped_api::<SwarmSecret>(client.clone(), namespace),
                 watcher::Config::default(),
+            )
+            .predicate_filter(
+                |o: &SwarmSecret| versions_in_use(o, o.status.as_ref()),
+                Default::default(),
             ),
             move |o: SwarmSecret| {
                 let name = o.name_any();
@@ -109,6 +155,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             touched(
                 scoped_api::<SwarmConfig>(client.clone(), namespace),
                 watcher::Config::default(),
+            )
+            .predicate_filter(
+                |o: &SwarmConfig| versions_in_use(o, o.status.as_ref()),
+                Default::default(),
             ),
             move |o: SwarmConfig| {
                 let name = o.name_any();
@@ -149,7 +199,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             touched(
                 scoped_api::<SwarmNetwork>(client, namespace),
                 watcher::Config::default(),
-            ),
+            )
+            .predicate_filter(network_in_use, Default::default()),
             move |net: SwarmNetwork| {
                 let name = net.name_any();
                 by_network(net.namespace(), &|svc| {
