@@ -23,10 +23,7 @@ use std::{
     time::Duration,
 };
 
-use bollard::{
-    Docker,
-    models::Service,
-};
+use bollard::{Docker, models::Service};
 use serde::de::DeserializeOwned;
 use tracing::{debug, warn};
 
@@ -146,10 +143,15 @@ impl Engine {
         };
         let listing = snapshot
             .services(|| async {
-                let services = self.read("list services", "", "/services").await?;
-                let tasks = self.read("list tasks", "", "/tasks").await?;
+                let services = self.read_text("list services", "", "/services").await?;
+                let tasks = self.read_text("list tasks", "", "/tasks").await?;
                 let nodes = self.nodes().await?.iter().map(NodeFacts::of).collect();
-                Ok::<_, EngineError>(Listing::new(services, tasks, nodes))
+                Listing::new(services, tasks, nodes).map_err(|e| EngineError::Read {
+                    operation: "list services",
+                    object: String::new(),
+                    status: Some(200),
+                    message: format!("unexpected answer: {e}"),
+                })
             })
             .await?;
         let found = listing.value.names(key);
@@ -301,6 +303,37 @@ impl Engine {
         object: &str,
         path: &str,
     ) -> Result<T, EngineError> {
+        let body = self.read_body(operation, object, path).await?;
+        serde_json::from_slice(&body).map_err(|e| EngineError::Read {
+            operation,
+            object: object.to_string(),
+            status: Some(200),
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// The Engine's answer to `path`, as JSON text (keys repaired), not parsed.
+    pub(super) async fn read_text(
+        &self,
+        operation: &'static str,
+        object: &str,
+        path: &str,
+    ) -> Result<String, EngineError> {
+        let body = self.read_body(operation, object, path).await?;
+        String::from_utf8(body).map_err(|e| EngineError::Read {
+            operation,
+            object: object.to_string(),
+            status: Some(200),
+            message: format!("unexpected answer: {e}"),
+        })
+    }
+
+    async fn read_body(
+        &self,
+        operation: &'static str,
+        object: &str,
+        path: &str,
+    ) -> Result<Vec<u8>, EngineError> {
         let err = |status, message| EngineError::Read {
             operation,
             object: object.to_string(),
@@ -319,7 +352,7 @@ impl Engine {
         let mut body =
             got.map_err(|RawError { status, message }| self.endpoint_checked(err(status, message)))?;
         repair_keys(&mut body);
-        serde_json::from_slice(&body).map_err(|e| err(Some(200), format!("unexpected answer: {e}")))
+        Ok(body)
     }
 }
 

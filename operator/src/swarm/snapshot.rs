@@ -10,6 +10,7 @@
 
 use std::{
     collections::HashMap,
+    ops::Range,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -89,15 +90,18 @@ pub struct Snapshot {
 }
 
 /// One listing of a cluster's services, tasks and nodes. Services and tasks are kept as the JSON
-/// text the Engine sent, about a quarter of the memory of bollard's models, and parsed when a
-/// pass asks for one: a pass reads one service of thousands.
+/// text the Engine sent (one string per call, each object a range of it), about a quarter of the
+/// memory of bollard's models, and parsed when a pass asks for one: a pass reads one service of
+/// thousands.
 pub struct Listing {
-    /// Name → the service's ID and the service.
-    services: HashMap<String, (String, Box<RawValue>)>,
+    services_text: Box<str>,
+    /// Name → the service's ID and where it is in `services_text`.
+    services: HashMap<String, (String, Range<usize>)>,
     /// Service ID → name, so a read by ID costs what a read by name does.
     ids: HashMap<String, String>,
-    /// Service ID → its tasks, current and past.
-    tasks: HashMap<String, Vec<Box<RawValue>>>,
+    tasks_text: Box<str>,
+    /// Service ID → where its tasks, current and past, are in `tasks_text`.
+    tasks: HashMap<String, Vec<Range<usize>>>,
     pub nodes: Vec<NodeFacts>,
 }
 
@@ -127,17 +131,23 @@ struct TaskKeys {
 pub struct Unreadable;
 
 impl Listing {
-    /// Indexes the Engine's answers to `/services` and `/tasks`.
-    pub fn new(services: Vec<Box<RawValue>>, tasks: Vec<Box<RawValue>>, nodes: Vec<NodeFacts>) -> Self {
-        let mut by_service: HashMap<String, Vec<Box<RawValue>>> = HashMap::new();
-        for task in tasks {
+    /// Indexes the Engine's answers to `/services` and `/tasks` (JSON arrays).
+    pub fn new(services: String, tasks: String, nodes: Vec<NodeFacts>) -> Result<Self, serde_json::Error> {
+        let (services_text, tasks_text) = (services.into_boxed_str(), tasks.into_boxed_str());
+        let range = |text: &str, item: &RawValue| {
+            let start = item.get().as_ptr() as usize - text.as_ptr() as usize;
+            start..start + item.get().len()
+        };
+        let mut by_service: HashMap<String, Vec<Range<usize>>> = HashMap::new();
+        for task in serde_json::from_str::<Vec<&RawValue>>(&tasks_text)? {
             if let Ok(TaskKeys { service_id: Some(id) }) = serde_json::from_str(task.get()) {
-                by_service.entry(id).or_default().push(task);
+                by_service.entry(id).or_default().push(range(&tasks_text, task));
             }
         }
-        let mut names = HashMap::with_capacity(services.len());
-        let mut ids = HashMap::with_capacity(services.len());
-        for service in services {
+        let listed = serde_json::from_str::<Vec<&RawValue>>(&services_text)?;
+        let mut names = HashMap::with_capacity(listed.len());
+        let mut ids = HashMap::with_capacity(listed.len());
+        for service in listed {
             let Ok(keys) = serde_json::from_str::<ServiceKeys>(service.get()) else {
                 continue;
             };
@@ -146,19 +156,23 @@ impl Listing {
             };
             let id = keys.id.unwrap_or_default();
             ids.insert(id.clone(), name.clone());
-            names.insert(name, (id, service));
+            names.insert(name, (id, range(&services_text, service)));
         }
-        Listing {
+        Ok(Listing {
             services: names,
             ids,
             tasks: by_service,
             nodes,
-        }
+            services_text,
+            tasks_text,
+        })
     }
 
     /// The service named `name`, if listed.
     pub fn service(&self, name: &str) -> Option<Result<Service, Unreadable>> {
-        self.services.get(name).map(|(_, raw)| parse(raw))
+        self.services
+            .get(name)
+            .map(|(_, at)| parse(&self.services_text[at.clone()]))
     }
 
     pub fn service_by_id(&self, id: &str) -> Option<Result<Service, Unreadable>> {
@@ -176,20 +190,27 @@ impl Listing {
 
     /// Every listed service.
     pub fn all_services(&self) -> impl Iterator<Item = Result<Service, Unreadable>> + '_ {
-        self.services.values().map(|(_, raw)| parse(raw))
+        self.services
+            .values()
+            .map(|(_, at)| parse(&self.services_text[at.clone()]))
     }
 
     /// The tasks of the service with ID `id`.
     pub fn tasks_of(&self, id: &str) -> Result<Vec<Task>, Unreadable> {
         self.tasks
             .get(id)
-            .map(|tasks| tasks.iter().map(|t| parse(t)).collect())
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .map(|at| parse(&self.tasks_text[at.clone()]))
+                    .collect()
+            })
             .unwrap_or(Ok(Vec::new()))
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(raw: &RawValue) -> Result<T, Unreadable> {
-    serde_json::from_str(raw.get()).map_err(|_| Unreadable)
+fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Unreadable> {
+    serde_json::from_str(text).map_err(|_| Unreadable)
 }
 
 impl Snapshot {
@@ -326,15 +347,21 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    fn service(name: &str) -> Box<RawValue> {
-        RawValue::from_string(serde_json::json!({"ID": format!("id-{name}"), "Spec": {"Name": name}}).to_string())
-            .unwrap()
+    fn services(names: &[&str]) -> String {
+        let listed: Vec<_> = names
+            .iter()
+            .map(|name| serde_json::json!({"ID": format!("id-{name}"), "Spec": {"Name": name}}))
+            .collect();
+        serde_json::to_string(&listed).unwrap()
     }
 
     #[tokio::test]
     async fn a_change_after_the_listing_makes_that_object_dirty_until_the_next() {
         let snapshot = Snapshot::default();
-        let list = || async { Ok::<_, ()>(Listing::new(vec![service("a"), service("b")], vec![], vec![])) };
+        let list = || async {
+            let tasks = r#"[{"ID": "t1", "ServiceID": "id-b"}, {"ID": "t0"}]"#.to_string();
+            Ok::<_, ()>(Listing::new(services(&["a", "b"]), tasks, vec![]).unwrap())
+        };
         let first = snapshot.services(list).await.unwrap();
         assert!(snapshot.is_current(Part::Services, &first, &["a"]));
         snapshot.changed(Part::Services, "a");
@@ -351,15 +378,16 @@ mod tests {
         let fresh = snapshot.services(list).await.unwrap();
         assert!(snapshot.is_current(Part::Services, &fresh, &["a"]));
         assert_eq!(
-            fresh
-                .value
-                .service_by_id("id-b")
-                .and_then(|s| s.ok()?.spec?.name),
+            fresh.value.service_by_id("id-b").and_then(|s| s.ok()?.spec?.name),
             Some("b".into())
         );
         assert_eq!(fresh.value.names("id-a"), Some(("a", "id-a")));
         assert_eq!(fresh.value.names("b"), Some(("b", "id-b")));
         assert_eq!(fresh.value.names("c"), None);
+        let tasks = fresh.value.tasks_of("id-b").unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(tasks[0].id.as_deref(), Some("t1"));
+        assert!(fresh.value.tasks_of("id-a").unwrap().is_empty());
     }
 
     #[test]
