@@ -69,7 +69,13 @@ pub fn stored<O>(
     impl futures::Stream<Item = Result<O, kube::runtime::watcher::Error>> + Send + 'static,
 )
 where
-    O: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    O: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
 {
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (reader, writer) = reflector::store();
@@ -146,12 +152,22 @@ where
     R: FnMut(Arc<K>, Arc<Context>) -> F,
     F: Future<Output = Result<Action, Error>> + Send + 'static,
 {
-    drive_with(controller, reconcile, ctx, ControllerConfig::default().concurrency(concurrency)).await
+    drive_with(
+        controller,
+        reconcile,
+        ctx,
+        ControllerConfig::default().concurrency(concurrency),
+    )
+    .await
 }
 
 /// [`drive`] with a controller configuration of its own (a debounce).
-pub async fn drive_with<K, R, F>(controller: Controller<K>, reconcile: R, ctx: Arc<Context>, config: ControllerConfig)
-where
+pub async fn drive_with<K, R, F>(
+    controller: Controller<K>,
+    reconcile: R,
+    ctx: Arc<Context>,
+    config: ControllerConfig,
+) where
     K: Resource<DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned

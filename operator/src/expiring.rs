@@ -80,7 +80,11 @@ mod tests {
         let mut map = Expiring::new(ms(50));
         assert_eq!(map.insert_at("a", 1, t0), None);
         assert_eq!(map.insert_at("b", 2, t0), None);
-        assert_eq!(map.insert_at("a", 3, t0 + ms(30)), Some(1), "set again before it expired");
+        assert_eq!(
+            map.insert_at("a", 3, t0 + ms(30)),
+            Some(1),
+            "set again before it expired"
+        );
         // b was set 60 ms before, a 30 ms before.
         assert_eq!(map.get_at(&"b", t0 + ms(60)), None);
         assert_eq!(map.get_at(&"a", t0 + ms(60)), Some(&3));
@@ -88,6 +92,10 @@ mod tests {
         assert_eq!(map.get_at(&"a", t0 + ms(80)), None);
         assert!(map.is_empty());
         assert!(map.order.is_empty(), "nothing kept for expired keys");
-        assert_eq!(map.insert_at("a", 4, t0 + ms(90)), None, "expired: no value before");
+        assert_eq!(
+            map.insert_at("a", 4, t0 + ms(90)),
+            None,
+            "expired: no value before"
+        );
     }
 }

@@ -6,12 +6,12 @@
 
 use std::{sync::Mutex, time::Duration};
 
+use crate::expiring::Expiring;
 use k8s_openapi::{
     api::{core::v1::ObjectReference, events::v1::Event as K8sEvent, events::v1::EventSeries},
     apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta},
     jiff::Timestamp,
 };
-use crate::expiring::Expiring;
 use kube::{
     Api, Client, ResourceExt,
     api::{Patch, PatchParams, PostParams},

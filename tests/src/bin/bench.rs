@@ -445,18 +445,44 @@ async fn cli_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse) {
     let cpu_before = cpu_seconds(pid);
     let start = Instant::now();
     let out = std::process::Command::new("docker")
-        .args(["stack", "deploy", "--resolve-image", "never", "--detach=true", "-c"])
+        .args([
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "--detach=true",
+            "-c",
+        ])
         .arg(&file)
         .arg(&name)
         .output()
         .unwrap();
     let took = start.elapsed();
     let cpu = cpu_used(&cpu_before, &cpu_seconds(pid));
-    assert!(out.status.success(), "docker stack deploy: {}", String::from_utf8_lossy(&out.stderr));
-    let count = docker_cli_lines(&["service", "ls", "-q", "--filter", &format!("label=com.docker.stack.namespace={name}")]);
+    assert!(
+        out.status.success(),
+        "docker stack deploy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let count = docker_cli_lines(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.stack.namespace={name}"),
+    ]);
     assert_eq!(count, n, "docker stack deploy made every service");
-    let _ = std::process::Command::new("docker").args(["stack", "rm", &name]).output();
-    while docker_cli_lines(&["service", "ls", "-q", "--filter", &format!("label=com.docker.stack.namespace={name}")]) > 0 {
+    let _ = std::process::Command::new("docker")
+        .args(["stack", "rm", &name])
+        .output();
+    while docker_cli_lines(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.stack.namespace={name}"),
+    ]) > 0
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     (took, cpu)
@@ -491,7 +517,10 @@ async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters)
     while let Some(s) = changes.try_next().await.unwrap() {
         let ready = s.status.as_ref().is_some_and(|st| {
             st.observed_generation == s.metadata.generation
-                && st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                && st
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
         });
         if ready {
             break;
@@ -500,8 +529,17 @@ async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters)
     let took = start.elapsed();
     let counters = Counters::between(&metrics_before, &Counters::scrape(port).await);
     let cpu = cpu_used(&cpu_before, &cpu_seconds(pid));
-    let on_swarm = docker_cli_lines(&["service", "ls", "-q", "--filter", &format!("label=com.docker.stack.namespace={name}")]);
-    assert_eq!(on_swarm, n, "Ready means every service of the stack is on the swarm");
+    let on_swarm = docker_cli_lines(&[
+        "service",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.stack.namespace={name}"),
+    ]);
+    assert_eq!(
+        on_swarm, n,
+        "Ready means every service of the stack is on the swarm"
+    );
     api.delete(&name, &DeleteParams::foreground()).await.unwrap();
     delete_all(env).await;
     while api.get_opt(&name).await.unwrap().is_some() {
@@ -518,7 +556,10 @@ async fn main() {
     env.rust_log = "info,kube=warn".into();
     let resync = args.resync.to_string();
     env.start_operator_with(&["--resync-seconds", &resync, "--engine-qps", &args.engine_qps]);
-    println!("operator: --engine-qps {} --resync-seconds {resync}", args.engine_qps);
+    println!(
+        "operator: --engine-qps {} --resync-seconds {resync}",
+        args.engine_qps
+    );
     let port = env.metrics_port;
     while http_get(port, "/readyz").await.is_err() {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -538,14 +579,17 @@ async fn main() {
         let (op, op_cpu, counters) = operator_stack(&env, n).await;
         let ratio = op.as_secs_f64() / cli.as_secs_f64();
         let target = if n <= 200 { 2.0 } else { 3.0 };
-        table.push(format!(
-            "stack of {n} services | SwarmStack Ready {op:.2?} | docker stack deploy --resolve-image never {cli:.2?} | ratio {ratio:.2}x (target < {target}x) | operator: {:.2} passes, {:.2} Kubernetes writes, {:.2} Engine reads per service",
-            counters.passes / n as f64,
-            counters.kube_writes / n as f64,
-            counters.engine_reads / n as f64
-        ));
-        table.push(format!("  CPU, SwarmStack | {}", op_cpu.0));
-        table.push(format!("  CPU, docker stack deploy | {}", cli_cpu.0));
+        say(
+            &mut table,
+            format!(
+                "stack of {n} services | SwarmStack Ready {op:.2?} | docker stack deploy --resolve-image never {cli:.2?} | ratio {ratio:.2}x (target < {target}x) | operator: {:.2} passes, {:.2} Kubernetes writes, {:.2} Engine reads per service",
+                counters.passes / n as f64,
+                counters.kube_writes / n as f64,
+                counters.engine_reads / n as f64
+            ),
+        );
+        say(&mut table, format!("  CPU, SwarmStack | {}", op_cpu.0));
+        say(&mut table, format!("  CPU, docker stack deploy | {}", cli_cpu.0));
         results.insert(
             format!("stack_{n}"),
             json!({"operator_s": op.as_secs_f64(), "docker_stack_deploy_s": cli.as_secs_f64(), "ratio": ratio,
@@ -577,17 +621,20 @@ async fn main() {
         let (cpu_cell, cpu_json) = cpu_used(&cpu_before, &cpu_seconds(pid));
         let operator_cpu = cpu_json["operator"].as_f64().unwrap_or(0.0);
         let create_rss = rss_mib(pid, "VmHWM:");
-        table.push(format!(
-            "N={n} create | {created:.2?} ({:.3} ms/object; the API server took the applies in {applied:.2?}) | per object: {:.2} passes, {:.2} Kubernetes writes ({:.2} status), {:.2} Engine reads, {:.2} Engine writes, {:.3} operator CPU-ms | peak RSS {create_rss:.1} MiB",
-            created.as_secs_f64() * 1000.0 / nf,
-            counters.passes / nf,
-            counters.kube_writes / nf,
-            counters.status_writes / nf,
-            counters.engine_reads / nf,
-            counters.engine_writes / nf,
-            operator_cpu * 1000.0 / nf,
-        ));
-        table.push(format!("  CPU while creating N={n} | {cpu_cell}"));
+        say(
+            &mut table,
+            format!(
+                "N={n} create | {created:.2?} ({:.3} ms/object; the API server took the applies in {applied:.2?}) | per object: {:.2} passes, {:.2} Kubernetes writes ({:.2} status), {:.2} Engine reads, {:.2} Engine writes, {:.3} operator CPU-ms | peak RSS {create_rss:.1} MiB",
+                created.as_secs_f64() * 1000.0 / nf,
+                counters.passes / nf,
+                counters.kube_writes / nf,
+                counters.status_writes / nf,
+                counters.engine_reads / nf,
+                counters.engine_writes / nf,
+                operator_cpu * 1000.0 / nf,
+            ),
+        );
+        say(&mut table, format!("  CPU while creating N={n} | {cpu_cell}"));
         // A status as the operator writes it, for the API-server-alone figure.
         let sample = env.services().get("svc-0").await.unwrap();
 
@@ -599,36 +646,45 @@ async fn main() {
         let (_, rest_cpu) = cpu_used(&cpu_before, &cpu_seconds(pid));
         let minutes = (args.resync + 5) as f64 / 60.0;
         let rest_operator_cpu = rest_cpu["operator"].as_f64().unwrap_or(0.0);
-        table.push(format!(
-            "N={n} at rest, {} s (one resync) | {:.0} passes/min | {:.0} Engine reads/min | {:.0} Engine writes/min | {:.0} Kubernetes writes/min | operator {:.3} CPU-ms per pass, {:.1}% of a core",
-            args.resync + 5,
-            rest.passes / minutes,
-            rest.engine_reads / minutes,
-            rest.engine_writes / minutes,
-            rest.kube_writes / minutes,
-            rest_operator_cpu * 1000.0 / rest.passes.max(1.0),
-            rest_operator_cpu * 100.0 / (minutes * 60.0),
-        ));
+        say(
+            &mut table,
+            format!(
+                "N={n} at rest, {} s (one resync) | {:.0} passes/min | {:.0} Engine reads/min | {:.0} Engine writes/min | {:.0} Kubernetes writes/min | operator {:.3} CPU-ms per pass, {:.1}% of a core",
+                args.resync + 5,
+                rest.passes / minutes,
+                rest.engine_reads / minutes,
+                rest.engine_writes / minutes,
+                rest.kube_writes / minutes,
+                rest_operator_cpu * 1000.0 / rest.passes.max(1.0),
+                rest_operator_cpu * 100.0 / (minutes * 60.0),
+            ),
+        );
         let peak_rss = rss_mib(pid, "VmHWM:");
 
         // Drift: out-of-band changes, each timed until reverted.
         let lat = drift(&env, args.drift.min(n)).await;
         let (p50, p95, max) = (percentile(&lat, 0.5), percentile(&lat, 0.95), lat[lat.len() - 1]);
-        table.push(format!(
-            "N={n} drift of {} services | repaired p50 {p50:.2?}, p95 {p95:.2?}, max {max:.2?}",
-            lat.len()
-        ));
+        say(
+            &mut table,
+            format!(
+                "N={n} drift of {} services | repaired p50 {p50:.2?}, p95 {p95:.2?}, max {max:.2?}",
+                lat.len()
+            ),
+        );
 
         // Delete.
         let metrics_before = Counters::scrape(port).await;
         let deleted = delete_all(&env).await;
         let deletes = Counters::between(&metrics_before, &Counters::scrape(port).await);
-        table.push(format!(
-            "N={n} delete | {deleted:.2?} ({:.3} ms/object) | per object: {:.2} Kubernetes writes, {:.2} Engine writes",
-            deleted.as_secs_f64() * 1000.0 / nf,
-            deletes.kube_writes / nf,
-            deletes.engine_writes / nf
-        ));
+        say(
+            &mut table,
+            format!(
+                "N={n} delete | {deleted:.2?} ({:.3} ms/object) | per object: {:.2} Kubernetes writes, {:.2} Engine writes",
+                deleted.as_secs_f64() * 1000.0 / nf,
+                deletes.kube_writes / nf,
+                deletes.engine_writes / nf
+            ),
+        );
 
         // The API server alone, and the Engine alone.
         let (floor_applies, floor_writes, (floor_cpu_cell, floor_cpu)) = api_floor(&env, n, &sample).await;
@@ -638,13 +694,24 @@ async fn main() {
         let (direct_cpu_cell, direct_cpu) = cpu_used(&cpu_before, &cpu_seconds(pid));
         let over_floor = created.as_secs_f64() / floor.as_secs_f64();
         let over_direct = created.as_secs_f64() / direct_took.as_secs_f64();
-        table.push(format!(
-            "N={n} converge against the floor | operator {created:.2?} | API server alone {floor:.2?} (applies {floor_applies:.2?}, then per object the finalizer, revision and status {floor_writes:.2?}) | {over_floor:.2}x the API server alone (target < 1.1x) | Engine API direct (concurrency {concurrency}) {direct_took:.2?}: {over_direct:.1}x"
+        say(
+            &mut table,
+            format!(
+                "N={n} converge against the floor | operator {created:.2?} | API server alone {floor:.2?} (applies {floor_applies:.2?}, then per object the finalizer, revision and status {floor_writes:.2?}) | {over_floor:.2}x the API server alone (target < 1.1x) | Engine API direct (concurrency {concurrency}) {direct_took:.2?}: {over_direct:.1}x"
+            ),
+        );
+        say(&mut table, format!("  CPU, API server alone | {floor_cpu_cell}"));
+        say(
+            &mut table,
+            format!("  CPU, Engine API direct | {direct_cpu_cell}"),
+        );
+        per_object.push((
+            n,
+            created.as_secs_f64() * 1000.0 / nf,
+            deleted.as_secs_f64() * 1000.0 / nf,
+            (peak_rss - idle_rss.min(rss_before)) * 1024.0 / nf,
+            operator_cpu * 1000.0 / nf,
         ));
-        table.push(format!("  CPU, API server alone | {floor_cpu_cell}"));
-        table.push(format!("  CPU, Engine API direct | {direct_cpu_cell}"));
-        per_object.push((n, created.as_secs_f64() * 1000.0 / nf, deleted.as_secs_f64() * 1000.0 / nf,
-                         (peak_rss - idle_rss.min(rss_before)) * 1024.0 / nf, operator_cpu * 1000.0 / nf));
         results.insert(
             format!("n_{n}"),
             json!({
@@ -662,9 +729,16 @@ async fn main() {
             }),
         );
     }
-    table.push("per object, by N | create ms | delete ms | peak RSS KiB above idle | operator CPU-ms to create".into());
+    say(
+        &mut table,
+        "per object, by N | create ms | delete ms | peak RSS KiB above idle | operator CPU-ms to create"
+            .into(),
+    );
     for (n, create, delete, rss, cpu) in &per_object {
-        table.push(format!("  N={n} | {create:.3} | {delete:.3} | {rss:.2} | {cpu:.3}"));
+        say(
+            &mut table,
+            format!("  N={n} | {create:.3} | {delete:.3} | {rss:.2} | {cpu:.3}"),
+        );
     }
     println!("\n{}", table.join("\n"));
     results.insert("table".into(), json!(table));
@@ -678,6 +752,12 @@ async fn main() {
     println!("\nwritten: target/bench/results.json");
 }
 
+/// A line of the table, printed as soon as it is known (a run at 10,000 takes a while).
+fn say(table: &mut Vec<String>, line: String) {
+    println!("{line}");
+    table.push(line);
+}
+
 /// This machine, as the table names it: CPU model, cores, memory, kernel.
 fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
@@ -689,7 +769,11 @@ fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let mem = rss_mib_of_meminfo();
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{model}, {} cores, {mem:.0} GiB, Linux {}", cores(), kernel.trim())
+    format!(
+        "{model}, {} cores, {mem:.0} GiB, Linux {}",
+        cores(),
+        kernel.trim()
+    )
 }
 
 fn rss_mib_of_meminfo() -> f64 {
@@ -702,6 +786,9 @@ fn rss_mib_of_meminfo() -> f64 {
 }
 
 fn today() -> String {
-    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]).output().unwrap();
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
