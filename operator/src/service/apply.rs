@@ -27,6 +27,26 @@ use crate::{
 };
 
 pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts>, Error> {
+    // A resource no pass has reported on yet is new: its service is created without a read first
+    // (which would list the cluster's services again and again while a deploy makes thousands),
+    // and read only when the name turns out taken (a lost create, or another's service).
+    let new = svc
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .unwrap_or_default()
+        == 0;
+    match converge_reading(svc, ctx, !new).await {
+        Err(Error::Engine(e)) if new && e.is_conflict() => {
+            debug!(service = %svc.service_name(), "the name is taken: reading what holds it");
+            converge_reading(svc, ctx, true).await
+        }
+        other => other,
+    }
+}
+
+/// One pass; `read`: whether the Swarm service is looked up first, or taken not to exist.
+async fn converge_reading(svc: &SwarmService, ctx: &Context, read: bool) -> Result<Outcome<Facts>, Error> {
     let engine = ctx.engine_for(svc).await?;
     let (resolved, credentials) = match dereference::dependencies(svc, &ctx.client, &engine).await? {
         Dependencies::Found {
@@ -42,7 +62,11 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
         message: e.to_string(),
     })?;
     let name = svc.service_name();
-    let existing = engine.find_service(&name).await?;
+    let existing = if read {
+        engine.find_service(&name).await?
+    } else {
+        None
+    };
     // The generation the Swarm service carries: what was written, whatever a stale cached status
     // says (a pass right after the one that wrote may still see the status from before it).
     let on_swarm = existing
