@@ -27,18 +27,34 @@ where
     if current == Some(status) {
         return Ok(());
     }
-    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
-    api.patch_status(
-        &obj.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await
-    .map_err(|source| Error::Kube {
-        operation: "patch status",
-        object: obj.name_any(),
-        source,
-    })?;
+    // Only over the version the pass read: a pass that ran on a cached copy older than a status
+    // written since (the watch lags the write) must not put the older facts back; it is refused
+    // with 409, and the object looks again once the cache has caught up.
+    let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()),
+                       "metadata": {"resourceVersion": obj.resource_version()}, "status": status});
+    let written = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await;
+    match written {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            return Err(Error::Waiting {
+                object: obj.name_any(),
+                message: "the status changed since this pass read it; looking again".into(),
+            });
+        }
+        Err(source) => {
+            return Err(Error::Kube {
+                operation: "patch status",
+                object: obj.name_any(),
+                source,
+            });
+        }
+    }
     metrics.status_written(&K::kind(&()));
     Ok(())
 }

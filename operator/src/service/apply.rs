@@ -36,10 +36,11 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
         .and_then(|s| s.observed_generation)
         .unwrap_or_default()
         == 0;
-    match converge_reading(svc, ctx, !new).await {
+    // Boxed: the pass's future is large, and two of them inline would not fit a worker's stack.
+    match Box::pin(converge_reading(svc, ctx, !new)).await {
         Err(Error::Engine(e)) if new && e.is_conflict() => {
             debug!(service = %svc.service_name(), "the name is taken: reading what holds it");
-            converge_reading(svc, ctx, true).await
+            Box::pin(converge_reading(svc, ctx, true)).await
         }
         other => other,
     }

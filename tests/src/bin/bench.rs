@@ -395,6 +395,8 @@ struct Counters {
     engine_reads: f64,
     engine_writes: f64,
     kube_writes: f64,
+    /// POSTs: creates, dry-run creates and events.
+    kube_creates: f64,
     status_writes: f64,
 }
 
@@ -410,6 +412,7 @@ impl Counters {
             engine_reads: d("swarm_operator_engine_api_calls_total", &[r#"access="read""#]),
             engine_writes: d("swarm_operator_engine_api_calls_total", &[r#"access="write""#]),
             kube_writes: d("swarm_operator_kubernetes_writes_total", &[]),
+            kube_creates: d("swarm_operator_kubernetes_writes_total", &[r#"method="POST""#]),
             status_writes: d("swarm_operator_status_writes_total", &[]),
         }
     }
@@ -582,9 +585,11 @@ async fn main() {
         say(
             &mut table,
             format!(
-                "stack of {n} services | SwarmStack Ready {op:.2?} | docker stack deploy --resolve-image never {cli:.2?} | ratio {ratio:.2}x (target < {target}x) | operator: {:.2} passes, {:.2} Kubernetes writes, {:.2} Engine reads per service",
+                "stack of {n} services | SwarmStack Ready {op:.2?} | docker stack deploy --resolve-image never {cli:.2?} | ratio {ratio:.2}x (target < {target}x) | operator: {:.2} passes, {:.2} Kubernetes writes ({:.2} creates, {:.2} status), {:.2} Engine reads per service",
                 counters.passes / n as f64,
                 counters.kube_writes / n as f64,
+                counters.kube_creates / n as f64,
+                counters.status_writes / n as f64,
                 counters.engine_reads / n as f64
             ),
         );
