@@ -210,15 +210,57 @@ tokio::task_local! {
 }
 
 /// `Action::requeue(after)`, remembered for the queue mirror: passes ask for requeues only
-/// through this.
+/// through this. A resync-long wait ends on the next multiple of itself (see [`aligned`]).
 pub fn requeue(after: Duration) -> Action {
+    let after = aligned(after, std::time::SystemTime::now());
     let _ = NEXT.try_with(|next| next.set(Some(after)));
     Action::requeue(after)
+}
+
+/// Waits shorter than this (progress checks, retries) are kept as asked.
+const ALIGN_FROM: Duration = Duration::from_secs(20);
+
+/// Pure: how long from `now` until the next multiple of `after` (since the Unix epoch), for waits
+/// of `ALIGN_FROM` or more. The resyncs of converged objects then come together, once per
+/// interval, and share one listing of the swarm instead of one a second spread over the
+/// interval: the Engine reads at rest do not grow with the number of objects. No object waits
+/// longer than it asked.
+pub fn aligned(after: Duration, now: std::time::SystemTime) -> Duration {
+    let period = after.as_millis();
+    if after < ALIGN_FROM || period == 0 {
+        return after;
+    }
+    let since_epoch = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let until = period - since_epoch % period;
+    Duration::from_millis(u64::try_from(until).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resync_waits_end_on_a_common_grid_and_never_later_than_asked() {
+        let at = |ms: u64| std::time::UNIX_EPOCH + Duration::from_millis(ms);
+        let minute = Duration::from_secs(60);
+        assert_eq!(
+            aligned(minute, at(120_000)),
+            minute,
+            "on the grid: a whole interval"
+        );
+        assert_eq!(aligned(minute, at(125_000)), Duration::from_secs(55));
+        assert_eq!(aligned(minute, at(179_999)), Duration::from_millis(1));
+        // Two objects converged at different times resync together.
+        assert_eq!(
+            at(125_000) + aligned(minute, at(125_000)),
+            at(170_500) + aligned(minute, at(170_500))
+        );
+        let progress = Duration::from_secs(2);
+        assert_eq!(aligned(progress, at(125_321)), progress, "short waits as asked");
+    }
 
     #[test]
     fn one_entry_per_object_due_at_the_earliest_request() {
@@ -254,10 +296,10 @@ mod tests {
                     (0, 0),
                     "left when it starts"
                 );
-                Ok::<_, ()>(requeue(Duration::from_secs(30)))
+                Ok::<_, ()>(requeue(Duration::from_secs(5)))
             })
             .await;
-        assert_eq!(out, Ok(Action::requeue(Duration::from_secs(30))));
+        assert_eq!(out, Ok(Action::requeue(Duration::from_secs(5))));
         assert_eq!(queue.depth(), (0, 1), "its requeue is scheduled");
         let _ = queue
             .pass(&obj, async { Ok::<_, ()>(Action::await_change()) })
