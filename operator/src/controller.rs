@@ -58,8 +58,8 @@ where
     watcher(api, config).backoff(watch_backoff()).touched_objects()
 }
 
-/// The objects of `api`, kept in a store as [`touched`] sees them change (without their
-/// managedFields, which nothing here reads), and the stream of those changes.
+/// The objects of `api`, kept in a store as [`touched`] sees them change (without what
+/// [`forget_unread`] drops), and the stream of those changes.
 #[allow(clippy::type_complexity)]
 pub fn stored<O>(
     api: kube::Api<O>,
@@ -77,12 +77,38 @@ where
         + Sync
         + 'static,
 {
+    use kube::runtime::WatchStreamExt;
+    let (reader, events) = reflected(api, config);
+    (reader, events.touched_objects())
+}
+
+/// A watch of `api` (retried with [`watch_backoff`]) feeding a store of its objects, without
+/// what [`forget_unread`] drops: the store and the watch's events.
+#[allow(clippy::type_complexity)]
+fn reflected<O>(
+    api: kube::Api<O>,
+    config: kube::runtime::watcher::Config,
+) -> (
+    kube::runtime::reflector::Store<O>,
+    impl futures::Stream<Item = Result<kube::runtime::watcher::Event<O>, kube::runtime::watcher::Error>>
+    + Send
+    + 'static,
+)
+where
+    O: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let (reader, writer) = reflector::store();
     let watch = watcher(api, config)
         .backoff(watch_backoff())
         .modify(forget_unread);
-    (reader, reflector(writer, watch).touched_objects())
+    (reader, reflector(writer, watch))
 }
 
 /// The API of a namespaced kind over one namespace, or over all when `namespace` is None.
@@ -109,18 +135,13 @@ where
         + Sync
         + 'static,
 {
-    use kube::runtime::{Predicate, WatchStreamExt, predicates, reflector, watcher};
-    let (reader, writer) = reflector::store();
+    use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
     let changes = predicates::generation
         .combine(predicates::finalizers)
         .combine(predicates::labels)
         .combine(predicates::annotations);
-    // managedFields are the larger part of a small object, and kubectl's last-applied annotation
-    // (a client-side apply) a copy of the whole object: nothing here reads either.
-    let watch = watcher(api, watcher::Config::default().any_semantic())
-        .backoff(watch_backoff())
-        .modify(forget_unread);
-    let stream = reflector(writer, watch)
+    let (reader, events) = reflected(api, watcher::Config::default().any_semantic());
+    let stream = events
         .applied_objects()
         .predicate_filter(changes, Default::default())
         .inspect(move |item| queue.watched(item));
@@ -130,7 +151,8 @@ where
 /// kubectl's client-side apply keeps the whole object it applied in this annotation.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Drops what a store need not hold of an object: its managedFields and kubectl's copy of it.
+/// Drops what a store need not hold of an object: its managedFields (the larger part of a small
+/// object) and kubectl's copy of it (a client-side apply). Nothing here reads either.
 pub fn forget_unread<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;

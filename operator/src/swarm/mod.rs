@@ -146,12 +146,7 @@ impl Engine {
                 let services = self.read_text("list services", "", "/services").await?;
                 let tasks = self.read_text("list tasks", "", "/tasks").await?;
                 let nodes = self.nodes().await?.iter().map(NodeFacts::of).collect();
-                Listing::new(services, tasks, nodes).map_err(|e| EngineError::Read {
-                    operation: "list services",
-                    object: String::new(),
-                    status: Some(200),
-                    message: format!("unexpected answer: {e}"),
-                })
+                Listing::new(services, tasks, nodes).map_err(|e| unexpected("list services", "", e))
             })
             .await?;
         let found = listing.value.names(key);
@@ -304,12 +299,7 @@ impl Engine {
         path: &str,
     ) -> Result<T, EngineError> {
         let body = self.read_body(operation, object, path).await?;
-        serde_json::from_slice(&body).map_err(|e| EngineError::Read {
-            operation,
-            object: object.to_string(),
-            status: Some(200),
-            message: format!("unexpected answer: {e}"),
-        })
+        serde_json::from_slice(&body).map_err(|e| unexpected(operation, object, e))
     }
 
     /// The Engine's answer to `path`, as JSON text (keys repaired), not parsed.
@@ -320,12 +310,7 @@ impl Engine {
         path: &str,
     ) -> Result<String, EngineError> {
         let body = self.read_body(operation, object, path).await?;
-        String::from_utf8(body).map_err(|e| EngineError::Read {
-            operation,
-            object: object.to_string(),
-            status: Some(200),
-            message: format!("unexpected answer: {e}"),
-        })
+        String::from_utf8(body).map_err(|e| unexpected(operation, object, e))
     }
 
     async fn read_body(
@@ -397,4 +382,14 @@ pub(super) fn percent_encode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// An answer the Engine gave (200) that is not what `operation` expects.
+fn unexpected(operation: &'static str, object: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Read {
+        operation,
+        object: object.to_string(),
+        status: Some(200),
+        message: format!("unexpected answer: {e}"),
+    }
 }
