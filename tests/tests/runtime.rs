@@ -206,33 +206,47 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_resumed() {
     })
     .await;
 
-    // The leader starts on a second service and waits for its Engine calls' turn: freeze it then.
+    // Three services at once: the first create goes, the others wait their turn at one Engine
+    // call a second. Freeze the leader then, with writes on their way, as a GC pause or a stalled
+    // VM catches a process.
     let writes = |m: &str| {
         sample(m, "swarm_operator_engine_api_calls_total", &[r#"access="write""#])
             + sample(m, "swarm_operator_kubernetes_writes_total", &[])
     };
     let waited = |m: &str| sample(m, "swarm_operator_engine_throttled_seconds_total", &[]);
     let idle = waited(&http_get(old, "/metrics").await.unwrap());
-    let second = format!("{}-second", env.prefix);
-    env.apply(&manifest(&second)).await;
+    let names: Vec<String> = ["second", "third", "fourth"]
+        .iter()
+        .map(|n| format!("{}-{n}", env.prefix))
+        .collect();
+    let manifests: Vec<String> = names.iter().map(|n| manifest(n)).collect();
+    futures::future::join_all(manifests.iter().map(|m| env.apply(m))).await;
     let before = env
-        .wait_for("the leader to start on it", Duration::from_secs(30), || async {
+        .wait_for("a write to wait its turn", Duration::from_secs(30), || async {
             let m = http_get(old, "/metrics").await?;
             if waited(&m) > idle { Ok(m) } else { Err(m) }
         })
         .await;
     env.signal_operator("STOP");
     let frozen = std::time::Instant::now();
+    let mut created = 0;
+    for name in &names {
+        created += usize::from(env.swarm_service(name).await.is_some());
+    }
     assert!(
-        env.swarm_service(&second).await.is_none(),
-        "frozen before it created the service"
+        created < names.len(),
+        "frozen before it created all the services ({created} of {})",
+        names.len()
     );
-    // The standby takes the lease by its own clock and does the work.
-    env.wait_ready(&second, Duration::from_secs(60)).await;
+    // The standby takes the lease by its own clock and does the rest.
+    for name in &names {
+        env.wait_ready(name, Duration::from_secs(60)).await;
+    }
     let m = http_get(standby, "/metrics").await.unwrap();
     assert_eq!(leading(&m), 1.0);
     println!(
-        "the standby led and created the service {:?} after the leader froze (lease 4 s)",
+        "the standby led and created {} services {:?} after the leader froze (lease 4 s)",
+        names.len() - created,
         frozen.elapsed()
     );
 
@@ -263,8 +277,10 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_resumed() {
         writes(&before),
         "the old leader wrote after it resumed: {after}"
     );
-    let services = swarm_operator_e2e::services_named(&env.docker, &second).await;
-    assert_eq!(services.len(), 1, "one service, created once");
+    for name in &names {
+        let services = swarm_operator_e2e::services_named(&env.docker, name).await;
+        assert_eq!(services.len(), 1, "{name}: one service, created once");
+    }
     let m = http_get(standby, "/metrics").await.unwrap();
     assert_eq!(leading(&m), 1.0, "the new leader keeps the lease");
 }
