@@ -206,7 +206,7 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_resumed() {
     })
     .await;
 
-    // Three services at once: the first create goes, the others wait their turn at one Engine
+    // Four services at once: the first create goes, the others wait their turn at one Engine
     // call a second. Freeze the leader then, with writes on their way, as a GC pause or a stalled
     // VM catches a process.
     let writes = |m: &str| {
@@ -215,18 +215,30 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_resumed() {
     };
     let waited = |m: &str| sample(m, "swarm_operator_engine_throttled_seconds_total", &[]);
     let idle = waited(&http_get(old, "/metrics").await.unwrap());
-    let names: Vec<String> = ["second", "third", "fourth"]
+    let names: Vec<String> = ["second", "third", "fourth", "fifth"]
         .iter()
         .map(|n| format!("{}-{n}", env.prefix))
         .collect();
     let manifests: Vec<String> = names.iter().map(|n| manifest(n)).collect();
     futures::future::join_all(manifests.iter().map(|m| env.apply(m))).await;
-    let before = env
-        .wait_for("a write to wait its turn", Duration::from_secs(30), || async {
-            let m = http_get(old, "/metrics").await?;
-            if waited(&m) > idle { Ok(m) } else { Err(m) }
-        })
-        .await;
+    // Frozen once a create waits its turn and no Kubernetes write has gone for a moment: a write
+    // counted just before the signal would otherwise pass for one sent after it.
+    let start = std::time::Instant::now();
+    let before = loop {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no write waited its turn"
+        );
+        let first = http_get(old, "/metrics").await.unwrap();
+        if waited(&first) > idle {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let second = http_get(old, "/metrics").await.unwrap();
+            if writes(&second) == writes(&first) {
+                break second;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     env.signal_operator("STOP");
     let frozen = std::time::Instant::now();
     let mut created = 0;

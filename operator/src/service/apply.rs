@@ -29,7 +29,9 @@ use crate::{
 pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts>, Error> {
     // A resource no pass has reported on yet is new: its service is created without a read first
     // (which would list the cluster's services again and again while a deploy makes thousands),
-    // and read only when the name turns out taken (a lost create, or another's service).
+    // and read only when the Engine refuses the create: the name taken (a lost create, or
+    // another's service), or a published port taken, which is what a second create of the same
+    // service hears when a pass runs on a cached copy from before the first one's status.
     let new = svc
         .status
         .as_ref()
@@ -38,12 +40,19 @@ pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts
         == 0;
     // Boxed: the pass's future is large, and two of them inline would not fit a worker's stack.
     match Box::pin(converge_reading(svc, ctx, !new)).await {
-        Err(Error::Engine(e)) if new && e.is_conflict() => {
-            debug!(service = %svc.service_name(), "the name is taken: reading what holds it");
+        Err(e) if new && read_after(&e) => {
+            debug!(service = %svc.service_name(), error = %e, "the create was refused: reading what is there");
             Box::pin(converge_reading(svc, ctx, true)).await
         }
         other => other,
     }
+}
+
+/// Pure: whether a pass that wrote without reading first reads and plans again after `error`:
+/// any refusal by the Engine (the service may exist after all). Not when the Engine cannot be
+/// reached, which a read would only hear again.
+fn read_after(error: &Error) -> bool {
+    matches!(error, Error::Engine(e) if e.answered())
 }
 
 /// One pass; `read`: whether the Swarm service is looked up first, or taken not to exist.
@@ -326,5 +335,45 @@ async fn announce_update(svc: &SwarmService, ctx: &Context, fields: &[String], c
             ctx.publish(svc, EventType::Normal, "Updated", "Update", note)
                 .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::swarm::EngineError;
+
+    fn refused(status_code: u16, message: &str) -> Error {
+        Error::Engine(EngineError::Call {
+            operation: "create service",
+            object: "web".into(),
+            source: bollard::errors::Error::DockerResponseServerError {
+                status_code,
+                message: message.into(),
+            },
+        })
+    }
+
+    #[test]
+    fn a_create_without_a_read_reads_after_any_refusal_of_the_engine() {
+        assert!(read_after(&refused(
+            409,
+            "name conflicts with an existing object"
+        )));
+        // What a second create of a service with a published port hears.
+        assert!(read_after(&refused(
+            400,
+            "rpc error: code = InvalidArgument desc = port '8000' is already in use by service 'web'"
+        )));
+        let unsent = Error::Engine(EngineError::NotLeader {
+            operation: "create service",
+            object: "web".into(),
+        });
+        assert!(!read_after(&unsent), "a write never sent is not read after");
+        let other = Error::Waiting {
+            object: "web".into(),
+            message: "status changed".into(),
+        };
+        assert!(!read_after(&other));
     }
 }

@@ -90,6 +90,11 @@ impl EngineError {
         }
     }
 
+    /// The Engine answered, with an error status (not a call that never reached it).
+    pub fn answered(&self) -> bool {
+        self.status().is_some()
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
