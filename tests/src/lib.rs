@@ -273,6 +273,27 @@ impl TestEnv {
         assert!(status.success(), "kill -{signal} {pid}");
     }
 
+    /// Asks the operator to stop (SIGTERM), as Kubernetes does when it deletes the pod; returns
+    /// how it exited and how long it took, or `None` if it still ran after `limit` (then killed).
+    pub async fn stop_operator(&mut self, limit: Duration) -> Option<(std::process::ExitStatus, Duration)> {
+        let mut child = self.operator.take()?;
+        let start = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -TERM");
+        while start.elapsed() < limit {
+            if let Some(exit) = child.try_wait().unwrap() {
+                return Some((exit, start.elapsed()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
     /// Kills the operator at once (SIGKILL), as a crash or an evicted pod would.
     pub fn kill_operator(&mut self) {
         if let Some(mut child) = self.operator.take() {

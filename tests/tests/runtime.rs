@@ -179,6 +179,58 @@ async fn two_replicas_only_the_leader_writes_and_the_standby_takes_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn a_leader_asked_to_stop_exits_and_hands_over_before_its_lease_ends() {
+    let mut env = TestEnv::new("stop").await;
+    // A long lease: a standby that waited for it to expire would take 20 s.
+    let lease = ["--lease-duration-seconds", "20"];
+    env.start_operator_with(&lease);
+    let leader = env.metrics_port;
+    let leading = |text: &str| sample(text, "swarm_operator_leader", &[]);
+    env.wait_for("the first replica to lead", Duration::from_secs(30), || async {
+        let m = http_get(leader, "/metrics").await?;
+        if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
+    })
+    .await;
+    let standby = env.start_standby(&lease);
+    env.wait_for("the standby to answer", Duration::from_secs(30), || async {
+        http_get(standby, "/healthz").await
+    })
+    .await;
+    let manifest = |name: &str| {
+        format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
+            test_image("1")
+        )
+    };
+    let first = format!("{}-first", env.prefix);
+    env.apply(&manifest(&first)).await;
+    env.wait_ready(&first, Duration::from_secs(120)).await;
+
+    // What Kubernetes does to a pod it deletes (a rollout, a drain): SIGTERM, and SIGKILL after
+    // the grace period (30 s by default). The leader finishes, lets the lease go, and exits.
+    let stopped = std::time::Instant::now();
+    let (exit, took) = env
+        .stop_operator(Duration::from_secs(15))
+        .await
+        .expect("the leader exits within 15 s of SIGTERM");
+    assert!(exit.success(), "the leader exits cleanly: {exit}");
+    assert!(env.operator_log().contains("released the leader lease"));
+    env.wait_for("the standby to lead", Duration::from_secs(15), || async {
+        let m = http_get(standby, "/metrics").await?;
+        if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
+    })
+    .await;
+    println!(
+        "the leader exited {took:?} after SIGTERM; the standby led {:?} after it (lease 20 s)",
+        stopped.elapsed()
+    );
+    let second = format!("{}-second", env.prefix);
+    env.apply(&manifest(&second)).await;
+    env.wait_ready(&second, Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
 async fn a_leader_frozen_past_its_lease_writes_nothing_once_resumed() {
     let mut env = TestEnv::new("frozen").await;
     // One Engine call a second: the leader's passes wait between calls, so it can be frozen with

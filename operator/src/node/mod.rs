@@ -75,15 +75,17 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16) {
     );
     let store = reader.clone();
     let reconcile = move |node: Arc<SwarmNode>, ctx: Arc<Context>| reconcile(node, ctx, store.clone());
-    tokio::join!(
-        drive(
+    // Discovery runs as long as the controller: a shutdown signal ends the controller, and the
+    // term with it. Joined, the discovery loop would keep a stopping operator alive until killed.
+    tokio::select! {
+        () = drive(
             controller.reconcile_on(node_changes),
             reconcile,
             ctx.clone(),
             concurrency
-        ),
-        discover::run(ctx.clone(), reader),
-    );
+        ) => {}
+        () = discover::run(ctx.clone(), reader) => {}
+    }
 }
 
 async fn reconcile(
@@ -316,5 +318,5 @@ async fn write_status(node: &SwarmNode, ctx: &Context, o: &Outcome) -> Result<()
         managed_labels: o.managed_labels.clone(),
     };
     let api: Api<SwarmNode> = Api::all(ctx.client.clone());
-    apply_status(&ctx.metrics, &api, node, node.status.as_ref(), &status).await
+    apply_status(ctx, &api, node, node.status.as_ref(), &status).await
 }
