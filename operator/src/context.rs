@@ -13,6 +13,7 @@ use std::{
 /// create's. Minutes, where the lag is seconds.
 const ANNOUNCED_FOR: Duration = Duration::from_secs(600);
 
+use k8s_openapi::NamespaceResourceScope;
 use kube::{
     Client, Resource,
     runtime::{
@@ -21,7 +22,7 @@ use kube::{
     },
 };
 use rand::Rng;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use swarm_operator_crds::OnCluster;
 
@@ -76,6 +77,27 @@ pub struct Context {
     /// `ANNOUNCED_FOR`: long enough for any cached status to show the ID, so memory follows the
     /// rate of creation, not the number of services ever made.
     announced: Mutex<Expiring<String, ()>>,
+    /// The versions this process wrote a status over, by object: a cached copy still at one of
+    /// them is older than what the API server holds (see `current`).
+    superseded: Mutex<Expiring<String, String>>,
+}
+
+/// How long a superseded version is remembered: far longer than a watch takes to catch up.
+const SUPERSEDED_FOR: Duration = Duration::from_secs(60);
+
+/// Pure: whether a copy at `version` is one this process has written a status over. Versions are
+/// only compared for equality, as Kubernetes allows.
+fn superseded_copy(superseded: Option<&String>, version: Option<&String>) -> bool {
+    version.is_some() && superseded == version
+}
+
+fn object_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.meta().namespace.as_deref().unwrap_or_default(),
+        obj.meta().name.as_deref().unwrap_or_default()
+    )
 }
 
 impl Context {
@@ -99,6 +121,7 @@ impl Context {
             queues,
             failures: Mutex::default(),
             announced: Mutex::new(Expiring::new(ANNOUNCED_FOR)),
+            superseded: Mutex::new(Expiring::new(SUPERSEDED_FOR)),
         }
     }
 
@@ -153,6 +176,51 @@ impl Context {
             .is_none()
     }
 
+    /// Notes that this process wrote a status over `obj` as it is (its version now superseded).
+    pub fn wrote_over<K: Resource<DynamicType = ()>>(&self, obj: &K) {
+        if let Some(version) = obj.meta().resource_version.clone() {
+            self.superseded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(object_key(obj), version);
+        }
+    }
+
+    /// The object a pass should work on: the cached copy, unless this process has since written a
+    /// status over that very version (the watch has not caught up yet), then the API server's.
+    /// A pass on the older copy would take its own create for someone else's, or put older facts
+    /// back. `None` when it is gone.
+    pub async fn current<K>(&self, obj: Arc<K>) -> Result<Option<Arc<K>>, crate::Error>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let stale = {
+            let mut superseded = self.superseded.lock().unwrap_or_else(|p| p.into_inner());
+            superseded_copy(
+                superseded.get(&object_key(obj.as_ref())),
+                obj.meta().resource_version.as_ref(),
+            )
+        };
+        if !stale {
+            return Ok(Some(obj));
+        }
+        debug!(object = %object_key(obj.as_ref()), "the cached copy is older than this process's status write: reading it");
+        let api: kube::Api<K> = kube::Api::namespaced(
+            self.client.clone(),
+            obj.meta().namespace.as_deref().unwrap_or_default(),
+        );
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let fresh = api.get_opt(&name).await.map_err(|source| crate::Error::Kube {
+            operation: "get",
+            object: name,
+            source,
+        })?;
+        Ok(fresh.map(Arc::new))
+    }
+
     /// Forgets `obj`'s failures after a successful pass.
     pub fn succeeded<K: Resource<DynamicType = ()>>(&self, obj: &ObjectRef<K>) {
         self.failures
@@ -170,5 +238,19 @@ pub fn resource_name<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     match obj.meta().namespace.as_deref() {
         Some(ns) => format!("{kind} {ns}/{name}"),
         None => format!("{kind} {name}"),
+    }
+}
+
+#[cfg(test)]
+mod superseded_tests {
+    use super::superseded_copy;
+
+    #[test]
+    fn only_the_very_version_written_over_is_read_again() {
+        let (old, new) = ("41".to_string(), "42".to_string());
+        assert!(superseded_copy(Some(&old), Some(&old)), "the watch has not shown the write");
+        assert!(!superseded_copy(Some(&old), Some(&new)), "the watch caught up");
+        assert!(!superseded_copy(None, Some(&old)), "nothing written over");
+        assert!(!superseded_copy(None, None));
     }
 }

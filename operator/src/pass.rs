@@ -136,6 +136,11 @@ pub async fn reconcile<K: Reconciled>(obj: Arc<K>, ctx: Arc<Context>) -> Result<
 }
 
 async fn finalized<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    // A copy older than this process's last status write is read again (a swarm event can wake
+    // the object before the watch shows that write).
+    let Some(obj) = ctx.current(obj).await? else {
+        return Ok(Action::await_change());
+    };
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
     let action = finalizer(&api, FINALIZER, obj.clone(), |event| async {
         match event {
@@ -316,7 +321,7 @@ pub async fn write_status<K: Reconciled>(
     let mut status = obj.status_with(facts, conditions);
     let recorded = obj.status().and_then(PassStatus::swarm);
     status.set_swarm(swarm_to_record(recorded, reached, summary));
-    apply_status(&ctx.metrics, api, obj, obj.status(), &status).await
+    apply_status(ctx, api, obj, obj.status(), &status).await
 }
 
 /// The swarm the status records: the one it recorded, else the one the pass worked on unless

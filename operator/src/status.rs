@@ -8,13 +8,14 @@ use kube::{
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::Error;
+use crate::{context::Context, error::Error};
 
 const FIELD_MANAGER: &str = "swarm-operator";
 
-/// Applies `status` to `obj` unless `current` already equals it; counts the write in `metrics`.
+/// Applies `status` to `obj` unless `current` already equals it; counts the write, and notes the
+/// version it superseded (see `Context::current`).
 pub async fn apply_status<K, S>(
-    metrics: &crate::metrics::Metrics,
+    ctx: &Context,
     api: &Api<K>,
     obj: &K,
     current: Option<&S>,
@@ -55,6 +56,7 @@ where
             });
         }
     }
-    metrics.status_written(&K::kind(&()));
+    ctx.wrote_over(obj);
+    ctx.metrics.status_written(&K::kind(&()));
     Ok(())
 }

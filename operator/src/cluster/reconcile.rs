@@ -360,5 +360,5 @@ async fn write_status(
             .clone()
             .or(before.join_tokens_rotated.clone()),
     };
-    apply_status(&ctx.metrics, api, cluster, cluster.status.as_ref(), &status).await
+    apply_status(ctx, api, cluster, cluster.status.as_ref(), &status).await
 }

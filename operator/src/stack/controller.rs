@@ -119,7 +119,14 @@ struct ChildStores {
 
 async fn reconcile(stack: Arc<SwarmStack>, ctx: Arc<Context>, stores: ChildStores) -> Result<Action, Error> {
     let name = stack.stack_name();
-    let result = observed(&ctx, stack.as_ref(), &name, pass(&stack, &ctx, &stores)).await;
+    let result = observed(&ctx, stack.as_ref(), &name, async {
+        // As for every kind: not on a copy older than this process's last status write.
+        match ctx.current(stack.clone()).await? {
+            Some(stack) => pass(&stack, &ctx, &stores).await,
+            None => Ok(Action::await_change()),
+        }
+    })
+    .await;
     if result.is_ok() {
         ctx.succeeded(&ObjectRef::from_obj(stack.as_ref()));
     }
@@ -799,5 +806,5 @@ async fn write_status(
             .unwrap_or(previous.unset_variables.clone()),
     };
     let api: Api<SwarmStack> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
-    apply_status(&ctx.metrics, &api, stack, stack.status.as_ref(), &status).await
+    apply_status(ctx, &api, stack, stack.status.as_ref(), &status).await
 }
