@@ -248,7 +248,10 @@ mod superseded_tests {
     #[test]
     fn only_the_very_version_written_over_is_read_again() {
         let (old, new) = ("41".to_string(), "42".to_string());
-        assert!(superseded_copy(Some(&old), Some(&old)), "the watch has not shown the write");
+        assert!(
+            superseded_copy(Some(&old), Some(&old)),
+            "the watch has not shown the write"
+        );
         assert!(!superseded_copy(Some(&old), Some(&new)), "the watch caught up");
         assert!(!superseded_copy(None, Some(&old)), "nothing written over");
         assert!(!superseded_copy(None, None));
