@@ -128,26 +128,10 @@ async fn an_out_of_band_change_is_reverted_from_the_event_stream_without_a_resyn
 async fn two_replicas_only_the_leader_writes_and_the_standby_takes_over() {
     let mut env = TestEnv::new("leader").await;
     let lease = ["--lease-duration-seconds", "6", "--resync-seconds", "30"];
-    env.start_operator_with(&lease);
-    let leader = env.metrics_port;
+    let (_, standby) = leader_and_standby(&mut env, &lease, &lease).await;
     let leading = |text: &str| sample(text, "swarm_operator_leader", &[]);
-    env.wait_for("the first replica to lead", Duration::from_secs(30), || async {
-        let m = http_get(leader, "/metrics").await?;
-        if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
-    })
-    .await;
-    let standby = env.start_standby(&lease);
-    env.wait_for("the standby to answer", Duration::from_secs(30), || async {
-        http_get(standby, "/healthz").await
-    })
-    .await;
 
-    let manifest = |name: &str| {
-        format!(
-            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 1}}",
-            test_image("1")
-        )
-    };
+    let manifest = |name: &str| service_manifest(name, 1);
     let first = format!("{}-first", env.prefix);
     env.apply(&manifest(&first)).await;
     env.wait_ready(&first, Duration::from_secs(120)).await;
@@ -183,25 +167,8 @@ async fn a_leader_asked_to_stop_exits_and_hands_over_before_its_lease_ends() {
     let mut env = TestEnv::new("stop").await;
     // A long lease: a standby that waited for it to expire would take 20 s.
     let lease = ["--lease-duration-seconds", "20"];
-    env.start_operator_with(&lease);
-    let leader = env.metrics_port;
-    let leading = |text: &str| sample(text, "swarm_operator_leader", &[]);
-    env.wait_for("the first replica to lead", Duration::from_secs(30), || async {
-        let m = http_get(leader, "/metrics").await?;
-        if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
-    })
-    .await;
-    let standby = env.start_standby(&lease);
-    env.wait_for("the standby to answer", Duration::from_secs(30), || async {
-        http_get(standby, "/healthz").await
-    })
-    .await;
-    let manifest = |name: &str| {
-        format!(
-            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
-            test_image("1")
-        )
-    };
+    let (_, standby) = leader_and_standby(&mut env, &lease, &lease).await;
+    let manifest = |name: &str| service_manifest(name, 0);
     let first = format!("{}-first", env.prefix);
     env.apply(&manifest(&first)).await;
     env.wait_ready(&first, Duration::from_secs(120)).await;
@@ -217,7 +184,7 @@ async fn a_leader_asked_to_stop_exits_and_hands_over_before_its_lease_ends() {
     assert!(env.operator_log().contains("released the leader lease"));
     env.wait_for("the standby to lead", Duration::from_secs(15), || async {
         let m = http_get(standby, "/metrics").await?;
-        if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
+        if leads(&m) { Ok(()) } else { Err(m) }
     })
     .await;
     println!(
@@ -243,12 +210,7 @@ async fn a_leader_frozen_past_its_lease_writes_nothing_once_resumed() {
         if leading(&m) == 1.0 { Ok(()) } else { Err(m) }
     })
     .await;
-    let manifest = |name: &str| {
-        format!(
-            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
-            test_image("1")
-        )
-    };
+    let manifest = |name: &str| service_manifest(name, 0);
     let first = format!("{}-first", env.prefix);
     env.apply(&manifest(&first)).await;
     env.wait_ready(&first, Duration::from_secs(120)).await;
@@ -356,11 +318,7 @@ async fn engine_calls_wait_for_the_configured_bound() {
     // Creating a service takes more Engine calls than two a second allow.
     env.start_operator_with(&["--engine-qps", "2"]);
     let name = format!("{}-web", env.prefix);
-    env.apply(&format!(
-        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
-        test_image("1")
-    ))
-    .await;
+    env.apply(&service_manifest(&name, 0)).await;
     env.wait_ready(&name, Duration::from_secs(120)).await;
     let m = http_get(env.metrics_port, "/metrics").await.unwrap();
     let waited = sample(&m, "swarm_operator_engine_throttled_seconds_total", &[]);
@@ -387,11 +345,7 @@ async fn queue_depth_shows_passes_waiting_for_a_slot_and_drains() {
     const N: usize = 6;
     let names: Vec<String> = (0..N).map(|i| format!("{}-q{i}", env.prefix)).collect();
     for name in &names {
-        env.apply(&format!(
-            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: 0}}",
-            test_image("1")
-        ))
-        .await;
+        env.apply(&service_manifest(name, 0)).await;
     }
     let depth = |m: &str| {
         sample(
@@ -443,4 +397,34 @@ async fn queue_depth_shows_passes_waiting_for_a_slot_and_drains() {
         }
     })
     .await;
+}
+
+/// Starts a replica with `leader` flags and waits until it leads, then a standby with `standby`
+/// flags and waits until it answers; returns the ports of their metrics.
+async fn leader_and_standby(env: &mut TestEnv, leader: &[&str], standby: &[&str]) -> (u16, u16) {
+    env.start_operator_with(leader);
+    let port = env.metrics_port;
+    env.wait_for("the first replica to lead", Duration::from_secs(30), || async {
+        let m = http_get(port, "/metrics").await?;
+        if leads(&m) { Ok(()) } else { Err(m) }
+    })
+    .await;
+    let standby = env.start_standby(standby);
+    env.wait_for("the standby to answer", Duration::from_secs(30), || async {
+        http_get(standby, "/healthz").await
+    })
+    .await;
+    (port, standby)
+}
+
+fn leads(metrics: &str) -> bool {
+    sample(metrics, "swarm_operator_leader", &[]) == 1.0
+}
+
+/// A SwarmService of the test image with `replicas`.
+fn service_manifest(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\nspec: {{image: {}, replicas: {replicas}}}",
+        test_image("1")
+    )
 }
