@@ -162,13 +162,30 @@ async fn finalized<K: Reconciled>(obj: Arc<K>, ctx: &Context) -> Result<Action, 
             }
         }
     })
-    .await
-    .map_err(|e| Error::Finalizer {
-        object: resource_name(obj.as_ref()),
-        source: Box::new(e),
-    })?;
+    .await;
+    let action = match action {
+        Ok(action) => action,
+        // Gone while this pass worked: a pass on an older copy of it, whose cleanup was already
+        // done and whose finalizer already removed. Nothing is left to do.
+        Err(e) if gone(&e) => Action::await_change(),
+        Err(e) => {
+            return Err(Error::Finalizer {
+                object: resource_name(obj.as_ref()),
+                source: Box::new(e),
+            });
+        }
+    };
     ctx.succeeded(&ObjectRef::from_obj(obj.as_ref()));
     Ok(action)
+}
+
+/// Whether the finalizer could not be added or removed because the object no longer exists.
+fn gone(error: &kube::runtime::finalizer::Error<Error>) -> bool {
+    use kube::runtime::finalizer::Error as F;
+    matches!(
+        error,
+        F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404
+    )
 }
 
 /// Set to "true" on a resource being deleted, it lets the deletion finish without touching the
@@ -372,6 +389,24 @@ mod tests {
 
     fn stalled(status: &str, reason: &str) -> Vec<Condition> {
         vec![conditions::condition(&[], Some(1), STALLED, status, reason, "m")]
+    }
+
+    #[test]
+    fn a_finalizer_write_on_an_object_already_gone_is_the_end_not_an_error() {
+        use kube::runtime::finalizer::Error as F;
+        let status = |code: u16| {
+            kube::Error::Api(Box::new(
+                kube::core::Status::failure("swarmservices \"web\" not found", "NotFound").with_code(code),
+            ))
+        };
+        assert!(gone(&F::<Error>::RemoveFinalizer(status(404))));
+        assert!(gone(&F::<Error>::AddFinalizer(status(404))));
+        assert!(!gone(&F::<Error>::RemoveFinalizer(status(409))));
+        assert!(!gone(&F::<Error>::RemoveFinalizer(status(500))));
+        assert!(!gone(&F::<Error>::CleanupFailed(Error::Waiting {
+            object: "web".into(),
+            message: "not found".into(),
+        })));
     }
 
     #[test]
