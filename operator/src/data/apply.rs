@@ -87,7 +87,7 @@ pub async fn converge<K: DataResource>(obj: &K, ctx: &Context) -> Result<Outcome
             .unwrap_or_default(),
     };
     for (old_id, old_name) in &plan.remove {
-        engine.remove_data(K::KIND, old_id).await?;
+        engine.remove_data(K::KIND, old_id, old_name).await?;
         info!(swarm_object = %old_name, "removed unused old version");
         let note = format!("Removed old {word} version {old_name}; no service uses it");
         ctx.publish(obj, EventType::Normal, "VersionRemoved", "Delete", note)

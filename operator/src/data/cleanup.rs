@@ -25,7 +25,7 @@ pub async fn cleanup<K: DataResource>(obj: &K, ctx: &Context) -> Result<Action, 
     for (id, name) in engine.owned_data(K::KIND, &obj.uid().unwrap_or_default()).await? {
         let users = engine.services_using_data(K::KIND, &id, true).await?;
         if users.is_empty() {
-            engine.remove_data(K::KIND, &id).await?;
+            engine.remove_data(K::KIND, &id, &name).await?;
         } else if engine.managed_services_using_data(K::KIND, &id).await?.is_empty() {
             engine.release_data(K::KIND, &id).await?;
             let note = format!(

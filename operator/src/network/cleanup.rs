@@ -54,7 +54,7 @@ pub async fn cleanup(net: &SwarmNetwork, ctx: &Context) -> Result<Action, Error>
             message,
         });
     }
-    engine.remove_network(&id).await?;
+    engine.remove_network(&id, &name).await?;
     info!(network = %name, %id, "removed Swarm network");
     let note = format!("Removed Swarm network {name} ({id})");
     ctx.publish(net, EventType::Normal, "Deleted", "Delete", note)

@@ -24,7 +24,7 @@ pub async fn cleanup(svc: &SwarmService, ctx: &Context) -> Result<Action, Error>
     let id = existing.id.clone().unwrap_or_default();
     match svc.spec.deletion_policy.unwrap_or_default() {
         DeletionPolicy::Delete => {
-            engine.remove_service(&id).await?;
+            engine.remove_service(&id, &name).await?;
             info!(service = %name, %id, "removed Swarm service");
             let note = format!("Removed Swarm service {name} ({id})");
             ctx.publish(svc, EventType::Normal, "Deleted", "Delete", note)

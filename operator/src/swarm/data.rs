@@ -174,17 +174,18 @@ impl Engine {
         }
     }
 
-    /// Removes a secret or config; one already gone counts as removed.
-    pub async fn remove_data(&self, kind: DataKind, id: &str) -> Result<(), EngineError> {
-        self.bypass_listing(kind.part(), &[id]);
+    /// Removes a secret or config `id` (named `name`, as its swarm event will); one already gone
+    /// counts as removed.
+    pub async fn remove_data(&self, kind: DataKind, id: &str, name: &str) -> Result<(), EngineError> {
+        self.bypass_listing(kind.part(), &[id, name]);
         let removed = match kind {
             DataKind::Secret => {
-                self.call("remove secret", id, true, self.docker.delete_secret(id))
-                    .await
+                let remove = self.call("remove secret", id, true, self.docker.delete_secret(id));
+                self.own_write(kind.part(), name, remove).await
             }
             DataKind::Config => {
-                self.call("remove config", id, true, self.docker.delete_config(id))
-                    .await
+                let remove = self.call("remove config", id, true, self.docker.delete_config(id));
+                self.own_write(kind.part(), name, remove).await
             }
         };
         gone_is_fine(removed)

@@ -198,13 +198,24 @@ impl Engine {
         name: &str,
         call: impl Future<Output = Result<T, EngineError>>,
     ) -> Result<T, EngineError> {
+        self.own_write_echoed(part, name, 1, call).await
+    }
+
+    /// [`own_write`](Self::own_write) of a write the swarm answers with `events` events.
+    pub(super) async fn own_write_echoed<T>(
+        &self,
+        part: Part,
+        name: &str,
+        events: u32,
+        call: impl Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
         let Some(snapshot) = &self.snapshot else {
             return call.await;
         };
-        snapshot.expect_echo(part, name);
+        snapshot.expect_echo(part, name, events);
         let result = call.await;
         if result.is_err() {
-            snapshot.cancel_echo(part, name);
+            snapshot.cancel_echo(part, name, events);
         }
         result
     }

@@ -56,13 +56,12 @@ impl Engine {
         Ok(self.own_write(Part::Networks, &name, create).await?.id)
     }
 
-    /// Removes the network; one already gone counts as removed.
-    pub async fn remove_network(&self, id: &str) -> Result<(), EngineError> {
-        self.bypass_listing(Part::Networks, &[id]);
-        gone_is_fine(
-            self.call("remove network", id, true, self.docker.remove_network(id))
-                .await,
-        )
+    /// Removes the network `id` (named `name`, as its swarm event will); one already gone counts
+    /// as removed.
+    pub async fn remove_network(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        self.bypass_listing(Part::Networks, &[id, name]);
+        let remove = self.call("remove network", id, true, self.docker.remove_network(id));
+        gone_is_fine(self.own_write(Part::Networks, name, remove).await)
     }
 
     /// Names of the services whose tasks join network `network_id`, sorted: from the shared

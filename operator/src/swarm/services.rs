@@ -49,11 +49,13 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let name = spec.name.clone().unwrap_or_default();
         self.bypass_listing(Part::Services, &[&name]);
+        let events = if allocated(&spec) { 2 } else { 1 };
         let create = self.docker.create_service(spec, credentials);
         let created = self
-            .own_write(
+            .own_write_echoed(
                 Part::Services,
                 &name,
+                events,
                 self.call("create service", &name, true, create),
             )
             .await?;
@@ -139,12 +141,12 @@ impl Engine {
     }
 
     /// Removes the service; one that is already gone counts as removed.
-    pub async fn remove_service(&self, id: &str) -> Result<(), EngineError> {
-        self.bypass_listing(Part::Services, &[id]);
-        gone_is_fine(
-            self.call("remove service", id, true, self.docker.delete_service(id))
-                .await,
-        )
+    /// Removes the service `id` (named `name`, as its swarm event will); one already gone counts
+    /// as removed.
+    pub async fn remove_service(&self, id: &str, name: &str) -> Result<(), EngineError> {
+        self.bypass_listing(Part::Services, &[id, name]);
+        let remove = self.call("remove service", id, true, self.docker.delete_service(id));
+        gone_is_fine(self.own_write(Part::Services, name, remove).await)
     }
 
     pub(super) async fn all_services(&self) -> Result<Vec<Service>, EngineError> {
@@ -221,5 +223,70 @@ impl Engine {
                 message: e.message,
             })
         })
+    }
+}
+
+/// Whether the swarm's allocator will give the new service addresses or ports (it is on a
+/// network, or publishes a port): it writes the service once more right after its creation, an
+/// "update" event no one asked for.
+fn allocated(spec: &ServiceSpec) -> bool {
+    let networks = spec.task_template.as_ref().and_then(|t| t.networks.as_ref());
+    #[allow(deprecated)]
+    let old_networks = spec.networks.as_ref();
+    let ports = spec.endpoint_spec.as_ref().and_then(|e| e.ports.as_ref());
+    [
+        networks.map(Vec::len),
+        old_networks.map(Vec::len),
+        ports.map(Vec::len),
+    ]
+    .into_iter()
+    .any(|n| n.unwrap_or(0) > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use bollard::models::{EndpointPortConfig, EndpointSpec, NetworkAttachmentConfig, TaskSpec};
+
+    use super::*;
+
+    #[test]
+    fn the_allocator_writes_a_new_service_on_a_network_or_with_a_port() {
+        let plain = ServiceSpec {
+            name: Some("web".into()),
+            task_template: Some(TaskSpec::default()),
+            endpoint_spec: Some(EndpointSpec::default()),
+            ..Default::default()
+        };
+        assert!(!allocated(&plain));
+        let on_network = ServiceSpec {
+            task_template: Some(TaskSpec {
+                networks: Some(vec![NetworkAttachmentConfig {
+                    target: Some("store".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..plain.clone()
+        };
+        assert!(allocated(&on_network));
+        let publishing = ServiceSpec {
+            endpoint_spec: Some(EndpointSpec {
+                ports: Some(vec![EndpointPortConfig {
+                    target_port: Some(80),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..plain.clone()
+        };
+        assert!(allocated(&publishing));
+        let no_ports = ServiceSpec {
+            endpoint_spec: Some(EndpointSpec {
+                ports: Some(vec![]),
+                ..Default::default()
+            }),
+            ..plain
+        };
+        assert!(!allocated(&no_ports));
     }
 }

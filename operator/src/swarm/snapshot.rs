@@ -233,21 +233,22 @@ impl Snapshot {
         })
     }
 
-    /// We are about to write the `part` object `name`: its swarm event will be our own echo.
-    pub fn expect_echo(&self, part: Part, name: &str) {
+    /// We are about to write the `part` object `name`: its next `events` swarm events will be our
+    /// own echo.
+    pub fn expect_echo(&self, part: Part, name: &str, events: u32) {
         let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
         let entry = echoes
             .entry((part, name.to_string()))
             .or_insert((0, Instant::now()));
-        *entry = (entry.0 + 1, Instant::now());
+        *entry = (entry.0 + events, Instant::now());
     }
 
     /// The write failed: no event is coming (or, if it went through after all, one pass too many).
-    pub fn cancel_echo(&self, part: Part, name: &str) {
+    pub fn cancel_echo(&self, part: Part, name: &str, events: u32) {
         let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
         let key = (part, name.to_string());
         if let Some(entry) = echoes.get_mut(&key) {
-            entry.0 = entry.0.saturating_sub(1);
+            entry.0 = entry.0.saturating_sub(events);
             if entry.0 == 0 {
                 echoes.remove(&key);
             }
@@ -394,8 +395,8 @@ mod tests {
     fn each_own_write_answers_for_one_event() {
         let snapshot = Snapshot::default();
         assert!(!snapshot.is_echo(Part::Services, "web"), "nothing written");
-        snapshot.expect_echo(Part::Services, "web");
-        snapshot.expect_echo(Part::Services, "web");
+        snapshot.expect_echo(Part::Services, "web", 1);
+        snapshot.expect_echo(Part::Services, "web", 1);
         assert!(!snapshot.is_echo(Part::Networks, "web"), "another kind");
         assert!(snapshot.is_echo(Part::Services, "web"));
         assert!(snapshot.is_echo(Part::Services, "web"));
@@ -403,12 +404,16 @@ mod tests {
             !snapshot.is_echo(Part::Services, "web"),
             "a third event is someone else's"
         );
-        snapshot.expect_echo(Part::Services, "db");
-        snapshot.cancel_echo(Part::Services, "db");
+        snapshot.expect_echo(Part::Services, "db", 2);
+        snapshot.cancel_echo(Part::Services, "db", 2);
         assert!(
             !snapshot.is_echo(Part::Services, "db"),
             "a failed write brings no echo"
         );
+        snapshot.expect_echo(Part::Services, "api", 2);
+        assert!(snapshot.is_echo(Part::Services, "api"), "the create");
+        assert!(snapshot.is_echo(Part::Services, "api"), "the allocator's update");
+        assert!(!snapshot.is_echo(Part::Services, "api"), "then someone else's");
     }
 
     #[tokio::test]
