@@ -294,3 +294,79 @@ spec:
         backend_id.as_str()
     );
 }
+
+/// A service on a network gets its virtual IP from the swarm's allocator, which writes the new
+/// service once more right after its creation. The operator takes that write for its own echo
+/// when the inspection after the create already shows the address, and as news when it does not:
+/// either way the status shows the Engine's virtual IPs well before a resync (30 s here) would.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the real API server and swarm: scripts/test.sh runs it"]
+async fn a_new_service_on_a_network_reports_its_virtual_ip() {
+    let mut env = TestEnv::new("vip").await;
+    env.start_operator();
+    let octet: u8 = rand::rng().random_range(100..250);
+    env.kubectl_apply(
+        &format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmNetwork\nmetadata: {{name: store, namespace: {ns}}}\n\
+             spec: {{networkName: {p}-store, ipam: {{config: [{{subnet: 10.{octet}.1.0/24}}]}}}}",
+            ns = env.namespace,
+            p = env.prefix
+        ),
+        false,
+    )
+    .unwrap();
+    // Several at once, so that some inspections come before the allocator's write.
+    let names: Vec<String> = (0..8).map(|i| format!("{}-api-{i}", env.prefix)).collect();
+    for name in &names {
+        env.apply(&format!(
+            "apiVersion: swarmoperator.io/v1alpha1\nkind: SwarmService\nmetadata: {{name: {name}}}\n\
+             spec: {{image: {}, replicas: 0, networks: [{{name: store}}]}}",
+            test_image("1")
+        ))
+        .await;
+    }
+    for name in &names {
+        env.wait_ready(name, WITHIN).await;
+    }
+    for name in &names {
+        let engine = env.swarm_service_json(name)["Endpoint"]["VirtualIPs"].clone();
+        let on_swarm: Vec<(String, String)> = engine
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                (
+                    v["NetworkID"].as_str().unwrap_or_default().to_string(),
+                    v["Addr"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(on_swarm.len(), 1, "{name}: the Engine gave one address: {engine}");
+        assert!(
+            on_swarm[0].1.starts_with(&format!("10.{octet}.1.")),
+            "{name}: {on_swarm:?}"
+        );
+        env.wait_for(
+            &format!("{name}'s status to show its virtual IP"),
+            Duration::from_secs(10),
+            || async {
+                let svc = env.services().get(name).await.map_err(|e| e.to_string())?;
+                let reported: Vec<(String, String)> = svc
+                    .status
+                    .and_then(|s| s.endpoint)
+                    .map(|e| e.virtual_ips)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| (v.network_id, v.address))
+                    .collect();
+                if reported == on_swarm {
+                    Ok(())
+                } else {
+                    Err(format!("{reported:?}"))
+                }
+            },
+        )
+        .await;
+    }
+}

@@ -23,7 +23,7 @@ use crate::{
     context::{Context, resource_name},
     error::Error,
     pass::Outcome,
-    swarm::Engine,
+    swarm::{self, Engine},
 };
 
 pub async fn converge(svc: &SwarmService, ctx: &Context) -> Result<Outcome<Facts>, Error> {
@@ -179,13 +179,19 @@ async fn observe(
     created: Option<&ServiceSpec>,
 ) -> Result<Outcome<Facts>, Error> {
     let service: Service = match created {
-        Some(spec) if !has_endpoint(spec) => Service {
+        Some(spec) if !swarm::allocated(spec) => Service {
             id: Some(id.to_string()),
             spec: Some(spec.clone()),
             ..Default::default()
         },
         _ => engine.inspect_service(id).await?,
     };
+    if let Some(spec) = created
+        && !swarm::allocation_shown(spec, &service)
+    {
+        debug!("the allocator has not written the new service yet: its write will wake a pass");
+        engine.allocation_pending(spec.name.as_deref().unwrap_or_default());
+    }
     let tasks = if created.is_some() {
         Vec::new()
     } else {
@@ -210,23 +216,6 @@ async fn observe(
         facts,
         requeue,
     })
-}
-
-/// Whether the Engine gives a service with `spec` an endpoint the status reports: published
-/// ports, or virtual IPs on the networks it joins.
-fn has_endpoint(spec: &ServiceSpec) -> bool {
-    let ports = spec
-        .endpoint_spec
-        .as_ref()
-        .and_then(|e| e.ports.as_ref())
-        .is_some_and(|p| !p.is_empty());
-    let networks = spec
-        .task_template
-        .as_ref()
-        .and_then(|t| t.networks.as_ref())
-        .is_some_and(|n| !n.is_empty())
-        || spec.networks.as_ref().is_some_and(|n| !n.is_empty());
-    ports || networks
 }
 
 /// What the environment reads is missing: the service stays as it is until the user creates it

@@ -33,7 +33,7 @@ pub use limit::EngineCalls;
 pub use nodes::{JoinTokens, NodeFacts, SwarmInfo};
 pub use raw::BodyStream;
 use raw::{RawClient, RawError, repair_keys};
-pub use services::LogOptions;
+pub use services::{LogOptions, allocated, allocation_shown};
 use snapshot::{Listing, Stamped};
 pub use snapshot::{Part, Snapshot};
 pub use tls::TlsFiles;

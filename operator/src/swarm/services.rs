@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use bollard::{
     auth::DockerCredentials,
-    models::{Service, ServiceSpec, Task},
+    models::{EndpointSpecModeEnum, Service, ServiceSpec, Task},
     query_parameters::UpdateServiceOptions,
 };
 use tracing::{debug, warn};
@@ -224,12 +224,20 @@ impl Engine {
             })
         })
     }
+
+    /// The service `name` was just created and its inspection does not show the allocator's
+    /// work yet: the allocator's write, still to come, is not our echo but news, and wakes a pass.
+    pub fn allocation_pending(&self, name: &str) {
+        if let Some(snapshot) = &self.snapshot {
+            snapshot.cancel_echo(Part::Services, name, 1);
+        }
+    }
 }
 
 /// Whether the swarm's allocator will give the new service addresses or ports (it is on a
 /// network, or publishes a port): it writes the service once more right after its creation, an
 /// "update" event no one asked for.
-fn allocated(spec: &ServiceSpec) -> bool {
+pub fn allocated(spec: &ServiceSpec) -> bool {
     let networks = spec.task_template.as_ref().and_then(|t| t.networks.as_ref());
     #[allow(deprecated)]
     let old_networks = spec.networks.as_ref();
@@ -241,6 +249,25 @@ fn allocated(spec: &ServiceSpec) -> bool {
     ]
     .into_iter()
     .any(|n| n.unwrap_or(0) > 0)
+}
+
+/// Whether the `service` as inspected shows what the allocator gave it, for a service created
+/// with `spec`. Until then its endpoint is `{"Spec": {}}`; after, its mode is filled in (with its
+/// virtual IPs and ports). A DNSRR service on a network without ports shows nothing either way.
+pub fn allocation_shown(spec: &ServiceSpec, service: &Service) -> bool {
+    let wanted = spec.endpoint_spec.as_ref();
+    let dnsrr = wanted.and_then(|e| e.mode) == Some(EndpointSpecModeEnum::DNSRR);
+    let ports = wanted
+        .and_then(|e| e.ports.as_ref())
+        .is_some_and(|p| !p.is_empty());
+    if !allocated(spec) || (dnsrr && !ports) {
+        return true;
+    }
+    service
+        .endpoint
+        .as_ref()
+        .and_then(|e| e.spec.as_ref())
+        .is_some_and(|s| s.mode.is_some())
 }
 
 #[cfg(test)]
@@ -288,5 +315,55 @@ mod tests {
             ..plain
         };
         assert!(!allocated(&no_ports));
+    }
+
+    /// The endpoints are as Engine 20.10 reports them: `{"Spec":{}}` before the allocator's
+    /// write (and for ever, for a DNSRR service on a network without ports), `{"Spec":{"Mode":
+    /// "vip"},"VirtualIPs":[…]}` or, with ports, the mode and the ports after it.
+    #[test]
+    fn a_new_service_shows_the_allocation_once_its_endpoint_has_a_mode() {
+        let endpoint = |json: &str| Service {
+            endpoint: Some(serde_json::from_str(json).unwrap()),
+            ..Default::default()
+        };
+        let before = endpoint(r#"{"Spec":{}}"#);
+        let vip =
+            endpoint(r#"{"Spec":{"Mode":"vip"},"VirtualIPs":[{"NetworkID":"n1","Addr":"10.0.35.3/24"}]}"#);
+        let network = |mode| ServiceSpec {
+            task_template: Some(TaskSpec {
+                networks: Some(vec![NetworkAttachmentConfig {
+                    target: Some("store".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            endpoint_spec: Some(EndpointSpec {
+                mode,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let on_network = network(None);
+        assert!(!allocation_shown(&on_network, &before), "not yet");
+        assert!(allocation_shown(&on_network, &vip));
+        let dnsrr = network(Some(EndpointSpecModeEnum::DNSRR));
+        assert!(allocation_shown(&dnsrr, &before), "nothing to show");
+        let dnsrr_port = ServiceSpec {
+            endpoint_spec: Some(EndpointSpec {
+                mode: Some(EndpointSpecModeEnum::DNSRR),
+                ports: Some(vec![EndpointPortConfig {
+                    target_port: Some(80),
+                    ..Default::default()
+                }]),
+            }),
+            ..dnsrr
+        };
+        assert!(!allocation_shown(&dnsrr_port, &before), "its port not yet");
+        let with_port = endpoint(
+            r#"{"Spec":{"Mode":"dnsrr","Ports":[{"Protocol":"tcp","TargetPort":80}]},"Ports":[{"Protocol":"tcp","TargetPort":80}]}"#,
+        );
+        assert!(allocation_shown(&dnsrr_port, &with_port));
+        let plain = ServiceSpec::default();
+        assert!(allocation_shown(&plain, &before), "never allocated");
     }
 }
