@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{Engine, EngineError, Part, gone_is_fine, snapshot::DataObject};
+use super::{Engine, EngineError, Part, snapshot::DataObject};
 
 /// Swarm secrets and configs are handled alike; this says which.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,21 +174,19 @@ impl Engine {
         }
     }
 
-    /// Removes a secret or config `id` (named `name`, as its swarm event will); one already gone
-    /// counts as removed.
+    /// Removes a secret or config `id` (named `name`); one already gone counts as removed.
     pub async fn remove_data(&self, kind: DataKind, id: &str, name: &str) -> Result<(), EngineError> {
-        self.bypass_listing(kind.part(), &[id, name]);
-        let removed = match kind {
+        let part = kind.part();
+        match kind {
             DataKind::Secret => {
-                let remove = self.call("remove secret", id, true, self.docker.delete_secret(id));
-                self.own_write(kind.part(), name, remove).await
+                let remove = self.docker.delete_secret(id);
+                self.own_removal(part, "remove secret", id, name, remove).await
             }
             DataKind::Config => {
-                let remove = self.call("remove config", id, true, self.docker.delete_config(id));
-                self.own_write(kind.part(), name, remove).await
+                let remove = self.docker.delete_config(id);
+                self.own_removal(part, "remove config", id, name, remove).await
             }
-        };
-        gone_is_fine(removed)
+        }
     }
 
     /// Names of the services whose containers use secret or config `id`, sorted: from the shared

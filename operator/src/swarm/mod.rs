@@ -201,6 +201,22 @@ impl Engine {
         self.own_write_echoed(part, name, 1, call).await
     }
 
+    /// Removes our `part` object `id`, named `name` (as its swarm event will name it), with the
+    /// Engine `call` named `operation`: its event is our own echo, and one already gone counts as
+    /// removed.
+    pub(super) async fn own_removal(
+        &self,
+        part: Part,
+        operation: &'static str,
+        id: &str,
+        name: &str,
+        call: impl Future<Output = Result<(), bollard::errors::Error>>,
+    ) -> Result<(), EngineError> {
+        self.bypass_listing(part, &[id, name]);
+        let remove = self.call(operation, id, true, call);
+        gone_is_fine(self.own_write(part, name, remove).await)
+    }
+
     /// [`own_write`](Self::own_write) of a write the swarm answers with `events` events.
     pub(super) async fn own_write_echoed<T>(
         &self,
@@ -378,7 +394,7 @@ fn https_docker(
 }
 
 /// A remove that finds the object already gone has done its job.
-pub(super) fn gone_is_fine(result: Result<(), EngineError>) -> Result<(), EngineError> {
+fn gone_is_fine(result: Result<(), EngineError>) -> Result<(), EngineError> {
     match result {
         Err(err) if err.is_not_found() => Ok(()),
         other => other,

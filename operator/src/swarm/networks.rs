@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{Engine, EngineError, Part, gone_is_fine};
+use super::{Engine, EngineError, Part};
 
 impl Engine {
     /// The swarm-scoped network named exactly `name`, if any (the Engine's name filter also
@@ -56,12 +56,11 @@ impl Engine {
         Ok(self.own_write(Part::Networks, &name, create).await?.id)
     }
 
-    /// Removes the network `id` (named `name`, as its swarm event will); one already gone counts
-    /// as removed.
+    /// Removes the network `id` (named `name`); one already gone counts as removed.
     pub async fn remove_network(&self, id: &str, name: &str) -> Result<(), EngineError> {
-        self.bypass_listing(Part::Networks, &[id, name]);
-        let remove = self.call("remove network", id, true, self.docker.remove_network(id));
-        gone_is_fine(self.own_write(Part::Networks, name, remove).await)
+        let remove = self.docker.remove_network(id);
+        self.own_removal(Part::Networks, "remove network", id, name, remove)
+            .await
     }
 
     /// Names of the services whose tasks join network `network_id`, sorted: from the shared

@@ -10,7 +10,7 @@ use bollard::{
 };
 use tracing::{debug, warn};
 
-use super::{Engine, EngineError, Part, gone_is_fine, percent_encode};
+use super::{Engine, EngineError, Part, percent_encode};
 
 /// Tries of an update that keeps meeting "update out of sequence".
 const UPDATE_RETRIES: usize = 5;
@@ -140,13 +140,11 @@ impl Engine {
         .await
     }
 
-    /// Removes the service; one that is already gone counts as removed.
-    /// Removes the service `id` (named `name`, as its swarm event will); one already gone counts
-    /// as removed.
+    /// Removes the service `id` (named `name`); one already gone counts as removed.
     pub async fn remove_service(&self, id: &str, name: &str) -> Result<(), EngineError> {
-        self.bypass_listing(Part::Services, &[id, name]);
-        let remove = self.call("remove service", id, true, self.docker.delete_service(id));
-        gone_is_fine(self.own_write(Part::Services, name, remove).await)
+        let remove = self.docker.delete_service(id);
+        self.own_removal(Part::Services, "remove service", id, name, remove)
+            .await
     }
 
     pub(super) async fn all_services(&self) -> Result<Vec<Service>, EngineError> {
@@ -276,6 +274,24 @@ mod tests {
 
     use super::*;
 
+    /// A service on network `store`, in endpoint `mode`.
+    fn on_network(mode: Option<EndpointSpecModeEnum>) -> ServiceSpec {
+        ServiceSpec {
+            task_template: Some(TaskSpec {
+                networks: Some(vec![NetworkAttachmentConfig {
+                    target: Some("store".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            endpoint_spec: Some(EndpointSpec {
+                mode,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn the_allocator_writes_a_new_service_on_a_network_or_with_a_port() {
         let plain = ServiceSpec {
@@ -285,17 +301,7 @@ mod tests {
             ..Default::default()
         };
         assert!(!allocated(&plain));
-        let on_network = ServiceSpec {
-            task_template: Some(TaskSpec {
-                networks: Some(vec![NetworkAttachmentConfig {
-                    target: Some("store".into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..plain.clone()
-        };
-        assert!(allocated(&on_network));
+        assert!(allocated(&on_network(None)));
         let publishing = ServiceSpec {
             endpoint_spec: Some(EndpointSpec {
                 ports: Some(vec![EndpointPortConfig {
@@ -329,24 +335,10 @@ mod tests {
         let before = endpoint(r#"{"Spec":{}}"#);
         let vip =
             endpoint(r#"{"Spec":{"Mode":"vip"},"VirtualIPs":[{"NetworkID":"n1","Addr":"10.0.35.3/24"}]}"#);
-        let network = |mode| ServiceSpec {
-            task_template: Some(TaskSpec {
-                networks: Some(vec![NetworkAttachmentConfig {
-                    target: Some("store".into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            endpoint_spec: Some(EndpointSpec {
-                mode,
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let on_network = network(None);
-        assert!(!allocation_shown(&on_network, &before), "not yet");
-        assert!(allocation_shown(&on_network, &vip));
-        let dnsrr = network(Some(EndpointSpecModeEnum::DNSRR));
+        let vip_mode = on_network(None);
+        assert!(!allocation_shown(&vip_mode, &before), "not yet");
+        assert!(allocation_shown(&vip_mode, &vip));
+        let dnsrr = on_network(Some(EndpointSpecModeEnum::DNSRR));
         assert!(allocation_shown(&dnsrr, &before), "nothing to show");
         let dnsrr_port = ServiceSpec {
             endpoint_spec: Some(EndpointSpec {
