@@ -431,6 +431,11 @@ async fn the_chart_grants_the_operator_exactly_what_it_uses_and_no_more() {
         if resource == "swarmstacks/finalizers" {
             continue;
         }
+        // Read only when a pass's cached copy is older than the operator's own status write (a
+        // race some runs meet, and were refused before this grant); the others are read every run.
+        if verb == "get" && (resource == "swarmservices" || resource == "swarmstacks") {
+            continue;
+        }
         let used = requests.iter().any(|(r, code)| {
             // A server-side apply that made the object (201) is authorized as a create too.
             let applied_new = verb == "create" && r.verb == "patch" && *code == 201;

@@ -28,9 +28,10 @@ is one the operator uses (tests/tests/rbac.rs reads them from the API server's a
 - apiGroups: ["swarmoperator.io"]
   resources: ["swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs"]
   verbs: ["patch", "create", "delete"]
-# What a SwarmService refers to, read at reconcile time.
+# What a SwarmService refers to, read at reconcile time; and any kind's fresh copy when a pass's
+# cached one is older than the operator's own status write.
 - apiGroups: ["swarmoperator.io"]
-  resources: ["swarmnetworks", "swarmsecrets", "swarmconfigs"]
+  resources: ["swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs", "swarmstacks"]
   verbs: ["get"]
 # Children carry blockOwnerDeletion: true, which clusters with OwnerReferencesPermissionEnforcement
 # allow only to whoever may update the owner's finalizers.
