@@ -76,16 +76,12 @@ impl Connection {
         self.endpoints == endpoints && self.tls.as_ref() == tls
     }
 
-    /// A swarm event said `kind` object `name` changed: reads of it bypass the shared listing.
-    pub fn changed(&self, kind: &str, name: &str) {
-        if let Some(part) = crate::swarm::Part::of_event(kind) {
-            self.snapshot.changed(part, name);
-        }
-    }
-
-    /// Whether a swarm event about `kind` object `name` is the echo of our own write.
-    pub fn is_echo(&self, kind: &str, name: &str) -> bool {
-        crate::swarm::Part::of_event(kind).is_some_and(|part| self.snapshot.is_echo(part, name))
+    /// A swarm event said `kind` object `name` changed (see [`Snapshot::event`]): whether it is
+    /// news, not the echo of our own write.
+    ///
+    /// [`Snapshot::event`]: crate::swarm::Snapshot::event
+    pub fn event(&self, kind: &str, name: &str) -> bool {
+        crate::swarm::Part::of_event(kind).is_none_or(|part| self.snapshot.event(part, name))
     }
 
     /// Events may have been missed: the shared listing is made anew on the next read.

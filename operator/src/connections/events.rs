@@ -174,11 +174,10 @@ async fn follow(clusters: Arc<Clusters>, hub: Hub, cluster: String) {
                     }
                 };
                 backoff = Duration::ZERO;
-                if connection.is_echo(&kind, &name) {
+                if !connection.event(&kind, &name) {
                     debug!(%cluster, %kind, %name, "event of our own write");
                     continue;
                 }
-                connection.changed(&kind, &name);
                 let _ = hub.send(SwarmEvent::Changed {
                     cluster: cluster.clone(),
                     kind,

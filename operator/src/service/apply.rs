@@ -178,7 +178,7 @@ async fn observe(
     held: bool,
     created: Option<&ServiceSpec>,
 ) -> Result<Outcome<Facts>, Error> {
-    let service: Service = match created {
+    let mut service: Service = match created {
         Some(spec) if !swarm::allocated(spec) => Service {
             id: Some(id.to_string()),
             spec: Some(spec.clone()),
@@ -189,8 +189,12 @@ async fn observe(
     if let Some(spec) = created
         && !swarm::allocation_shown(spec, &service)
     {
-        debug!("the allocator has not written the new service yet: its write will wake a pass");
-        engine.allocation_pending(spec.name.as_deref().unwrap_or_default());
+        if engine.allocation_pending(spec.name.as_deref().unwrap_or_default()) {
+            debug!("the allocator has not written the new service yet: its write will wake a pass");
+        } else {
+            debug!("the allocator wrote the new service since its inspection: reading it again");
+            service = engine.inspect_service(id).await?;
+        }
     }
     let tasks = if created.is_some() {
         Vec::new()

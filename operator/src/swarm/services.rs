@@ -225,10 +225,12 @@ impl Engine {
 
     /// The service `name` was just created and its inspection does not show the allocator's
     /// work yet: the allocator's write, still to come, is not our echo but news, and wakes a pass.
-    pub fn allocation_pending(&self, name: &str) {
-        if let Some(snapshot) = &self.snapshot {
-            snapshot.cancel_echo(Part::Services, name, 1);
-        }
+    /// False if that write came already (between the inspection and now) and was taken for our
+    /// echo: nothing will wake a pass for it, and the service is to be inspected again.
+    pub fn allocation_pending(&self, name: &str) -> bool {
+        self.snapshot
+            .as_ref()
+            .is_none_or(|snapshot| snapshot.cancel_echo(Part::Services, name, 1))
     }
 }
 

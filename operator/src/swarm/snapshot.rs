@@ -244,15 +244,28 @@ impl Snapshot {
     }
 
     /// The write failed: no event is coming (or, if it went through after all, one pass too many).
-    pub fn cancel_echo(&self, part: Part, name: &str, events: u32) {
+    /// Whether all `events` were still expected: if not, some of them came already, as echoes.
+    pub fn cancel_echo(&self, part: Part, name: &str, events: u32) -> bool {
         let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
         let key = (part, name.to_string());
-        if let Some(entry) = echoes.get_mut(&key) {
-            entry.0 = entry.0.saturating_sub(events);
-            if entry.0 == 0 {
-                echoes.remove(&key);
-            }
+        let Some(entry) = echoes.get_mut(&key) else {
+            return events == 0;
+        };
+        let expected = entry.0;
+        entry.0 = expected.saturating_sub(events);
+        if entry.0 == 0 {
+            echoes.remove(&key);
         }
+        expected >= events
+    }
+
+    /// A swarm event about the `part` object `name`: whether it is news, not the echo of our own
+    /// write. Either way listings that started before it are stale for that object: the
+    /// allocator's write after a create comes as such an echo, with what the create's own
+    /// inspection may not have shown.
+    pub fn event(&self, part: Part, name: &str) -> bool {
+        self.changed(part, name);
+        !self.is_echo(part, name)
     }
 
     /// Whether an event about the `part` object `name` is the echo of our own write, which the
@@ -391,6 +404,24 @@ mod tests {
         assert!(fresh.value.tasks_of("id-a").unwrap().is_empty());
     }
 
+    #[tokio::test]
+    async fn an_echo_makes_older_listings_stale_for_its_object() {
+        let snapshot = Snapshot::default();
+        let list = || async { Ok::<_, ()>(Listing::new(services(&["api"]), "[]".into(), vec![]).unwrap()) };
+        snapshot.expect_echo(Part::Services, "api", 2);
+        let listing = snapshot.services(list).await.unwrap();
+        assert!(!snapshot.event(Part::Services, "api"), "the create's echo");
+        assert!(
+            !snapshot.event(Part::Services, "api"),
+            "the allocator's, as an echo"
+        );
+        assert!(
+            !snapshot.is_current(Part::Services, &listing, &["api"]),
+            "a listing from before the allocator's write does not show its addresses"
+        );
+        assert!(snapshot.event(Part::Services, "api"), "then news");
+    }
+
     #[test]
     fn each_own_write_answers_for_one_event() {
         let snapshot = Snapshot::default();
@@ -414,6 +445,21 @@ mod tests {
         assert!(snapshot.is_echo(Part::Services, "api"), "the create");
         assert!(snapshot.is_echo(Part::Services, "api"), "the allocator's update");
         assert!(!snapshot.is_echo(Part::Services, "api"), "then someone else's");
+        // Cancelling tells whether the event was still to come.
+        snapshot.expect_echo(Part::Services, "vip", 2);
+        assert!(snapshot.is_echo(Part::Services, "vip"), "the create");
+        assert!(
+            snapshot.cancel_echo(Part::Services, "vip", 1),
+            "the update still to come"
+        );
+        assert!(!snapshot.is_echo(Part::Services, "vip"), "so it is news");
+        snapshot.expect_echo(Part::Services, "late", 2);
+        assert!(snapshot.is_echo(Part::Services, "late"));
+        assert!(snapshot.is_echo(Part::Services, "late"));
+        assert!(
+            !snapshot.cancel_echo(Part::Services, "late", 1),
+            "the update came already, as an echo"
+        );
     }
 
     #[tokio::test]
