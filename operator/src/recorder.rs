@@ -38,7 +38,15 @@ pub struct Recorder {
     client: Client,
     controller: String,
     instance: String,
-    published: Mutex<Expiring<Key, K8sEvent>>,
+    published: Mutex<Expiring<Key, Series>>,
+}
+
+/// What is kept of a published event to count it again: its name and how many it stands for
+/// (not the whole Event: a deletion of 1000 objects publishes 1000 of them).
+#[derive(Clone, Debug)]
+struct Series {
+    name: String,
+    count: i32,
 }
 
 impl Recorder {
@@ -70,26 +78,32 @@ impl Recorder {
         let namespace = regarding.namespace.clone().unwrap_or_else(|| "default".into());
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
         let now = Timestamp::now();
-        let event = match earlier {
-            Some(mut event) => {
-                let count = event.series.as_ref().map_or(2, |s| s.count + 1);
-                event.series = Some(EventSeries {
+        let series = match earlier {
+            Some(Series { name, count }) => {
+                // As client-go does: a patch of the series alone.
+                let count = count + 1;
+                let series = EventSeries {
                     count,
                     last_observed_time: MicroTime(now),
-                });
-                api.patch(&event.name_any(), &PatchParams::default(), &Patch::Merge(&event))
+                };
+                let patch = serde_json::json!({ "series": series });
+                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await?;
-                event
+                Series { name, count }
             }
             None => {
                 let event = self.new_event(ev, regarding, now);
-                api.create(&PostParams::default(), &event).await?
+                let created = api.create(&PostParams::default(), &event).await?;
+                Series {
+                    name: created.name_any(),
+                    count: 1,
+                }
             }
         };
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, event);
+            .insert(key, series);
         Ok(())
     }
 

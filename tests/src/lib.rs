@@ -606,12 +606,25 @@ impl TestEnv {
 
     /// Events recorded on this namespace's objects with `reason`, as (type, note).
     pub async fn events(&self, reason: &str) -> Vec<(String, String)> {
+        self.event_series(reason)
+            .await
+            .into_iter()
+            .map(|(type_, note, _)| (type_, note))
+            .collect()
+    }
+
+    /// Events recorded on this namespace's objects with `reason`, as (type, note, how many
+    /// occurrences the Event stands for: its series count, else 1).
+    pub async fn event_series(&self, reason: &str) -> Vec<(String, String, i32)> {
         let api: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace);
         let all = api.list(&Default::default()).await.unwrap().items;
         all.into_iter()
             .filter(|e| e.reason.as_deref() == Some(reason))
-            .map(|e| (e.type_.unwrap_or_default(), e.note.unwrap_or_default()))
+            .map(|e| {
+                let count = e.series.as_ref().map_or(1, |s| s.count);
+                (e.type_.unwrap_or_default(), e.note.unwrap_or_default(), count)
+            })
             .collect()
     }
 
