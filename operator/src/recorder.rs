@@ -113,7 +113,7 @@ impl Recorder {
             reason: Some(ev.reason.clone()),
             event_time: Some(MicroTime(now)),
             regarding: Some(regarding.clone()),
-            note: ev.note.clone(),
+            note: ev.note.as_deref().map(fit_note),
             metadata: ObjectMeta {
                 namespace: regarding.namespace.clone(),
                 name: Some(format!(
@@ -132,5 +132,40 @@ impl Recorder {
             related: ev.secondary.clone(),
             ..Default::default()
         }
+    }
+}
+
+/// The API server refuses an Event whose note is longer than 1024 bytes, and the Warning would be
+/// lost: a longer note (a stack file with many mistakes) is cut at a character boundary, ending in
+/// an ellipsis. The condition keeps the whole message.
+const NOTE_LIMIT: usize = 1024;
+
+fn fit_note(note: &str) -> String {
+    if note.len() <= NOTE_LIMIT {
+        return note.to_string();
+    }
+    const MORE: &str = "…";
+    let mut end = NOTE_LIMIT - MORE.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MORE}", &note[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_fits_the_api_servers_limit_in_whole_characters() {
+        assert_eq!(fit_note("short"), "short");
+        let exact = "x".repeat(NOTE_LIMIT);
+        assert_eq!(fit_note(&exact), exact);
+        let long = "é".repeat(NOTE_LIMIT);
+        let fitted = fit_note(&long);
+        assert!(fitted.len() <= NOTE_LIMIT, "{}", fitted.len());
+        assert!(fitted.ends_with('…'));
+        assert!(fitted.trim_end_matches('…').chars().all(|c| c == 'é'));
+        assert_eq!(fit_note(&"y".repeat(5000)).len(), NOTE_LIMIT);
     }
 }

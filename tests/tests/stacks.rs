@@ -730,6 +730,47 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
         "nothing half-applied: worker stays"
     );
 
+    // Many unknown keys at once: the condition names every one; the Warning's note, which the
+    // API server refuses beyond 1024 bytes, is cut to fit rather than lost.
+    let many: String = (0..60).map(|i| format!("not_a_key_{i}: 1\n")).collect();
+    apply_stack(
+        &env,
+        &name,
+        &format!("{}{many}", file(false, false)),
+        &[],
+        from.clone(),
+    )
+    .await;
+    let refused = env
+        .wait_for("the stack refusing sixty keys", WITHIN, || async {
+            let s = stacks(&env).get(&name).await.map_err(|e| e.to_string())?;
+            let stalled = s.status.into_iter().flat_map(|st| st.conditions).find(|c| {
+                c.type_ == "Stalled" && c.reason == "InvalidSpec" && c.message.contains("not_a_key_59")
+            });
+            stalled.map(|c| c.message).ok_or_else(|| "not yet".to_string())
+        })
+        .await;
+    assert!(refused.len() > 1024, "{refused}");
+    let note = env
+        .wait_for("its Warning", WITHIN, || async {
+            env.events("InvalidSpec")
+                .await
+                .into_iter()
+                .find(|(t, note)| t == "Warning" && note.contains("not_a_key_0"))
+                .map(|(_, note)| note)
+                .ok_or_else(|| "none".to_string())
+        })
+        .await;
+    assert!(
+        note.len() <= 1024 && note.ends_with('…'),
+        "{} bytes: {note}",
+        note.len()
+    );
+    assert!(
+        refused.starts_with(note.trim_end_matches('…')),
+        "{note} / {refused}"
+    );
+
     // A child the API server refuses (a memory limit under the Engine's 4 MiB, which the
     // SwarmService rules refuse): the stack names it, and nothing of the change is applied, not
     // even the new service written before it: every write goes through the server's dry run first.
