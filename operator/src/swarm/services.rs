@@ -223,6 +223,15 @@ impl Engine {
         })
     }
 
+    /// Waits, at most `within`, for the swarm's events of the creation of the service `name`:
+    /// once both have come (the create's and the allocator's), it shows its allocation.
+    pub async fn allocation_written(&self, name: &str, within: std::time::Duration) -> bool {
+        match &self.snapshot {
+            Some(snapshot) => snapshot.echoes_arrived(Part::Services, name, within).await,
+            None => false,
+        }
+    }
+
     /// The service `name` was just created and its inspection does not show the allocator's
     /// work yet: the allocator's write, still to come, is not our echo but news, and wakes a pass.
     /// False if that write came already (between the inspection and now) and was taken for our

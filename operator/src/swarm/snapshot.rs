@@ -87,6 +87,8 @@ pub struct Snapshot {
     /// Our own writes whose swarm events are still to come: (kind, name) → (how many, when the
     /// last was made).
     echoes: Mutex<HashMap<(Part, String), (u32, Instant)>>,
+    /// Woken whenever an echo arrives.
+    echo_arrived: tokio::sync::Notify,
 }
 
 /// One listing of a cluster's services, tasks and nodes. Services and tasks are kept as the JSON
@@ -268,6 +270,31 @@ impl Snapshot {
         !self.is_echo(part, name)
     }
 
+    /// Waits, at most `within`, until every echo expected for the `part` object `name` has
+    /// arrived: whether they all did.
+    pub async fn echoes_arrived(&self, part: Part, name: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let key = (part, name.to_string());
+        loop {
+            // Listening before looking, so that an echo in between is not missed.
+            let arrived = self.echo_arrived.notified();
+            tokio::pin!(arrived);
+            arrived.as_mut().enable();
+            let expected = {
+                let echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
+                echoes
+                    .get(&key)
+                    .is_some_and(|(n, at)| *n > 0 && at.elapsed() < ECHO_WINDOW)
+            };
+            if !expected {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return false;
+            }
+        }
+    }
+
     /// Whether an event about the `part` object `name` is the echo of our own write, which the
     /// pass that wrote it has already seen. Each write answers for one event, for a while: a
     /// change someone else makes at the same time brings an event of its own.
@@ -275,7 +302,7 @@ impl Snapshot {
         let mut echoes = self.echoes.lock().unwrap_or_else(|p| p.into_inner());
         echoes.retain(|_, (_, at)| at.elapsed() < ECHO_WINDOW);
         let key = (part, name.to_string());
-        match echoes.get_mut(&key) {
+        let echo = match echoes.get_mut(&key) {
             Some(entry) => {
                 entry.0 -= 1;
                 if entry.0 == 0 {
@@ -284,7 +311,11 @@ impl Snapshot {
                 true
             }
             None => false,
+        };
+        if echo {
+            self.echo_arrived.notify_waiters();
         }
+        echo
     }
 
     /// Everything may have changed (events were missed): the next reads list anew.
@@ -420,6 +451,33 @@ mod tests {
             "a listing from before the allocator's write does not show its addresses"
         );
         assert!(snapshot.event(Part::Services, "api"), "then news");
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_the_echoes_ends_when_the_last_arrives_or_at_its_bound() {
+        let snapshot = Arc::new(Snapshot::default());
+        let within = Duration::from_secs(5);
+        assert!(
+            snapshot.echoes_arrived(Part::Services, "api", within).await,
+            "none expected"
+        );
+        snapshot.expect_echo(Part::Services, "api", 2);
+        assert!(!snapshot.event(Part::Services, "api"), "the create's echo");
+        let waiting = {
+            let snapshot = snapshot.clone();
+            tokio::spawn(async move { snapshot.echoes_arrived(Part::Services, "api", within).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the allocator's echo is still to come");
+        assert!(!snapshot.event(Part::Services, "api"), "the allocator's echo");
+        assert!(waiting.await.unwrap());
+        snapshot.expect_echo(Part::Services, "slow", 2);
+        assert!(
+            !snapshot
+                .echoes_arrived(Part::Services, "slow", Duration::from_millis(20))
+                .await,
+            "not within its bound"
+        );
     }
 
     #[test]
