@@ -89,7 +89,13 @@ pub struct Snapshot {
     echoes: Mutex<HashMap<(Part, String), (u32, Instant)>>,
     /// Woken whenever an echo arrives.
     echo_arrived: tokio::sync::Notify,
+    /// Passes waiting in [`Snapshot::echoes_arrived`] now.
+    waiting: std::sync::atomic::AtomicUsize,
 }
+
+/// At most this many passes wait for echoes at once: when more would, the swarm is behind, and
+/// waiting would only hold the reconcile slots the other objects need.
+const MAX_WAITING: usize = 4;
 
 /// One listing of a cluster's services, tasks and nodes. Services and tasks are kept as the JSON
 /// text the Engine sent (one string per call, each object a range of it), about a quarter of the
@@ -271,8 +277,23 @@ impl Snapshot {
     }
 
     /// Waits, at most `within`, until every echo expected for the `part` object `name` has
-    /// arrived: whether they all did.
+    /// arrived: whether they all did. False at once when [`MAX_WAITING`] passes wait already.
     pub async fn echoes_arrived(&self, part: Part, name: &str, within: Duration) -> bool {
+        /// Counts one waiting pass for as long as it lives (a pass may be dropped mid-wait).
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let waiting = Waiting(&self.waiting);
+        if waiting.0.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            return false;
+        }
+        self.wait_for_echoes(part, name, within).await
+    }
+
+    async fn wait_for_echoes(&self, part: Part, name: &str, within: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         let key = (part, name.to_string());
         loop {
@@ -478,6 +499,24 @@ mod tests {
                 .await,
             "not within its bound"
         );
+        // Past MAX_WAITING waiting passes, the next does not wait.
+        let waiters: Vec<_> = (0..MAX_WAITING)
+            .map(|_| {
+                let snapshot = snapshot.clone();
+                tokio::spawn(async move { snapshot.echoes_arrived(Part::Services, "slow", within).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(snapshot.waiting.load(Ordering::SeqCst), MAX_WAITING);
+        let started = std::time::Instant::now();
+        assert!(!snapshot.echoes_arrived(Part::Services, "slow", within).await);
+        assert!(started.elapsed() < within, "it did not wait");
+        assert!(!snapshot.event(Part::Services, "slow"));
+        assert!(!snapshot.event(Part::Services, "slow"));
+        for waiter in waiters {
+            assert!(waiter.await.unwrap());
+        }
+        assert_eq!(snapshot.waiting.load(Ordering::SeqCst), 0);
     }
 
     #[test]
