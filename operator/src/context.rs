@@ -80,6 +80,9 @@ pub struct Context {
     /// The versions this process wrote a status over, by object: a cached copy still at one of
     /// them is older than what the API server holds (see `current`).
     superseded: Mutex<Expiring<String, String>>,
+    /// What services use, as each scope's SwarmService controller watches it (by its namespace,
+    /// None for all): its passes read there instead of with a GET per reference.
+    service_dependencies: Mutex<HashMap<Option<String>, crate::service::DependencyStores>>,
 }
 
 /// How long a superseded version is remembered: far longer than a watch takes to catch up.
@@ -122,7 +125,28 @@ impl Context {
             failures: Mutex::default(),
             announced: Mutex::new(Expiring::new(ANNOUNCED_FOR)),
             superseded: Mutex::new(Expiring::new(SUPERSEDED_FOR)),
+            service_dependencies: Mutex::default(),
         }
+    }
+
+    /// The SwarmService controller of `scope` (a namespace, None for all) keeps `stores`.
+    pub fn serve_service_dependencies(&self, scope: Option<&str>, stores: crate::service::DependencyStores) {
+        let mut all = self
+            .service_dependencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        all.insert(scope.map(str::to_string), stores);
+    }
+
+    /// What services of `namespace` use, as the controller serving them watches it.
+    pub fn service_dependencies(&self, namespace: &str) -> Option<crate::service::DependencyStores> {
+        let all = self
+            .service_dependencies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        all.get(&Some(namespace.to_string()))
+            .or_else(|| all.get(&None))
+            .cloned()
     }
 
     /// The engine of a working manager of the cluster `obj` lives on.

@@ -58,7 +58,7 @@ fn read_after(error: &Error) -> bool {
 /// One pass; `read`: whether the Swarm service is looked up first, or taken not to exist.
 async fn converge_reading(svc: &SwarmService, ctx: &Context, read: bool) -> Result<Outcome<Facts>, Error> {
     let engine = ctx.engine_for(svc).await?;
-    let (resolved, credentials) = match dereference::dependencies(svc, &ctx.client, &engine).await? {
+    let (resolved, credentials) = match dereference::dependencies(svc, ctx, &engine).await? {
         Dependencies::Found {
             resolved,
             credentials,

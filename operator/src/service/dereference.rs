@@ -6,15 +6,20 @@
 
 use bollard::auth::DockerCredentials;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, ResourceExt};
+use std::sync::Arc;
+
+use kube::{
+    Api, ResourceExt,
+    runtime::reflector::{ObjectRef, Store},
+};
 use swarm_operator_crds::{
-    OnCluster, SwarmConfig, SwarmNetwork, SwarmSecret, SwarmService, VersionedStatus,
+    OnCluster, SwarmConfig, SwarmSecret, SwarmService, VersionedStatus,
     conditions::{READY, is_true},
 };
 
 use super::{build::Resolved, env, registry_auth};
 use crate::{
-    context::resource_name,
+    context::{Context, resource_name},
     error::Error,
     labels::{OWNER_NAME, OWNER_NAMESPACE, OWNER_UID},
     swarm::Engine,
@@ -34,15 +39,13 @@ pub enum Dependencies {
     SourceMissing(Vec<String>),
 }
 
-pub async fn dependencies(
-    svc: &SwarmService,
-    client: &kube::Client,
-    engine: &Engine,
-) -> Result<Dependencies, Error> {
+pub async fn dependencies(svc: &SwarmService, ctx: &Context, engine: &Engine) -> Result<Dependencies, Error> {
+    let client = &ctx.client;
     let ns = svc.namespace().unwrap_or_default();
+    let stores = ctx.service_dependencies(&ns);
     let mut resolved = Resolved::default();
     let mut missing = Vec::new();
-    let swarm_networks: Api<SwarmNetwork> = Api::namespaced(client.clone(), &ns);
+    let swarm_networks = Source::new(client, &ns, stores.as_ref().map(|s| &s.networks));
     for network in &svc.spec.networks {
         let external = network.external == Some(true);
         let id = if external {
@@ -50,11 +53,11 @@ pub async fn dependencies(
             not_a_swarm_network(svc, found.as_ref())?;
             found.and_then(|n| n.id)
         } else {
-            let found = get(&swarm_networks, "get SwarmNetwork", &network.name).await?;
-            same_cluster(svc, "spec.networks", found.as_ref())?;
+            let found = swarm_networks.get("get SwarmNetwork", &network.name).await?;
+            same_cluster(svc, "spec.networks", found.as_deref())?;
             // Ready means the Swarm network exists; its ID is in status.
             found
-                .and_then(|n| n.status)
+                .and_then(|n| n.status.clone())
                 .filter(|s| is_true(&s.conditions, READY))
                 .and_then(|s| s.network_id)
         };
@@ -70,7 +73,7 @@ pub async fn dependencies(
     let names = |refs: &[swarm_operator_crds::service::DataReference]| -> Vec<String> {
         refs.iter().map(|r| r.name.clone()).collect()
     };
-    let secrets: Api<SwarmSecret> = Api::namespaced(client.clone(), &ns);
+    let secrets = Source::new(client, &ns, stores.as_ref().map(|s| &s.secrets));
     resolved.secrets = current_versions(
         svc,
         &secrets,
@@ -79,7 +82,7 @@ pub async fn dependencies(
         &mut missing,
     )
     .await?;
-    let configs: Api<SwarmConfig> = Api::namespaced(client.clone(), &ns);
+    let configs = Source::new(client, &ns, stores.as_ref().map(|s| &s.configs));
     resolved.configs = current_versions(
         svc,
         &configs,
@@ -107,7 +110,7 @@ pub async fn dependencies(
 
 /// A SwarmSecret or SwarmConfig, as far as a service that mounts it needs to know.
 trait Versioned:
-    kube::Resource<DynamicType = ()> + OnCluster + Clone + serde::de::DeserializeOwned + std::fmt::Debug
+    'static + kube::Resource<DynamicType = ()> + OnCluster + Clone + serde::de::DeserializeOwned + std::fmt::Debug
 {
     fn versioned_status(&self) -> Option<&VersionedStatus>;
 }
@@ -128,7 +131,7 @@ impl Versioned for SwarmConfig {
 /// yet Ready ones are added to `missing`.
 async fn current_versions<K: Versioned>(
     svc: &SwarmService,
-    api: &Api<K>,
+    source: &Source<'_, K>,
     field: &str,
     names: &[String],
     missing: &mut Vec<String>,
@@ -136,8 +139,8 @@ async fn current_versions<K: Versioned>(
     let kind = K::kind(&());
     let mut found = std::collections::HashMap::new();
     for name in names {
-        let object = get(api, "get", name).await?;
-        same_cluster(svc, field, object.as_ref())?;
+        let object = source.get("get", name).await?;
+        same_cluster(svc, field, object.as_deref())?;
         match object
             .as_ref()
             .and_then(|o| current_version(o.versioned_status()))
@@ -201,6 +204,45 @@ async fn pull_credentials(
     Ok(credentials)
 }
 
+/// Where a pass reads the objects of one kind its service refers to: the controller's store once
+/// it has listed them, else (no store) the API server.
+struct Source<'a, K: kube::Resource<DynamicType = ()> + Clone + 'static> {
+    store: Option<&'a Store<K>>,
+    api: Api<K>,
+    namespace: &'a str,
+}
+
+impl<'a, K> Source<'a, K>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + 'static,
+{
+    fn new(client: &kube::Client, namespace: &'a str, store: Option<&'a Store<K>>) -> Self {
+        Source {
+            store,
+            api: Api::namespaced(client.clone(), namespace),
+            namespace,
+        }
+    }
+}
+
+impl<K> Source<'_, K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + 'static,
+{
+    /// `name`, or None when it does not exist. As the store has it: the watch that fills it is
+    /// the one that wakes the services when it changes, so a pass that saw it older runs again.
+    /// Until that watch has listed them (just after a start, or while it fails), from the API.
+    async fn get(&self, operation: &'static str, name: &str) -> Result<Option<Arc<K>>, Error> {
+        use futures::FutureExt;
+        if let Some(store) = self.store
+            && matches!(store.wait_until_ready().now_or_never(), Some(Ok(())))
+        {
+            return Ok(store.get(&ObjectRef::new(name).within(self.namespace)));
+        }
+        Ok(get(&self.api, operation, name).await?.map(Arc::new))
+    }
+}
+
 /// `name` of `api`, or None when it does not exist.
 pub(super) async fn get<K>(api: &Api<K>, operation: &'static str, name: &str) -> Result<Option<K>, Error>
 where
@@ -257,5 +299,46 @@ fn same_cluster<K: OnCluster + kube::Resource<DynamicType = ()>>(
             ),
         }),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+    use swarm_operator_crds::{SwarmNetwork, network::SwarmNetworkSpec};
+
+    use super::*;
+
+    fn network(namespace: &str, name: &str) -> SwarmNetwork {
+        let mut network = SwarmNetwork::new(name, SwarmNetworkSpec::default());
+        network.metadata.namespace = Some(namespace.into());
+        network
+    }
+
+    /// A client whose every request fails: a read that reaches the API shows as an error.
+    fn unreachable_api() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_listed_store_answers_instead_of_the_api_server() {
+        let (store, mut writer) = reflector::store::<SwarmNetwork>();
+        let client = unreachable_api();
+        let source = Source::new(&client, "team-a", Some(&store));
+        assert!(
+            source.get("get", "backend").await.is_err(),
+            "before the watch has listed, the API server is asked"
+        );
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(network("team-a", "backend")));
+        writer.apply_watcher_event(&watcher::Event::InitApply(network("team-b", "frontend")));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let found = source.get("get", "backend").await.unwrap();
+        assert_eq!(found.map(|n| n.name_any()).as_deref(), Some("backend"));
+        assert!(
+            source.get("get", "frontend").await.unwrap().is_none(),
+            "another namespace's object is not this one's"
+        );
     }
 }

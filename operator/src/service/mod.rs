@@ -32,7 +32,12 @@ use k8s_openapi::{
 use kube::{
     ResourceExt,
     core::PartialObjectMeta,
-    runtime::{WatchStreamExt, controller::Action, reflector::ObjectRef, watcher},
+    runtime::{
+        WatchStreamExt,
+        controller::Action,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
 };
 use std::hash::{Hash, Hasher};
 
@@ -42,7 +47,7 @@ use swarm_operator_crds::{
 
 use crate::{
     context::Context,
-    controller::{scoped_api, touched, user_changes_controller},
+    controller::{scoped_api, stored, touched, user_changes_controller},
     error::Error,
     pass::{Outcome, Reconciled},
 };
@@ -112,6 +117,17 @@ fn dependency_hash<K: kube::Resource>(obj: &K, conditions: Option<&[Condition]>,
     hasher.finish()
 }
 
+/// The SwarmNetworks, SwarmSecrets and SwarmConfigs of a scope, kept by the watches that wake
+/// the services using them. A pass reads what its service refers to here: a GET for each, each
+/// pass, would cost the API server as much as the service's own status write, and a network's
+/// status grows with the services on it.
+#[derive(Clone)]
+pub struct DependencyStores {
+    pub networks: Store<SwarmNetwork>,
+    pub secrets: Store<SwarmSecret>,
+    pub configs: Store<SwarmConfig>,
+}
+
 /// Runs the SwarmService controller until a shutdown signal, over one namespace or all. Besides
 /// its own resources and their Swarm services' events, it wakes the services that refer to a
 /// SwarmNetwork, SwarmSecret, SwarmConfig, pull Secret, or Secret or ConfigMap its environment
@@ -134,13 +150,27 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let (by_secret, by_config, by_network, by_secret_data, by_config_map) =
         (users.clone(), users.clone(), users.clone(), users.clone(), users);
     let client = ctx.client.clone();
+    let (secrets, secrets_changed) = stored(
+        scoped_api::<SwarmSecret>(client.clone(), namespace),
+        watcher::Config::default(),
+    );
+    let (configs, configs_changed) = stored(
+        scoped_api::<SwarmConfig>(client.clone(), namespace),
+        watcher::Config::default(),
+    );
+    let (networks, networks_changed) = stored(
+        scoped_api::<SwarmNetwork>(client.clone(), namespace),
+        watcher::Config::default(),
+    );
+    let stores = DependencyStores {
+        networks,
+        secrets,
+        configs,
+    };
+    ctx.serve_service_dependencies(namespace, stores);
     let controller = controller
         .watches_stream(
-            touched(
-                scoped_api::<SwarmSecret>(client.clone(), namespace),
-                watcher::Config::default(),
-            )
-            .predicate_filter(
+            secrets_changed.predicate_filter(
                 |o: &SwarmSecret| versions_in_use(o, o.status.as_ref()),
                 Default::default(),
             ),
@@ -152,11 +182,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             },
         )
         .watches_stream(
-            touched(
-                scoped_api::<SwarmConfig>(client.clone(), namespace),
-                watcher::Config::default(),
-            )
-            .predicate_filter(
+            configs_changed.predicate_filter(
                 |o: &SwarmConfig| versions_in_use(o, o.status.as_ref()),
                 Default::default(),
             ),
@@ -185,7 +211,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
         )
         .watches_stream(
             touched(
-                scoped_api::<PartialObjectMeta<ConfigMap>>(client.clone(), namespace),
+                scoped_api::<PartialObjectMeta<ConfigMap>>(client, namespace),
                 watcher::Config::default(),
             ),
             move |m: PartialObjectMeta<ConfigMap>| {
@@ -196,11 +222,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
             },
         )
         .watches_stream(
-            touched(
-                scoped_api::<SwarmNetwork>(client, namespace),
-                watcher::Config::default(),
-            )
-            .predicate_filter(network_in_use, Default::default()),
+            networks_changed.predicate_filter(network_in_use, Default::default()),
             move |net: SwarmNetwork| {
                 let name = net.name_any();
                 by_network(net.namespace(), &|svc| {
