@@ -10,7 +10,7 @@ use kube::{
     api::{Patch, PatchParams},
 };
 use serde_json::{Value, json};
-use swarm_operator_crds::{SwarmService, SwarmStack};
+use swarm_operator_crds::{SwarmNetwork, SwarmService, SwarmStack};
 use swarm_operator_e2e::{Answers, DockerStack, Poller, TestEnv, docker, test_image};
 
 const WITHIN: Duration = Duration::from_secs(150);
@@ -773,9 +773,10 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
 
     // A child the API server refuses (a memory limit under the Engine's 4 MiB, which the
     // SwarmService rules refuse): the stack names it, and nothing of the change is applied, not
-    // even the new service written before it: every write goes through the server's dry run first.
+    // even the new service written before it, nor the new network the services wait for: every
+    // write goes through the server's dry run first, those of services held back included.
     let with_tiny = format!(
-        "{}  aa-new:\n    image: {image}\n  zz-tiny:\n    image: {image}\n    deploy: {{resources: {{limits: {{memory: 1M}}}}}}\n",
+        "{}  aa-new:\n    image: {image}\n    networks: [extra]\n  zz-tiny:\n    image: {image}\n    deploy: {{resources: {{limits: {{memory: 1M}}}}}}\nnetworks:\n  extra: {{}}\n",
         file(true, false).replace("${WEB_REPLICAS:?WEB_REPLICAS is required}", "4"),
         image = test_image("1")
     );
@@ -800,6 +801,15 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
             .unwrap()
             .is_none(),
         "half-applied: aa-new created"
+    );
+    let networks: Api<SwarmNetwork> = Api::namespaced(env.client.clone(), &env.namespace);
+    assert!(
+        networks
+            .get_opt(&format!("{name}-extra"))
+            .await
+            .unwrap()
+            .is_none(),
+        "half-applied: the network of the refused change created"
     );
     assert_eq!(
         services.get(&child).await.unwrap().spec.replicas,

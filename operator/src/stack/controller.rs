@@ -99,7 +99,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
                 )
             },
         );
-    let reconcile = move |stack, ctx| reconcile(stack, ctx, stores.clone());
+    let checked = Checked::default();
+    let reconcile = move |stack, ctx| reconcile(stack, ctx, stores.clone(), checked.clone());
     // While a deploy's children report one after another, one pass once they pause rather than
     // one (and a status write of every service's line) per report.
     let config = ControllerConfig::default()
@@ -117,12 +118,41 @@ struct ChildStores {
     configs: Store<SwarmConfig>,
 }
 
-async fn reconcile(stack: Arc<SwarmStack>, ctx: Arc<Context>, stores: ChildStores) -> Result<Action, Error> {
+/// How long the services a pass held back (see [`hold_new_services`]) count as checked by the
+/// server's dry run: the pass that writes them, once what they use is Ready, comes within
+/// seconds.
+const CHECKED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// By stack UID: the fingerprint of the new services a pass held back after the server's dry run
+/// accepted them. The pass that makes them, if they are still the same, need not ask again.
+#[derive(Clone)]
+struct Checked(Arc<std::sync::Mutex<crate::expiring::Expiring<String, u64>>>);
+
+impl Default for Checked {
+    fn default() -> Self {
+        Checked(Arc::new(std::sync::Mutex::new(crate::expiring::Expiring::new(
+            CHECKED_FOR,
+        ))))
+    }
+}
+
+impl Checked {
+    fn lock(&self) -> std::sync::MutexGuard<'_, crate::expiring::Expiring<String, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+async fn reconcile(
+    stack: Arc<SwarmStack>,
+    ctx: Arc<Context>,
+    stores: ChildStores,
+    checked: Checked,
+) -> Result<Action, Error> {
     let name = stack.stack_name();
     let result = observed(&ctx, stack.as_ref(), &name, async {
         // As for every kind: not on a copy older than this process's last status write.
         match ctx.current(stack.clone()).await? {
-            Some(stack) => pass(&stack, &ctx, &stores).await,
+            Some(stack) => pass(&stack, &ctx, &stores, &checked).await,
             None => Ok(Action::await_change()),
         }
     })
@@ -133,7 +163,12 @@ async fn reconcile(stack: Arc<SwarmStack>, ctx: Arc<Context>, stores: ChildStore
     result
 }
 
-async fn pass(stack: &SwarmStack, ctx: &Context, stores: &ChildStores) -> Result<Action, Error> {
+async fn pass(
+    stack: &SwarmStack,
+    ctx: &Context,
+    stores: &ChildStores,
+    checked: &Checked,
+) -> Result<Action, Error> {
     if stack.metadata.deletion_timestamp.is_some() {
         // Kubernetes' garbage collector removes the children; their controllers the swarm's objects.
         return Ok(Action::await_change());
@@ -185,7 +220,7 @@ async fn pass(stack: &SwarmStack, ctx: &Context, stores: &ChildStores) -> Result
     // Plan and apply.
     let existing = owned_children(stack, stores).await;
     let mut plan = plan(&desired, &existing, stack.spec.prune.unwrap_or(true));
-    hold_new_services(&mut plan, &desired, &existing);
+    let held = hold_new_services(&mut plan, &desired, &existing);
     if stack.spec.paused {
         let pending = plan.create.len() + plan.apply.len() + plan.prune.len();
         let summary = if pending == 0 {
@@ -199,7 +234,7 @@ async fn pass(stack: &SwarmStack, ctx: &Context, stores: &ChildStores) -> Result
         write_status(stack, ctx, &summary, Some(&output), &existing).await?;
         return Ok(crate::queue::requeue(ctx.settings.resync_interval));
     }
-    if let Err(refused) = apply(ctx, stack, &plan).await? {
+    if let Err(refused) = apply(ctx, stack, &plan, &held, checked).await? {
         return refuse(stack, ctx, new_generation, refused).await;
     }
     // Status, from the children as the watches have them (those just applied have not reported
@@ -407,8 +442,8 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
 /// `docker stack deploy` makes those first. A service made before what it uses exists would wait
 /// for it, reporting so (one status write more per service), and pass again once it does. Their
 /// Ready wakes the stack, which makes the services then. Changes to existing services go at once.
-/// Returns how many were held.
-pub fn hold_new_services(plan: &mut Plan, desired: &Children, existing: &Children) -> usize {
+/// Returns those held.
+pub fn hold_new_services(plan: &mut Plan, desired: &Children, existing: &Children) -> Vec<Change> {
     fn ready<K: StackChild>(desired: &Children, existing: &Children) -> bool {
         K::of(desired).iter().all(|d| {
             K::of(existing)
@@ -423,23 +458,70 @@ pub fn hold_new_services(plan: &mut Plan, desired: &Children, existing: &Childre
         && ready::<SwarmSecret>(desired, existing)
         && ready::<SwarmConfig>(desired, existing);
     if uses_ready {
-        return 0;
+        return Vec::new();
     }
-    let before = plan.create.len();
-    plan.create.retain(|c| !matches!(c, Change::Service(_)));
-    before - plan.create.len()
+    let (held, rest) = std::mem::take(&mut plan.create)
+        .into_iter()
+        .partition(|c| matches!(c, Change::Service(_)));
+    plan.create = rest;
+    held
+}
+
+/// Pure: what tells `services` apart from others (their names and everything written of them).
+pub fn fingerprint<'a>(services: impl Iterator<Item = &'a Change>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    for change in services {
+        if let Change::Service(s) = change {
+            serde_json::to_string(s).unwrap_or_default().hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// Pure: what the server's dry run checks before `plan` is written: all of it, and the new
+/// services `held` back (a file whose service cannot be made makes no network for it either),
+/// but not the plan's new services when they are those an earlier pass held back and had
+/// checked (`checked_before`: their fingerprint then).
+pub fn to_check(plan: &Plan, held: &[Change], checked_before: Option<u64>) -> Plan {
+    let services = || plan.create.iter().filter(|c| matches!(c, Change::Service(_)));
+    let seen = services().next().is_some() && checked_before == Some(fingerprint(services()));
+    Plan {
+        create: plan
+            .create
+            .iter()
+            .filter(|c| !(seen && matches!(c, Change::Service(_))))
+            .chain(held)
+            .cloned()
+            .collect(),
+        apply: plan.apply.clone(),
+        prune: Vec::new(),
+    }
 }
 
 /// Applies and prunes. A child the API server refuses (its validation rules) is the file's
 /// fault: its message, naming the child, instead of an error to retry.
-async fn apply(ctx: &Context, stack: &SwarmStack, plan: &Plan) -> Result<Result<(), Refusal>, Error> {
+async fn apply(
+    ctx: &Context,
+    stack: &SwarmStack,
+    plan: &Plan,
+    held: &[Change],
+    checked: &Checked,
+) -> Result<Result<(), Refusal>, Error> {
     let ns = &stack.namespace().unwrap_or_default();
     // Every write on the server's dry run first: a child it refuses leaves the others as they
     // were, so a bad change is never half applied.
-    for dry_run in [true, false] {
-        if let Err(refused) = write_all(ctx, stack, plan, dry_run).await? {
-            return Ok(Err(refused));
-        }
+    let uid = stack.metadata.uid.clone().unwrap_or_default();
+    let checked_before = checked.lock().get(&uid).copied();
+    let check = to_check(plan, held, checked_before);
+    if let Err(refused) = write_all(ctx, stack, &check, true).await? {
+        return Ok(Err(refused));
+    }
+    if !held.is_empty() {
+        checked.lock().insert(uid, fingerprint(held.iter()));
+    }
+    if let Err(refused) = write_all(ctx, stack, plan, false).await? {
+        return Ok(Err(refused));
     }
     for change in &plan.prune {
         let name = change.name();

@@ -237,7 +237,7 @@ fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
     // Nothing exists: the networks (and the rest) are made, the services wait.
     let mut first = plan(&desired, &Default::default(), true);
     let held = hold_new_services(&mut first, &desired, &Default::default());
-    assert_eq!(held, desired.services.len());
+    assert_eq!(held.len(), desired.services.len());
     assert!(first.create.iter().all(|c| !matches!(c, Change::Service(_))));
     assert!(!first.create.is_empty());
     // They exist but are not Ready yet: still held.
@@ -245,7 +245,7 @@ fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
     existing.services.clear();
     let mut second = plan(&desired, &existing, true);
     assert_eq!(
-        hold_new_services(&mut second, &desired, &existing),
+        hold_new_services(&mut second, &desired, &existing).len(),
         desired.services.len()
     );
     // Ready at their generation: the services are made.
@@ -272,8 +272,40 @@ fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
         });
     }
     let mut third = plan(&desired, &existing, true);
-    assert_eq!(hold_new_services(&mut third, &desired, &existing), 0);
+    assert!(hold_new_services(&mut third, &desired, &existing).is_empty());
     assert_eq!(third.create.len(), desired.services.len());
+}
+
+#[test]
+fn the_dry_run_checks_the_services_held_back_once() {
+    use crate::stack::controller::{Plan, fingerprint, hold_new_services, to_check};
+    let s = stack();
+    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let services = |p: &Plan| {
+        p.create
+            .iter()
+            .filter(|c| matches!(c, Change::Service(_)))
+            .count()
+    };
+    // Nothing exists: the networks are written, the services wait for them, and all are checked.
+    let mut first = plan(&desired, &Default::default(), true);
+    let held = hold_new_services(&mut first, &desired, &Default::default());
+    let check = to_check(&first, &held, None);
+    assert_eq!(services(&check), desired.services.len());
+    assert_eq!(check.create.len(), first.create.len() + held.len());
+    // The pass that makes them, once the networks are Ready, does not ask again for the same ones.
+    let mut made = Plan {
+        create: held.clone(),
+        ..Default::default()
+    };
+    let checked_then = fingerprint(held.iter());
+    assert!(to_check(&made, &[], Some(checked_then)).create.is_empty());
+    // It does if any of them changed since, or nothing was checked.
+    assert_eq!(services(&to_check(&made, &[], None)), held.len());
+    if let Some(Change::Service(svc)) = made.create.first_mut() {
+        svc.spec.replicas = Some(7);
+    }
+    assert_eq!(services(&to_check(&made, &[], Some(checked_then))), held.len());
 }
 
 fn condition(type_: &str, status: &str, reason: &str) -> Condition {
