@@ -190,20 +190,19 @@ async fn observe(
             spec: Some(spec.clone()),
             ..Default::default()
         },
-        _ => engine.inspect_service(id).await?,
+        Some(_) => engine.inspect_service_directly(id).await?,
+        None => engine.inspect_service(id).await?,
     };
     if let Some(spec) = created
         && !swarm::allocation_shown(spec, &service)
     {
         let name = spec.name.as_deref().unwrap_or_default();
-        if engine.allocation_written(name, ALLOCATION_WAIT).await {
+        // Written within the wait, or just before the wait's end took its echo for news.
+        if engine.allocation_written(name, ALLOCATION_WAIT).await || !engine.allocation_pending(name) {
             debug!("the allocator wrote the new service since its inspection: reading it again");
-            service = engine.inspect_service(id).await?;
-        } else if engine.allocation_pending(name) {
-            debug!("the allocator has not written the new service yet: its write will wake a pass");
+            service = engine.inspect_service_directly(id).await?;
         } else {
-            debug!("the allocator wrote the new service just now: reading it again");
-            service = engine.inspect_service(id).await?;
+            debug!("the allocator has not written the new service yet: its write will wake a pass");
         }
     }
     let tasks = if created.is_some() {

@@ -131,7 +131,10 @@ impl Engine {
         self.inspect_service_directly(id).await
     }
 
-    pub(super) async fn inspect_service_directly(&self, id: &str) -> Result<Service, EngineError> {
+    /// The service as the Engine has it now, not from the shared listing: for one just created,
+    /// which no listing made before its creation shows. Looking there first would only make a
+    /// new listing of every service each second of a deploy, to find it stale for this one.
+    pub async fn inspect_service_directly(&self, id: &str) -> Result<Service, EngineError> {
         self.read(
             "inspect service",
             id,
