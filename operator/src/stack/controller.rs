@@ -123,8 +123,9 @@ struct ChildStores {
 /// seconds.
 const CHECKED_FOR: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// By stack UID: the fingerprint of the new services a pass held back after the server's dry run
-/// accepted them. The pass that makes them, if they are still the same, need not ask again.
+/// By stack UID: the fingerprint of the new services (see [`new_services`]) of the last pass whose
+/// dry run the server accepted. A pass with the same ones need not ask again: each pass while
+/// they are held back, and the one that makes them.
 #[derive(Clone)]
 struct Checked(Arc<std::sync::Mutex<crate::expiring::Expiring<String, u64>>>);
 
@@ -479,21 +480,24 @@ pub fn fingerprint<'a>(services: impl Iterator<Item = &'a Change>) -> u64 {
     hasher.finish()
 }
 
+/// The new services of a pass: those `plan` creates and those `held` back.
+pub fn new_services<'a>(plan: &'a Plan, held: &'a [Change]) -> impl Iterator<Item = &'a Change> + Clone {
+    plan.create
+        .iter()
+        .filter(|c| matches!(c, Change::Service(_)))
+        .chain(held)
+}
+
 /// Pure: what the server's dry run checks before `plan` is written: all of it, and the new
 /// services `held` back (a file whose service cannot be made makes no network for it either),
-/// but not the plan's new services when they are those an earlier pass held back and had
-/// checked (`checked_before`: their fingerprint then).
+/// but not the new services if an earlier pass had the same ones checked (`checked_before`:
+/// their fingerprint then), as the pass that makes them after holding them back.
 pub fn to_check(plan: &Plan, held: &[Change], checked_before: Option<u64>) -> Plan {
-    let services = || plan.create.iter().filter(|c| matches!(c, Change::Service(_)));
-    let seen = services().next().is_some() && checked_before == Some(fingerprint(services()));
+    let services = new_services(plan, held);
+    let seen = services.clone().next().is_some() && checked_before == Some(fingerprint(services.clone()));
+    let others = plan.create.iter().filter(|c| !matches!(c, Change::Service(_)));
     Plan {
-        create: plan
-            .create
-            .iter()
-            .filter(|c| !(seen && matches!(c, Change::Service(_))))
-            .chain(held)
-            .cloned()
-            .collect(),
+        create: others.chain(services.filter(|_| !seen)).cloned().collect(),
         apply: plan.apply.clone(),
         prune: Vec::new(),
     }
@@ -517,8 +521,8 @@ async fn apply(
     if let Err(refused) = write_all(ctx, stack, &check, true).await? {
         return Ok(Err(refused));
     }
-    if !held.is_empty() {
-        checked.lock().insert(uid, fingerprint(held.iter()));
+    if new_services(plan, held).next().is_some() {
+        checked.lock().insert(uid, fingerprint(new_services(plan, held)));
     }
     if let Err(refused) = write_all(ctx, stack, plan, false).await? {
         return Ok(Err(refused));

@@ -300,6 +300,8 @@ fn the_dry_run_checks_the_services_held_back_once() {
     };
     let checked_then = fingerprint(held.iter());
     assert!(to_check(&made, &[], Some(checked_then)).create.is_empty());
+    // Nor does another pass while they are held back.
+    assert_eq!(to_check(&first, &held, Some(checked_then)).create, first.create);
     // It does if any of them changed since, or nothing was checked.
     assert_eq!(services(&to_check(&made, &[], None)), held.len());
     if let Some(Change::Service(svc)) = made.create.first_mut() {
