@@ -432,8 +432,16 @@ async fn the_chart_grants_the_operator_exactly_what_it_uses_and_no_more() {
             continue;
         }
         // Read only when a pass's cached copy is older than the operator's own status write (a
-        // race some runs meet, and were refused before this grant); the others are read every run.
-        if verb == "get" && (resource == "swarmservices" || resource == "swarmstacks") {
+        // race some runs meet, and were refused before this grant); what services refer to, also
+        // by a service pass that comes before the watches have listed them.
+        let read_in_races = [
+            "swarmservices",
+            "swarmstacks",
+            "swarmnetworks",
+            "swarmsecrets",
+            "swarmconfigs",
+        ];
+        if verb == "get" && read_in_races.contains(&resource.as_str()) {
             continue;
         }
         let used = requests.iter().any(|(r, code)| {
