@@ -28,8 +28,9 @@ is one the operator uses (tests/tests/rbac.rs reads them from the API server's a
 - apiGroups: ["swarmoperator.io"]
   resources: ["swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs"]
   verbs: ["patch", "create", "delete"]
-# What a SwarmService refers to, read at reconcile time; and any kind's fresh copy when a pass's
-# cached one is older than the operator's own status write.
+# What a SwarmService refers to, when a pass comes before the watches have listed it (after,
+# passes read the watches'); and any kind's fresh copy when a pass's cached one is older than
+# the operator's own status write.
 - apiGroups: ["swarmoperator.io"]
   resources: ["swarmservices", "swarmnetworks", "swarmsecrets", "swarmconfigs", "swarmstacks"]
   verbs: ["get"]
