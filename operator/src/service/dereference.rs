@@ -4,10 +4,10 @@
 //! (Reconciling/WaitingForDependency, or Stalled/SourceMissing for the environment's sources,
 //! which only the user creates) and looks again when it appears.
 
-use bollard::auth::DockerCredentials;
-use k8s_openapi::api::core::v1::Secret;
 use std::sync::Arc;
 
+use bollard::auth::DockerCredentials;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api, ResourceExt,
     runtime::reflector::{ObjectRef, Store},

@@ -481,7 +481,7 @@ pub fn fingerprint<'a>(services: impl Iterator<Item = &'a Change>) -> u64 {
 }
 
 /// The new services of a pass: those `plan` creates and those `held` back.
-pub fn new_services<'a>(plan: &'a Plan, held: &'a [Change]) -> impl Iterator<Item = &'a Change> + Clone {
+fn new_services<'a>(plan: &'a Plan, held: &'a [Change]) -> impl Iterator<Item = &'a Change> + Clone {
     plan.create
         .iter()
         .filter(|c| matches!(c, Change::Service(_)))
@@ -491,16 +491,23 @@ pub fn new_services<'a>(plan: &'a Plan, held: &'a [Change]) -> impl Iterator<Ite
 /// Pure: what the server's dry run checks before `plan` is written: all of it, and the new
 /// services `held` back (a file whose service cannot be made makes no network for it either),
 /// but not the new services if an earlier pass had the same ones checked (`checked_before`:
-/// their fingerprint then), as the pass that makes them after holding them back.
-pub fn to_check(plan: &Plan, held: &[Change], checked_before: Option<u64>) -> Plan {
+/// their fingerprint then), as the pass that makes them after holding them back. With the
+/// fingerprint of this pass's new services, None when it has none.
+pub fn to_check(plan: &Plan, held: &[Change], checked_before: Option<u64>) -> (Plan, Option<u64>) {
     let services = new_services(plan, held);
-    let seen = services.clone().next().is_some() && checked_before == Some(fingerprint(services.clone()));
+    let now = services
+        .clone()
+        .next()
+        .is_some()
+        .then(|| fingerprint(services.clone()));
+    let seen = now.is_some() && checked_before == now;
     let others = plan.create.iter().filter(|c| !matches!(c, Change::Service(_)));
-    Plan {
+    let check = Plan {
         create: others.chain(services.filter(|_| !seen)).cloned().collect(),
         apply: plan.apply.clone(),
         prune: Vec::new(),
-    }
+    };
+    (check, now)
 }
 
 /// Applies and prunes. A child the API server refuses (its validation rules) is the file's
@@ -517,12 +524,12 @@ async fn apply(
     // were, so a bad change is never half applied.
     let uid = stack.metadata.uid.clone().unwrap_or_default();
     let checked_before = checked.lock().get(&uid).copied();
-    let check = to_check(plan, held, checked_before);
+    let (check, new_services_now) = to_check(plan, held, checked_before);
     if let Err(refused) = write_all(ctx, stack, &check, true).await? {
         return Ok(Err(refused));
     }
-    if new_services(plan, held).next().is_some() {
-        checked.lock().insert(uid, fingerprint(new_services(plan, held)));
+    if let Some(now) = new_services_now {
+        checked.lock().insert(uid, now);
     }
     if let Err(refused) = write_all(ctx, stack, plan, false).await? {
         return Ok(Err(refused));

@@ -290,7 +290,12 @@ fn the_dry_run_checks_the_services_held_back_once() {
     // Nothing exists: the networks are written, the services wait for them, and all are checked.
     let mut first = plan(&desired, &Default::default(), true);
     let held = hold_new_services(&mut first, &desired, &Default::default());
-    let check = to_check(&first, &held, None);
+    let (check, checked_then) = to_check(&first, &held, None);
+    assert_eq!(
+        checked_then,
+        Some(fingerprint(held.iter())),
+        "what the pass keeps"
+    );
     assert_eq!(services(&check), desired.services.len());
     assert_eq!(check.create.len(), first.create.len() + held.len());
     // The pass that makes them, once the networks are Ready, does not ask again for the same ones.
@@ -298,16 +303,16 @@ fn the_dry_run_checks_the_services_held_back_once() {
         create: held.clone(),
         ..Default::default()
     };
-    let checked_then = fingerprint(held.iter());
-    assert!(to_check(&made, &[], Some(checked_then)).create.is_empty());
+    let checked_then = checked_then.unwrap();
+    assert!(to_check(&made, &[], Some(checked_then)).0.create.is_empty());
     // Nor does another pass while they are held back.
-    assert_eq!(to_check(&first, &held, Some(checked_then)).create, first.create);
+    assert_eq!(to_check(&first, &held, Some(checked_then)).0.create, first.create);
     // It does if any of them changed since, or nothing was checked.
-    assert_eq!(services(&to_check(&made, &[], None)), held.len());
+    assert_eq!(services(&to_check(&made, &[], None).0), held.len());
     if let Some(Change::Service(svc)) = made.create.first_mut() {
         svc.spec.replicas = Some(7);
     }
-    assert_eq!(services(&to_check(&made, &[], Some(checked_then))), held.len());
+    assert_eq!(services(&to_check(&made, &[], Some(checked_then)).0), held.len());
 }
 
 fn condition(type_: &str, status: &str, reason: &str) -> Condition {
