@@ -101,16 +101,16 @@ pub fn convert(request: &Request) -> Result<String, String> {
     let c = children(&stack, &output.compiled);
     let mut docs = Vec::new();
     for n in &c.networks {
-        docs.push(document(n)?);
+        docs.push(document(n.as_ref())?);
     }
     for s in &c.secrets {
-        docs.push(document(s)?);
+        docs.push(document(s.as_ref())?);
     }
     for s in &c.configs {
-        docs.push(document(s)?);
+        docs.push(document(s.as_ref())?);
     }
     for s in &c.services {
-        docs.push(document(s)?);
+        docs.push(document(s.as_ref())?);
     }
     Ok(docs.join("---\n"))
 }
@@ -152,7 +152,7 @@ async fn diff_kind<K: StackChild>(
     client: &kube::Client,
     namespace: &str,
     stack: &str,
-    desired: &[K],
+    desired: &[std::sync::Arc<K>],
     out: &mut String,
 ) -> Result<(), String> {
     let api: kube::Api<K> = kube::Api::namespaced(client.clone(), namespace);
@@ -164,7 +164,7 @@ async fn diff_kind<K: StackChild>(
             .await
             .map_err(|e| format!("get {kind} {name}: {e}"))?;
         let before = live.as_ref().map(comparable).transpose()?.unwrap_or_default();
-        let after = comparable(d)?;
+        let after = comparable(d.as_ref())?;
         if before != after {
             let text = similar::TextDiff::from_lines(&before, &after);
             let live_name = if live.is_some() {

@@ -80,16 +80,19 @@ pub fn compile(input: &Input) -> Result<Output, StackError> {
         });
     }
     let interpolated = interpolate::interpolate(&raw, input.variables)?;
+    drop(raw);
     let lines = schema::key_lines(input.compose);
     let at = |path: String, message: String| StackError::Invalid {
         line: lines.get(&path).copied(),
         path,
         message,
     };
-    let file: compose::ComposeFile =
+    let mut file: compose::ComposeFile =
         serde_yaml_ng::from_value(interpolated.document).map_err(|e| at(String::new(), e.to_string()))?;
     let mut services = BTreeMap::new();
-    for (name, value) in &file.services {
+    // Each service's YAML taken, not copied, into its typed form (the conversion reads only
+    // the typed one): a file's services are not held twice.
+    for (name, value) in &mut file.services {
         if !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
@@ -100,7 +103,7 @@ pub fn compile(input: &Input) -> Result<Output, StackError> {
                 "a service name has letters, digits, '.', '_' and '-' only".into(),
             ));
         }
-        let service: compose::Service = serde_yaml_ng::from_value(value.clone())
+        let service: compose::Service = serde_yaml_ng::from_value(std::mem::take(value))
             .map_err(|e| at(format!("services.{name}"), e.to_string()))?;
         services.insert(name.clone(), service);
     }

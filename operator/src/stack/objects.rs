@@ -2,7 +2,7 @@
 //! stack and its name in the file, and owned by the stack (so Kubernetes' garbage collector
 //! removes it with the stack).
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::{
     NamespaceResourceScope,
@@ -19,13 +19,15 @@ pub const STACK_LABEL: &str = "swarmoperator.io/stack";
 /// Label on every child: its name in the stack file.
 pub const IN_FILE_LABEL: &str = "swarmoperator.io/stack-object";
 
-/// The children of one stack, by kind.
+/// The children of one stack, by kind. Shared, not copied: those that exist are the watches'
+/// own objects, and a plan holds the very objects it was made of (a stack of 1000 services held
+/// each of them three times over in one pass before).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Children {
-    pub services: Vec<SwarmService>,
-    pub networks: Vec<SwarmNetwork>,
-    pub secrets: Vec<SwarmSecret>,
-    pub configs: Vec<SwarmConfig>,
+    pub services: Vec<Arc<SwarmService>>,
+    pub networks: Vec<Arc<SwarmNetwork>>,
+    pub secrets: Vec<Arc<SwarmSecret>>,
+    pub configs: Vec<Arc<SwarmConfig>>,
 }
 
 impl Children {
@@ -41,8 +43,8 @@ impl Children {
 /// `swarm-operator convert` has) they carry no owner reference.
 pub fn children(stack: &SwarmStack, compiled: &Compiled) -> Children {
     let meta = |name: &str, in_file: &str| child_meta(stack, name, in_file);
-    fn each<S: Clone, K>(list: &[Child<S>], make: impl Fn(&Child<S>) -> K) -> Vec<K> {
-        list.iter().map(make).collect()
+    fn each<S: Clone, K>(list: &[Child<S>], make: impl Fn(&Child<S>) -> K) -> Vec<Arc<K>> {
+        list.iter().map(|c| Arc::new(make(c))).collect()
     }
     Children {
         services: each(&compiled.services, |c| SwarmService {
@@ -139,7 +141,7 @@ pub trait StackChild:
     /// The name the stack's messages give it: the Swarm name where it has a fixed one.
     fn shown_name(&self) -> String;
     /// The children of this kind in `children`.
-    fn of(children: &Children) -> &[Self];
+    fn of(children: &Children) -> &[Arc<Self>];
 }
 
 macro_rules! stack_child {
@@ -159,7 +161,7 @@ macro_rules! stack_child {
                 let shown: fn(&Self) -> String = $shown;
                 shown(self)
             }
-            fn of(children: &Children) -> &[Self] {
+            fn of(children: &Children) -> &[Arc<Self>] {
                 &children.$field
             }
         }

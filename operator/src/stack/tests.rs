@@ -217,7 +217,7 @@ fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
     assert!(plan(&desired, &desired, true).is_empty());
     // A hand edit is put back.
     let mut edited = desired.clone();
-    edited.services[0].spec.replicas = Some(9);
+    std::sync::Arc::make_mut(&mut edited.services[0]).spec.replicas = Some(9);
     let again = plan(&desired, &edited, true);
     assert!(matches!(again.apply.as_slice(), [Change::Service(s)] if s.spec.replicas != Some(9)));
     // A service removed from the file is pruned, unless prune is false.
@@ -251,6 +251,7 @@ fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
     // Ready at their generation: the services are made.
     let ready = vec![condition("Ready", "True", "Running")];
     for n in &mut existing.networks {
+        let n = std::sync::Arc::make_mut(n);
         n.metadata.generation = Some(1);
         n.status = Some(swarm_operator_crds::SwarmNetworkStatus {
             conditions: ready.clone(),
@@ -258,6 +259,7 @@ fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
         });
     }
     for d in &mut existing.secrets {
+        let d = std::sync::Arc::make_mut(d);
         d.metadata.generation = Some(1);
         d.status = Some(swarm_operator_crds::VersionedStatus {
             conditions: ready.clone(),
@@ -265,6 +267,7 @@ fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
         });
     }
     for d in &mut existing.configs {
+        let d = std::sync::Arc::make_mut(d);
         d.metadata.generation = Some(1);
         d.status = Some(swarm_operator_crds::VersionedStatus {
             conditions: ready.clone(),
@@ -310,7 +313,7 @@ fn the_dry_run_checks_the_services_held_back_once() {
     // It does if any of them changed since, or nothing was checked.
     assert_eq!(services(&to_check(&made, &[], None).0), held.len());
     if let Some(Change::Service(svc)) = made.create.first_mut() {
-        svc.spec.replicas = Some(7);
+        std::sync::Arc::make_mut(svc).spec.replicas = Some(7);
     }
     assert_eq!(services(&to_check(&made, &[], Some(checked_then)).0), held.len());
 }
@@ -334,6 +337,7 @@ fn the_stack_is_ready_only_when_every_child_is_and_names_what_swarm_rolled_back(
     let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
     let mut existing = desired.clone();
     for svc in &mut existing.services {
+        let svc = std::sync::Arc::make_mut(svc);
         svc.metadata.generation = Some(1);
         svc.status = Some(SwarmServiceStatus {
             conditions: vec![
@@ -344,6 +348,7 @@ fn the_stack_is_ready_only_when_every_child_is_and_names_what_swarm_rolled_back(
         });
     }
     for net in &mut existing.networks {
+        let net = std::sync::Arc::make_mut(net);
         net.metadata.generation = Some(1);
         net.status = Some(swarm_operator_crds::SwarmNetworkStatus {
             conditions: vec![condition(READY, "True", "Running")],
@@ -351,6 +356,7 @@ fn the_stack_is_ready_only_when_every_child_is_and_names_what_swarm_rolled_back(
         });
     }
     for sec in &mut existing.secrets {
+        let sec = std::sync::Arc::make_mut(sec);
         sec.metadata.generation = Some(1);
         sec.status = Some(swarm_operator_crds::VersionedStatus {
             conditions: vec![condition(READY, "True", "Running")],
@@ -374,6 +380,7 @@ fn the_stack_is_ready_only_when_every_child_is_and_names_what_swarm_rolled_back(
         .iter_mut()
         .find(|s| s.spec.service_name.as_deref() == Some("prod_front"))
         .expect("front");
+    let front = std::sync::Arc::make_mut(front);
     front.status = Some(SwarmServiceStatus {
         conditions: vec![
             condition(READY, "False", REASON_ROLLED_BACK),
