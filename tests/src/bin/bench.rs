@@ -506,8 +506,8 @@ fn docker_cli_lines(args: &[&str]) -> usize {
 
 /// The same file as a SwarmStack: timed from the apply until the stack is Ready at its generation
 /// (every SwarmService it made Ready: each Swarm service exists as the file says). Deleted
-/// afterwards, untimed.
-async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters) {
+/// afterwards, untimed. With the operator's peak RSS until Ready.
+async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters, f64) {
     use futures::TryStreamExt;
     use kube::runtime::{WatchStreamExt, watcher};
     use swarm_operator_crds::SwarmStack;
@@ -538,6 +538,7 @@ async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters)
         }
     }
     let took = start.elapsed();
+    let peak_rss = rss_mib(pid, "VmHWM:");
     let counters = Counters::between(&metrics_before, &Counters::scrape(port).await);
     let cpu = cpu_used(&cpu_before, &cpu_seconds(pid));
     let on_swarm = docker_cli_lines(&[
@@ -571,7 +572,7 @@ async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters)
     {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    (took, cpu, counters)
+    (took, cpu, counters, peak_rss)
 }
 
 #[tokio::main]
@@ -735,13 +736,15 @@ async fn main() {
     // whose memory figures would otherwise start from what a stack of 1000 left allocated.
     for &n in &args.stacks {
         let (cli, cli_cpu) = cli_stack(&env, n).await;
-        let (op, op_cpu, counters) = operator_stack(&env, n).await;
+        reset_peak(pid);
+        let rss_before = rss_mib(pid, "VmRSS:");
+        let (op, op_cpu, counters, stack_rss) = operator_stack(&env, n).await;
         let ratio = op.as_secs_f64() / cli.as_secs_f64();
         let target = if n <= 200 { 2.0 } else { 3.0 };
         say(
             &mut table,
             format!(
-                "stack of {n} services | SwarmStack Ready {op:.2?} | docker stack deploy --resolve-image never {cli:.2?} | ratio {ratio:.2}x (target < {target}x) | operator: {:.2} passes, {:.2} Kubernetes writes ({:.2} creates, {:.2} status), {:.2} Engine reads per service",
+                "stack of {n} services | SwarmStack Ready {op:.2?} | docker stack deploy --resolve-image never {cli:.2?} | ratio {ratio:.2}x (target < {target}x) | peak RSS until Ready {stack_rss:.1} MiB (RSS before {rss_before:.1} MiB) | operator: {:.2} passes, {:.2} Kubernetes writes ({:.2} creates, {:.2} status), {:.2} Engine reads per service",
                 counters.passes / n as f64,
                 counters.kube_writes / n as f64,
                 counters.kube_creates / n as f64,
@@ -754,7 +757,8 @@ async fn main() {
         results.insert(
             format!("stack_{n}"),
             json!({"operator_s": op.as_secs_f64(), "docker_stack_deploy_s": cli.as_secs_f64(), "ratio": ratio,
-                   "operator_cpu_s": op_cpu.1, "cli_cpu_s": cli_cpu.1, "per_service": counters.per(n as f64)}),
+                   "operator_cpu_s": op_cpu.1, "cli_cpu_s": cli_cpu.1, "per_service": counters.per(n as f64),
+                   "peak_rss_mib": stack_rss, "rss_before_mib": rss_before}),
         );
     }
 
