@@ -229,6 +229,39 @@ fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
 }
 
 #[test]
+fn a_plan_holds_the_children_it_was_made_of_not_copies() {
+    use std::sync::Arc;
+    let s = stack();
+    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let first = plan(&desired, &Default::default(), true);
+    let made: Vec<&Arc<_>> = first
+        .create
+        .iter()
+        .filter_map(|c| match c {
+            Change::Service(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(made.len(), desired.services.len());
+    // A stack of 1000 services held each of them in the plan a second time.
+    for (planned, wanted) in made.iter().zip(&desired.services) {
+        assert!(
+            Arc::ptr_eq(planned, wanted),
+            "{} copied",
+            wanted.metadata.name.as_deref().unwrap_or_default()
+        );
+    }
+    // So does the pruning of one that exists: the watch's own object.
+    let pruned = plan(&Default::default(), &desired, true);
+    assert!(
+        pruned
+            .prune
+            .iter()
+            .any(|c| matches!(c, Change::Service(s) if Arc::ptr_eq(s, &desired.services[0])))
+    );
+}
+
+#[test]
 fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
     use crate::stack::controller::hold_new_services;
     let s = stack();
