@@ -553,17 +553,16 @@ async fn write_all(
     dry_run: bool,
 ) -> Result<Result<(), Refusal>, Error> {
     use futures::{StreamExt, stream};
-    let creates = plan.create.iter().map(|c| (c, true));
-    let all: Vec<(&Change, bool)> = creates.chain(plan.apply.iter().map(|c| (c, false))).collect();
-    let (services, others): (Vec<_>, Vec<_>) = all
-        .into_iter()
+    // Owned items (an Arc's clone each): a closure over borrowed ones is not general enough for
+    // the runtime.
+    let creates = plan.create.iter().map(|c| (c.clone(), true));
+    let (services, others): (Vec<_>, Vec<_>) = creates
+        .chain(plan.apply.iter().map(|c| (c.clone(), false)))
         .partition(|(c, _)| matches!(c, Change::Service(_)));
     for wave in [others, services] {
         // Each write's future made as it starts, not all of them first: a waiting future is as
         // large as a running one (about 11 KiB), 11 MiB for a stack of 1000 services.
-        // (Owned items: a closure over borrowed ones is not general enough for the runtime.)
-        let owned: Vec<(Change, bool)> = wave.into_iter().map(|(c, create)| (c.clone(), create)).collect();
-        let writes = stream::iter(owned).map(|(change, create)| async move {
+        let writes = stream::iter(wave).map(|(change, create)| async move {
             let result = write_one(ctx, stack, &change, create, dry_run).await;
             (change, create, result)
         });
