@@ -103,12 +103,32 @@ where
         + Sync
         + 'static,
 {
+    let (reader, writer) = kube::runtime::reflector::store();
+    (reader, reflected_into(writer, api, config))
+}
+
+/// [`reflected`] into the store of `writer`, which its caller may have handed readers of.
+fn reflected_into<O>(
+    writer: kube::runtime::reflector::store::Writer<O>,
+    api: kube::Api<O>,
+    config: kube::runtime::watcher::Config,
+) -> impl futures::Stream<Item = Result<kube::runtime::watcher::Event<O>, kube::runtime::watcher::Error>>
++ Send
++ 'static
+where
+    O: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     use kube::runtime::{WatchStreamExt, reflector, watcher};
-    let (reader, writer) = reflector::store();
     let watch = watcher(api, config)
         .backoff(watch_backoff())
         .modify(forget_unread);
-    (reader, reflector(writer, watch))
+    reflector(writer, watch)
 }
 
 /// The API of a namespaced kind over one namespace, or over all when `namespace` is None.
@@ -135,17 +155,63 @@ where
         + Sync
         + 'static,
 {
+    let (_, writer) = kube::runtime::reflector::store();
+    user_changes_controller_sharing(api, queue, writer, |_: &K| {})
+}
+
+/// [`user_changes_controller`] whose watch fills the store of `writer`, so that another
+/// controller can read the same objects rather than watch and hold them a second time, and calls
+/// `touched` with every object the watch reports (created, changed, its status too, deleted, or
+/// listed again) once the store has it: what that other controller wakes on.
+pub fn user_changes_controller_sharing<K>(
+    api: kube::Api<K>,
+    queue: Arc<Queue>,
+    writer: kube::runtime::reflector::store::Writer<K>,
+    touched: impl Fn(&K) + Send + 'static,
+) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
     let changes = predicates::generation
         .combine(predicates::finalizers)
         .combine(predicates::labels)
         .combine(predicates::annotations);
-    let (reader, events) = reflected(api, watcher::Config::default().any_semantic());
+    let reader = writer.as_reader();
+    let listed = reader.clone();
+    let events =
+        reflected_into(writer, api, watcher::Config::default().any_semantic()).inspect(move |event| {
+            if let Ok(event) = event {
+                report_touched(event, &listed, &touched);
+            }
+        });
     let stream = events
         .applied_objects()
         .predicate_filter(changes, Default::default())
         .inspect(move |item| queue.watched(item));
     Controller::for_stream(stream, reader)
+}
+
+/// Calls `touched` with the objects `event` of a watch created, changed or deleted, once `store`
+/// has taken it: a relist's only once it has ended (the store takes them all then), as the store
+/// has them.
+fn report_touched<K: Resource<DynamicType = ()> + Clone>(
+    event: &kube::runtime::watcher::Event<K>,
+    store: &kube::runtime::reflector::Store<K>,
+    touched: &impl Fn(&K),
+) {
+    use kube::runtime::watcher::Event;
+    match event {
+        Event::Apply(obj) | Event::Delete(obj) => touched(obj),
+        Event::InitDone => store.state().iter().for_each(|obj| touched(obj)),
+        Event::Init | Event::InitApply(_) => {}
+    }
 }
 
 /// kubectl's client-side apply keeps the whole object it applied in this annotation.
@@ -270,4 +336,55 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx
     let delay = ctx.backoff(&object);
     warn!(%object, error = %cause, retry_in = ?delay, "reconcile failed");
     queue.retry(obj.as_ref(), delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::{reflector, watcher::Event};
+
+    use super::report_touched;
+
+    fn cm(name: &str, data: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = Some(name.into());
+        cm.metadata.namespace = Some("ns".into());
+        cm.data = Some([("k".to_string(), data.to_string())].into());
+        cm
+    }
+
+    /// What a controller sharing its watch reports to the other: every change and deletion,
+    /// after the store has it; a relist's objects once the store has taken them all.
+    #[test]
+    fn a_shared_watch_reports_what_its_store_has_taken() {
+        let (store, mut writer) = reflector::store::<ConfigMap>();
+        let seen = Mutex::new(Vec::new());
+        let touched = |obj: &ConfigMap| {
+            let in_store = store
+                .get(&reflector::ObjectRef::from_obj(obj))
+                .map(|o| o.data.clone());
+            seen.lock()
+                .unwrap()
+                .push((obj.metadata.name.clone().unwrap(), in_store));
+        };
+        let mut step = |event: Event<ConfigMap>| {
+            writer.apply_watcher_event(&event);
+            report_touched(&event, &store, &touched);
+            std::mem::take(&mut *seen.lock().unwrap())
+        };
+        let data = |v: &str| Some(cm("x", v).data);
+        assert_eq!(step(Event::Init), []);
+        assert_eq!(step(Event::InitApply(cm("a", "1"))), []);
+        assert_eq!(step(Event::InitDone), [("a".to_string(), data("1"))]);
+        assert_eq!(step(Event::Apply(cm("a", "2"))), [("a".to_string(), data("2"))]);
+        assert_eq!(step(Event::Apply(cm("b", "1"))), [("b".to_string(), data("1"))]);
+        // Deleted: reported, and already gone from the store.
+        assert_eq!(step(Event::Delete(cm("a", "2"))), [("a".to_string(), None)]);
+        // A relist: nothing until it ends, then what it listed (b, gone meanwhile, is not).
+        assert_eq!(step(Event::Init), []);
+        assert_eq!(step(Event::InitApply(cm("c", "1"))), []);
+        assert_eq!(step(Event::InitDone), [("c".to_string(), data("1"))]);
+    }
 }

@@ -361,13 +361,15 @@ async fn term(
         // watches and store, as the operator may read nothing outside them.
         futures::future::join_all(scopes.iter().map(|scope| {
             let (namespace, ctx) = (scope.as_deref(), ctx.clone());
+            // The stacks read their services from the services' watch (see `share_services`).
+            let (services, stack_services) = stack::controller::share_services();
             async move {
                 tokio::join!(
-                    service::run(ctx.clone(), namespace, concurrency),
+                    service::run(ctx.clone(), namespace, concurrency, services),
                     network::run(ctx.clone(), namespace, concurrency),
                     data::run::<SwarmSecret>(ctx.clone(), namespace, concurrency),
                     data::run::<SwarmConfig>(ctx.clone(), namespace, concurrency),
-                    stack::controller::run(ctx.clone(), namespace, concurrency),
+                    stack::controller::run(ctx.clone(), namespace, concurrency, stack_services),
                 )
             }
         }))

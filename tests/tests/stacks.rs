@@ -582,6 +582,48 @@ async fn a_stack_is_pruned_kept_refused_and_deleted_as_one_unit() {
     })
     .await;
 
+    // A child deleted by hand is made again, and its service with it (the stack wakes on the
+    // deletion itself: it reads its children from the services' watch).
+    let before = services
+        .get(&format!("{name}-worker"))
+        .await
+        .unwrap()
+        .metadata
+        .uid;
+    services
+        .delete(&format!("{name}-worker"), &Default::default())
+        .await
+        .unwrap();
+    env.wait_for("the deleted child made again", WITHIN, || async {
+        let again = services
+            .get(&format!("{name}-worker"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let ready = again.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        let listed = docker(&[
+            "service",
+            "ls",
+            "--filter",
+            &format!("name={worker}"),
+            "--format",
+            "{{.Name}}",
+        ]);
+        let on_swarm = listed.lines().any(|l| l == worker);
+        if again.metadata.uid != before && ready && on_swarm {
+            Ok(())
+        } else {
+            Err(format!(
+                "uid {:?} ready {ready} on the swarm {on_swarm}",
+                again.metadata.uid
+            ))
+        }
+    })
+    .await;
+
     // `kubectl get swstack` shows the services and how many are ready.
     // (The stack may show the reverted child Progressing for a moment: poll until it settles.)
     let want = [name.as_str(), name.as_str(), "2", "2/2", "Running"];

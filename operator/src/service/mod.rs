@@ -47,7 +47,7 @@ use swarm_operator_crds::{
 
 use crate::{
     context::Context,
-    controller::{scoped_api, stored, touched, user_changes_controller},
+    controller::{scoped_api, stored, touched, user_changes_controller_sharing},
     error::Error,
     pass::{Outcome, Reconciled},
 };
@@ -132,10 +132,16 @@ pub struct DependencyStores {
 /// its own resources and their Swarm services' events, it wakes the services that refer to a
 /// SwarmNetwork, SwarmSecret, SwarmConfig, pull Secret, or Secret or ConfigMap its environment
 /// reads, when that changes (a new version, Ready at last, credentials or values created or changed).
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    stacks: crate::stack::controller::ServicesForStacks,
+) {
     let queue = ctx.queues.of::<SwarmService>();
     let api = scoped_api::<SwarmService>(ctx.client.clone(), namespace);
-    let controller = user_changes_controller(api, queue.clone());
+    let stack_children = stacks.touched();
+    let controller = user_changes_controller_sharing(api, queue.clone(), stacks.writer, stack_children);
     let services = controller.store();
     // Services in `ns` for which `refers` holds: woken when the object they refer to changes.
     let users = move |ns: Option<String>, refers: &dyn Fn(&SwarmService) -> bool| {

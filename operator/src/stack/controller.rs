@@ -43,10 +43,65 @@ const FIELD_MANAGER: &str = "swarm-operator-stack";
 /// Reason of a stack whose changes wait for spec.paused to be false.
 pub const REASON_PAUSED: &str = "Paused";
 
+/// The SwarmServices of a scope as the SwarmService controller's watch has them, for the stack
+/// controller of the same scope: it reads its children from that store and wakes on their
+/// changes from it, rather than watch and hold every child a second time (a stack of 1000
+/// services would hold 2000). See [`share_services`].
+pub struct StackServices {
+    store: Store<SwarmService>,
+    changed: futures::channel::mpsc::UnboundedReceiver<ObjectRef<SwarmStack>>,
+}
+
+/// The SwarmService controller's side of [`StackServices`]: the store its watch fills, and the
+/// stacks to wake when it reports a service they own.
+pub struct ServicesForStacks {
+    pub writer: kube::runtime::reflector::store::Writer<SwarmService>,
+    owners: futures::channel::mpsc::UnboundedSender<ObjectRef<SwarmStack>>,
+}
+
+impl ServicesForStacks {
+    /// What the watch calls with every service it reports, once its store has it: wakes the
+    /// stack that owns the service, if one does. The stack controller's wakes are unbounded but
+    /// taken as they come (and the stack's pass is debounced); once it has stopped, they are dropped.
+    pub fn touched(&self) -> impl Fn(&SwarmService) + Send + 'static {
+        let owners = self.owners.clone();
+        move |svc: &SwarmService| {
+            for stack in stack_owners(svc) {
+                let _ = owners.unbounded_send(stack);
+            }
+        }
+    }
+}
+
+/// A store of SwarmServices for the services' controller and the stacks' controller of one scope.
+pub fn share_services() -> (ServicesForStacks, StackServices) {
+    let (store, writer) = kube::runtime::reflector::store();
+    let (owners, changed) = futures::channel::mpsc::unbounded();
+    (
+        ServicesForStacks { writer, owners },
+        StackServices { store, changed },
+    )
+}
+
+/// The stacks that own `svc` (as `owns` would wake them: by owner reference).
+pub(super) fn stack_owners(svc: &SwarmService) -> impl Iterator<Item = ObjectRef<SwarmStack>> + '_ {
+    let ns = svc.namespace();
+    svc.owner_references()
+        .iter()
+        .filter(|o| o.kind == SwarmStack::kind(&()) && o.api_version == SwarmStack::api_version(&()))
+        .map(move |o| {
+            let stack = ObjectRef::new(&o.name);
+            match &ns {
+                Some(ns) => stack.within(ns),
+                None => stack,
+            }
+        })
+}
+
 /// Runs the SwarmStack controller until a shutdown signal. Besides its own resources, it wakes
 /// on any change of the children it owns (a hand edit, a service's status) and of the ConfigMaps
 /// a stack takes variables from.
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, services: StackServices) {
     let queue = ctx.queues.of::<SwarmStack>();
     let api = scoped_api::<SwarmStack>(ctx.client.clone(), namespace);
     let controller = user_changes_controller(api, queue.clone());
@@ -54,11 +109,11 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
     let client = ctx.client.clone();
     let config = watcher::Config::default().labels(STACK_LABEL);
     // The children as the passes read them: kept by the watches that wake the stacks on their
-    // changes, rather than listed four times per pass.
-    let (services, services_changed) = stored(
-        scoped_api::<SwarmService>(client.clone(), namespace),
-        config.clone(),
-    );
+    // changes, rather than listed four times per pass; the services in the services' store.
+    let StackServices {
+        store: services,
+        changed: services_changed,
+    } = services;
     let (networks, networks_changed) = stored(
         scoped_api::<SwarmNetwork>(client.clone(), namespace),
         config.clone(),
@@ -75,7 +130,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16) {
         configs,
     };
     let controller = controller
-        .owns_stream(services_changed)
+        .reconcile_on(services_changed)
         .owns_stream(networks_changed)
         .owns_stream(secrets_changed)
         .owns_stream(configs_changed)

@@ -13,7 +13,7 @@ use swarm_operator_crds::{
 
 use super::{
     Input, Output, StackError, compile,
-    controller::{Change, plan, summary},
+    controller::{Change, plan, stack_owners, summary},
     objects::children,
 };
 use crate::conditions::Summary;
@@ -226,6 +226,26 @@ fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
     let pruned = plan(&fewer, &desired, true);
     assert!(matches!(pruned.prune.as_slice(), [Change::Service(s)] if s.metadata.name == gone.metadata.name));
     assert!(plan(&fewer, &desired, false).prune.is_empty());
+}
+
+#[test]
+fn a_services_change_wakes_the_stack_that_owns_it_and_no_other() {
+    use kube::runtime::reflector::ObjectRef;
+    let s = stack();
+    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let this = ObjectRef::<SwarmStack>::new("prod").within("shop");
+    for child in &desired.services {
+        assert_eq!(stack_owners(child).collect::<Vec<_>>(), [this.clone()]);
+    }
+    // A service of its own, or one another kind owns, wakes no stack.
+    let mut other = desired.services[0].as_ref().clone();
+    other.metadata.owner_references = None;
+    assert_eq!(stack_owners(&other).count(), 0);
+    let mut owner = desired.services[0].metadata.owner_references.clone().unwrap()[0].clone();
+    owner.kind = "Deployment".into();
+    owner.api_version = "apps/v1".into();
+    other.metadata.owner_references = Some(vec![owner]);
+    assert_eq!(stack_owners(&other).count(), 0);
 }
 
 #[test]
