@@ -596,7 +596,7 @@ async fn apply(
 }
 
 /// Children written at once: enough to keep the API server busy, few enough to leave it to others.
-const WRITES_AT_ONCE: usize = 32;
+const WRITES_AT_ONCE: usize = 16;
 
 /// Creates and applies the plan's children, on the server's dry run or for real, many at once:
 /// networks, secrets and configs first, then the services that use them. The first refusal in the
