@@ -235,7 +235,10 @@ fn a_services_change_wakes_the_stack_that_owns_it_and_no_other() {
     let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
     let this = ObjectRef::<SwarmStack>::new("prod").within("shop");
     for child in &desired.services {
-        assert_eq!(stack_owners(child).collect::<Vec<_>>(), [this.clone()]);
+        assert_eq!(
+            stack_owners(child).collect::<Vec<_>>(),
+            std::slice::from_ref(&this)
+        );
     }
     // A service of its own, or one another kind owns, wakes no stack.
     let mut other = desired.services[0].as_ref().clone();
