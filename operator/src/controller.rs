@@ -23,6 +23,24 @@ use crate::{
     queue::Queue,
 };
 
+/// What a watched kind is: a Kubernetes resource the watches decode, the stores hold and the
+/// controllers' tasks share.
+pub trait Watched:
+    Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+}
+
+impl<K> Watched for K where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Finalizer every kind puts on its resources, so the Swarm object goes (or is released) first.
 pub const FINALIZER: &str = "swarmoperator.io/cleanup";
 
@@ -69,45 +87,15 @@ pub fn stored<O>(
     impl futures::Stream<Item = Result<O, kube::runtime::watcher::Error>> + Send + 'static,
 )
 where
-    O: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    O: Watched,
 {
     use kube::runtime::WatchStreamExt;
-    let (reader, events) = reflected(api, config);
-    (reader, events.touched_objects())
-}
-
-/// A watch of `api` (retried with [`watch_backoff`]) feeding a store of its objects, without
-/// what [`forget_unread`] drops: the store and the watch's events.
-#[allow(clippy::type_complexity)]
-fn reflected<O>(
-    api: kube::Api<O>,
-    config: kube::runtime::watcher::Config,
-) -> (
-    kube::runtime::reflector::Store<O>,
-    impl futures::Stream<Item = Result<kube::runtime::watcher::Event<O>, kube::runtime::watcher::Error>>
-    + Send
-    + 'static,
-)
-where
-    O: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
     let (reader, writer) = kube::runtime::reflector::store();
-    (reader, reflected_into(writer, api, config))
+    (reader, reflected_into(writer, api, config).touched_objects())
 }
 
-/// [`reflected`] into the store of `writer`, which its caller may have handed readers of.
+/// A watch of `api` (retried with [`watch_backoff`]) feeding the store of `writer` (which its
+/// caller may have handed readers of) without what [`forget_unread`] drops: the watch's events.
 fn reflected_into<O>(
     writer: kube::runtime::reflector::store::Writer<O>,
     api: kube::Api<O>,
@@ -116,13 +104,7 @@ fn reflected_into<O>(
 + Send
 + 'static
 where
-    O: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    O: Watched,
 {
     use kube::runtime::{WatchStreamExt, reflector, watcher};
     let watch = watcher(api, config)
@@ -147,13 +129,7 @@ where
 /// would otherwise cost one more pass of every object.
 pub fn user_changes_controller<K>(api: kube::Api<K>, queue: Arc<Queue>) -> Controller<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     let (_, writer) = kube::runtime::reflector::store();
     user_changes_controller_sharing(api, queue, writer, |_: &K| {})
@@ -170,13 +146,7 @@ pub fn user_changes_controller_sharing<K>(
     touched: impl Fn(&K) + Send + 'static,
 ) -> Controller<K>
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
 {
     use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
     let changes = predicates::generation
@@ -230,13 +200,7 @@ pub fn forget_unread<K: Resource>(obj: &mut K) {
 /// Runs `controller` with `reconcile` and the shared error policy until a shutdown signal.
 pub async fn drive<K, R, F>(controller: Controller<K>, reconcile: R, ctx: Arc<Context>, concurrency: u16)
 where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     R: FnMut(Arc<K>, Arc<Context>) -> F,
     F: Future<Output = Result<Action, Error>> + Send + 'static,
 {
@@ -256,13 +220,7 @@ pub async fn drive_with<K, R, F>(
     ctx: Arc<Context>,
     config: ControllerConfig,
 ) where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Watched,
     R: FnMut(Arc<K>, Arc<Context>) -> F,
     F: Future<Output = Result<Action, Error>> + Send + 'static,
 {
