@@ -55,6 +55,7 @@ pub struct StackServices {
 /// The SwarmService controller's side of [`StackServices`]: the store its watch fills, and the
 /// stacks to wake when it reports a service they own.
 pub struct ServicesForStacks {
+    /// The store the SwarmService controller's watch fills.
     pub writer: kube::runtime::reflector::store::Writer<SwarmService>,
     owners: futures::channel::mpsc::UnboundedSender<ObjectRef<SwarmStack>>,
 }
@@ -596,6 +597,8 @@ async fn apply(
 }
 
 /// Children written at once: enough to keep the API server busy, few enough to leave it to others.
+/// Each write in flight holds a connection of its own (HTTP/1.1, about 80 KB); a stack went no
+/// faster with 32 on two cores.
 const WRITES_AT_ONCE: usize = 16;
 
 /// Creates and applies the plan's children, on the server's dry run or for real, many at once:
