@@ -575,6 +575,14 @@ async fn operator_stack(env: &TestEnv, n: usize) -> (Duration, CpuUse, Counters,
     (took, cpu, counters, peak_rss)
 }
 
+/// Starts the operator as the bench runs it and waits until it reports ready.
+async fn start_ready(env: &mut TestEnv, resync: &str, engine_qps: &str) {
+    env.start_operator_with(&["--resync-seconds", resync, "--engine-qps", engine_qps]);
+    while http_get(env.metrics_port, "/readyz").await.is_err() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args = args();
@@ -582,15 +590,12 @@ async fn main() {
     // As deployed: info. Debug logs a line per decision and costs CPU the swarm shares.
     env.rust_log = "info,kube=warn".into();
     let resync = args.resync.to_string();
-    env.start_operator_with(&["--resync-seconds", &resync, "--engine-qps", &args.engine_qps]);
+    start_ready(&mut env, &resync, &args.engine_qps).await;
     println!(
         "operator: --engine-qps {} --resync-seconds {resync}",
         args.engine_qps
     );
     let port = env.metrics_port;
-    while http_get(port, "/readyz").await.is_err() {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
     let pid = env.operator_pid().unwrap();
     let mut results = serde_json::Map::new();
     let machine = machine();
@@ -755,10 +760,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         env.stop_operator(Duration::from_secs(30)).await;
-        env.start_operator_with(&["--resync-seconds", &resync, "--engine-qps", &args.engine_qps]);
-        while http_get(port, "/readyz").await.is_err() {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        start_ready(&mut env, &resync, &args.engine_qps).await;
     }
     let pid = env.operator_pid().unwrap();
     for &n in &args.stacks {
