@@ -10,6 +10,7 @@
 //!  SwarmNode ───── node/ (discovery, docker node update)
 //! ```
 
+pub mod api_client;
 pub mod cause;
 pub mod cluster;
 pub mod conditions;

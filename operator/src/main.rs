@@ -234,7 +234,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = kube::Config::infer().await?;
     // The controllers' client sends writes only while this replica leads; the election's own
     // client writes the Lease before it does.
-    let client = kube::client::ClientBuilder::try_from(config.clone())?
+    let client = swarm_operator::api_client::builder(&config)?
         .with_layer(&WriteGate::new(leadership.clone(), metrics.clone()))
         .build();
     let addr = args.metrics_addr;
@@ -274,7 +274,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 format!("{host}-{}-{nonce:08x}", std::process::id())
             });
             Some(LeaderElection::new(
-                kube::Client::try_from(config)?,
+                swarm_operator::api_client::client(&config)?,
                 &args.leader_election_namespace,
                 &args.leader_election_id,
                 &identity,
@@ -402,7 +402,7 @@ async fn serve_logs(
     selector: Option<String>,
     (fallback_endpoint, fallback_adoption): (String, bool),
 ) {
-    let client = match kube::Client::try_from(config) {
+    let client = match swarm_operator::api_client::client(&config) {
         Ok(client) => client,
         Err(e) => return error!(error = %e, "logs API: no Kubernetes client"),
     };
