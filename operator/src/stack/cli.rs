@@ -98,7 +98,7 @@ pub fn convert(request: &Request) -> Result<String, String> {
     if !request.split {
         return document(&stack);
     }
-    let c = children(&stack, &output.compiled);
+    let c = children(&stack, output.compiled);
     let mut docs = Vec::new();
     for n in &c.networks {
         docs.push(document(n.as_ref())?);
@@ -128,7 +128,7 @@ pub async fn diff(request: &Request, client: kube::Client) -> Result<(String, bo
         ..request.clone()
     };
     let (stack, output) = compiled(&request)?;
-    let desired = children(&stack, &output.compiled);
+    let desired = children(&stack, output.compiled);
     let mut out = String::new();
     diff_kind(&client, &namespace, &request.name, &desired.networks, &mut out).await?;
     diff_kind(&client, &namespace, &request.name, &desired.secrets, &mut out).await?;

@@ -278,8 +278,7 @@ async fn pass(
         ignored,
         unset,
     } = output;
-    let desired = children(stack, &compiled);
-    drop(compiled);
+    let desired = children(stack, compiled);
     let report = Report {
         desired: &desired,
         ignored: &ignored,
@@ -597,8 +596,8 @@ async fn apply(
 }
 
 /// Children written at once: enough to keep the API server busy, few enough to leave it to others.
-/// Each write in flight holds a connection of its own (HTTP/1.1, about 80 KB); a stack went no
-/// faster with 32 on two cores.
+/// A stack went no faster with 32 on two cores. (Over HTTP/1.1 each write in flight held a
+/// connection of its own, about 80 KB; over HTTP/2 they are streams of one, see `api_client`.)
 const WRITES_AT_ONCE: usize = 16;
 
 /// Creates and applies the plan's children, on the server's dry run or for real, many at once:

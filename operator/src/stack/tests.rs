@@ -201,7 +201,7 @@ fn stack() -> SwarmStack {
 #[test]
 fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
     let s = stack();
-    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let desired = children(&s, compiled(SHOP, &[]).expect("compiles").compiled);
     assert!(
         desired.services[0]
             .metadata
@@ -232,7 +232,7 @@ fn the_plan_applies_what_differs_and_prunes_what_left_the_file() {
 fn a_services_change_wakes_the_stack_that_owns_it_and_no_other() {
     use kube::runtime::reflector::ObjectRef;
     let s = stack();
-    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let desired = children(&s, compiled(SHOP, &[]).expect("compiles").compiled);
     let this = ObjectRef::<SwarmStack>::new("prod").within("shop");
     for child in &desired.services {
         assert_eq!(
@@ -255,7 +255,7 @@ fn a_services_change_wakes_the_stack_that_owns_it_and_no_other() {
 fn a_plan_holds_the_children_it_was_made_of_not_copies() {
     use std::sync::Arc;
     let s = stack();
-    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let desired = children(&s, compiled(SHOP, &[]).expect("compiles").compiled);
     let first = plan(&desired, &Default::default(), true);
     let made: Vec<&Arc<_>> = first
         .create
@@ -288,7 +288,7 @@ fn a_plan_holds_the_children_it_was_made_of_not_copies() {
 fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
     use crate::stack::controller::hold_new_services;
     let s = stack();
-    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let desired = children(&s, compiled(SHOP, &[]).expect("compiles").compiled);
     assert!(!desired.networks.is_empty(), "the shop has networks");
     // Nothing exists: the networks (and the rest) are made, the services wait.
     let mut first = plan(&desired, &Default::default(), true);
@@ -339,7 +339,7 @@ fn new_services_wait_until_the_networks_secrets_and_configs_are_ready() {
 fn the_dry_run_checks_the_services_held_back_once() {
     use crate::stack::controller::{Plan, fingerprint, hold_new_services, to_check};
     let s = stack();
-    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let desired = children(&s, compiled(SHOP, &[]).expect("compiles").compiled);
     let services = |p: &Plan| {
         p.create
             .iter()
@@ -390,7 +390,7 @@ fn condition(type_: &str, status: &str, reason: &str) -> Condition {
 #[test]
 fn the_stack_is_ready_only_when_every_child_is_and_names_what_swarm_rolled_back() {
     let s = stack();
-    let desired = children(&s, &compiled(SHOP, &[]).expect("compiles").compiled);
+    let desired = children(&s, compiled(SHOP, &[]).expect("compiles").compiled);
     let mut existing = desired.clone();
     for svc in &mut existing.services {
         let svc = std::sync::Arc::make_mut(svc);
