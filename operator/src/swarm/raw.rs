@@ -78,9 +78,16 @@ impl RawClient {
     /// GET `/v{version}{path}`: the whole body, within READ_TIMEOUT.
     pub async fn get(&self, version: &str, path: &str) -> Result<Vec<u8>, RawError> {
         use futures::TryStreamExt;
+        // Each chunk copied out as it comes, so the connection's read buffer is free again for
+        // the next: collecting the chunks first held a large listing twice (and the buffers they
+        // were cut from) until the end, 3.6 MB for 1000 services' 1.5 MB.
         let whole = async {
-            let chunks: Vec<Bytes> = self.open(version, path).await?.try_collect().await?;
-            Ok(chunks.concat())
+            let mut body = Vec::new();
+            let mut chunks = self.open(version, path).await?;
+            while let Some(chunk) = chunks.try_next().await? {
+                body.extend_from_slice(&chunk);
+            }
+            Ok(body)
         };
         tokio::time::timeout(READ_TIMEOUT, whole)
             .await
