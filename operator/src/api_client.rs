@@ -28,11 +28,12 @@ pub type ApiService = BoxService<Request<Body>, Response<Box<DynBody>>, BoxError
 const PING_EVERY: Duration = Duration::from_secs(30);
 const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// How much of one response may wait in memory unread, and of all of them together. hyper's
-/// defaults (2 MB and 5 MB) would let a watch that falls behind hold megabytes that HTTP/1.1
-/// left in the kernel's socket buffer.
+/// How much of one response may wait in memory unread (hyper's default, 2 MB, would let a watch
+/// that falls behind hold megabytes that HTTP/1.1 left in the kernel's socket buffer), and of
+/// all of them together: room for 32 such streams, so that responses a slow reader leaves
+/// unread never hold up the others on the connection.
 const STREAM_WINDOW: u32 = 256 * 1024;
-const CONNECTION_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 32 * STREAM_WINDOW;
 
 /// A client builder like `ClientBuilder::try_from(config)`, but over HTTP/2 where the server
 /// negotiates it (ALPN `h2`), HTTP/1.1 otherwise.
