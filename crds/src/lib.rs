@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod common;
 pub mod conditions;
 pub mod data;
+pub mod labels;
 pub mod network;
 pub mod node;
 pub mod service;

@@ -8,6 +8,8 @@ pub mod workload;
 
 use std::collections::BTreeMap;
 
+use crate::labels::Labels;
+
 pub use crate::common::{DeletionPolicy, Duration, Quantity};
 pub use container::{
     DnsConfig, HostEntry, LocalObjectReference, Mount, MountType, TmpfsOptions, Ulimit, VolumeOptions,
@@ -123,9 +125,9 @@ pub struct SwarmServiceSpec {
     pub env_from: Vec<EnvFromSource>,
 
     /// Labels on the Swarm service. Keys under `swarmoperator.io/` are the operator's own.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
     #[x_kube(validation = reserved_labels())]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
 
     /// Number of tasks (`docker service scale`), mode Replicated only. Defaults to 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -251,8 +253,8 @@ pub struct SwarmServiceSpec {
     pub hosts: Vec<HostEntry>,
 
     /// Labels on the containers (not on the service).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub container_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Labels::is_empty")]
+    pub container_labels: Labels,
 
     /// Logging driver and its options.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -64,8 +64,12 @@ fn some_vec<T: Clone>(v: &[T]) -> Option<Vec<T>> {
     (!v.is_empty()).then(|| v.to_vec())
 }
 
-fn some_map(m: &std::collections::BTreeMap<String, String>) -> Option<HashMap<String, String>> {
-    (!m.is_empty()).then(|| m.clone().into_iter().collect())
+fn some_map<'a, M>(m: &'a M) -> Option<HashMap<String, String>>
+where
+    &'a M: IntoIterator<Item = (&'a String, &'a String)>,
+{
+    let map: HashMap<String, String> = m.into_iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    (!map.is_empty()).then_some(map)
 }
 
 /// What the spec refers to by name, resolved to the Engine's IDs before building.

@@ -306,7 +306,7 @@ fn service_spec(
                 value: v.clone().or_else(|| scope.variables.get(k).cloned()),
             })
             .collect(),
-        labels,
+        labels: labels.into(),
         replicas,
         mode,
         max_concurrent,
@@ -387,7 +387,7 @@ fn service_spec(
                 hostnames: vec![host.clone()],
             })
             .collect(),
-        container_labels: scope.stack_labels(&s.labels),
+        container_labels: scope.stack_labels(&s.labels).into(),
         log_driver: match &s.logging {
             None => None,
             Some(l) => Some(LogDriver {
