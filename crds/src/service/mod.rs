@@ -150,27 +150,27 @@ pub struct SwarmServiceSpec {
 
     /// Container healthcheck, overriding the image's HEALTHCHECK.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<Healthcheck>,
+    pub healthcheck: Option<Box<Healthcheck>>,
 
     /// Rolling update behaviour (`--update-*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub update_config: Option<UpdateConfig>,
+    pub update_config: Option<Box<UpdateConfig>>,
 
     /// Rollback behaviour (`--rollback-*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback_config: Option<UpdateConfig>,
+    pub rollback_config: Option<Box<UpdateConfig>>,
 
     /// When tasks are restarted (`--restart-*`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restart_policy: Option<RestartPolicy>,
+    pub restart_policy: Option<Box<RestartPolicy>>,
 
     /// CPU, memory and pids limits and reservations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<Resources>,
+    pub resources: Option<Box<Resources>>,
 
     /// Placement constraints and preferences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement: Option<Placement>,
+    pub placement: Option<Box<Placement>>,
 
     /// Mounts, merged by target under server-side apply.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -245,7 +245,7 @@ pub struct SwarmServiceSpec {
 
     /// DNS servers, search domains and options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DnsConfig>,
+    pub dns: Option<Box<DnsConfig>>,
 
     /// Extra /etc/hosts entries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -258,7 +258,7 @@ pub struct SwarmServiceSpec {
 
     /// Logging driver and its options.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log_driver: Option<LogDriver>,
+    pub log_driver: Option<Box<LogDriver>>,
 
     /// Secrets of type kubernetes.io/dockerconfigjson in this namespace whose credentials are sent to
     /// the manager to pull the image. Never stored anywhere else.

@@ -98,8 +98,8 @@ pub fn service_spec(svc: &SwarmService, resolved: &Resolved) -> Result<ServiceSp
         labels: Some(labels),
         task_template: Some(task_spec(spec, resolved)?),
         mode: Some(mode(spec)),
-        update_config: spec.update_config.as_ref().map(update_config).transpose()?,
-        rollback_config: spec.rollback_config.as_ref().map(rollback_config).transpose()?,
+        update_config: spec.update_config.as_deref().map(update_config).transpose()?,
+        rollback_config: spec.rollback_config.as_deref().map(rollback_config).transpose()?,
         endpoint_spec: Some(EndpointSpec {
             mode: spec.endpoint_mode.map(|m| match m {
                 EndpointMode::VIP => EndpointSpecModeEnum::VIP,

@@ -315,22 +315,25 @@ fn service_spec(
             .healthcheck
             .as_ref()
             .map(|h| healthcheck(&at("healthcheck"), h))
-            .transpose()?,
+            .transpose()?
+            .map(Box::new),
         update_config: s
             .deploy
             .update_config
             .as_ref()
             .map(|u| update_config(&at("deploy.update_config"), u, false))
-            .transpose()?,
+            .transpose()?
+            .map(Box::new),
         rollback_config: s
             .deploy
             .rollback_config
             .as_ref()
             .map(|u| update_config(&at("deploy.rollback_config"), u, true))
-            .transpose()?,
-        restart_policy: restart_policy(&at("deploy.restart_policy"), s)?,
-        resources: resources(&at("deploy.resources"), &s.deploy.resources)?,
-        placement: placement(&s.deploy.placement),
+            .transpose()?
+            .map(Box::new),
+        restart_policy: restart_policy(&at("deploy.restart_policy"), s)?.map(Box::new),
+        resources: resources(&at("deploy.resources"), &s.deploy.resources)?.map(Box::new),
+        placement: placement(&s.deploy.placement).map(Box::new),
         mounts: s
             .volumes
             .iter()
@@ -378,7 +381,7 @@ fn service_spec(
                 hard: u.hard,
             })
             .collect(),
-        dns: dns(&at("dns"), s)?,
+        dns: dns(&at("dns"), s)?.map(Box::new),
         hosts: s
             .extra_hosts
             .iter()
@@ -390,7 +393,7 @@ fn service_spec(
         container_labels: scope.stack_labels(&s.labels).into(),
         log_driver: match &s.logging {
             None => None,
-            Some(l) => Some(LogDriver {
+            Some(l) => Some(Box::new(LogDriver {
                 name: l.driver.clone().ok_or_else(|| {
                     invalid(
                         at("logging.driver"),
@@ -398,7 +401,7 @@ fn service_spec(
                     )
                 })?,
                 options: l.options.clone(),
-            }),
+            })),
         },
         networks: networks(scope, file, name, s, used_networks)?,
         secrets: data_refs(scope, &at("secrets"), &s.secrets, &file.secrets, "secret")?,
