@@ -11,13 +11,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A map of strings, sorted by key, each key once.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Labels(Vec<(String, String)>);
 
 impl Labels {
-    pub fn new() -> Self {
-        Self::default()
-    }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -64,17 +61,18 @@ impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Labels {
     /// Sorted by key; of a key given twice, the last value, as a map's.
     fn from_iter<I: IntoIterator<Item = (K, V)>>(entries: I) -> Self {
         let mut all: Vec<(String, String)> = entries.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
-        // Stable: equal keys keep their order, and the last of them stays.
+        // Stable: equal keys keep their order. Of a run of equal keys the first stays in place
+        // and takes each later one's value, so the last value is kept.
         all.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut kept: Vec<(String, String)> = Vec::with_capacity(all.len());
-        for entry in all {
-            match kept.last_mut() {
-                Some(last) if last.0 == entry.0 => *last = entry,
-                _ => kept.push(entry),
+        all.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(&mut later.1, &mut kept.1);
             }
-        }
-        kept.shrink_to_fit();
-        Labels(kept)
+            same
+        });
+        all.shrink_to_fit();
+        Labels(all)
     }
 }
 
