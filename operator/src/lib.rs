@@ -33,6 +33,7 @@ pub mod service;
 pub mod stack;
 pub mod status;
 pub mod swarm;
+pub mod write;
 
 pub use context::{Context, Settings};
 pub use error::Error;

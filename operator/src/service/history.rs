@@ -18,17 +18,15 @@ pub async fn record(svc: &SwarmService, client: &kube::Client) -> Result<(), Err
         return Ok(());
     };
     let name = revision.name_any();
-    let mut value = serde_json::to_value(&revision).unwrap_or_default();
-    value["apiVersion"] = "apps/v1".into();
-    value["kind"] = "ControllerRevision".into();
+    // k8s-openapi's types serialize their own `apiVersion` and `kind`.
     let api: Api<ControllerRevision> = Api::namespaced(client.clone(), &svc.namespace().unwrap_or_default());
-    api.patch(
+    crate::write::patch(
+        &api,
         &name,
         &PatchParams::apply("swarm-operator").force(),
-        &Patch::Apply(value),
+        &Patch::Apply(&revision),
     )
     .await
-    .map(|_| ())
     .map_err(|source| Error::Kube {
         operation: "apply ControllerRevision",
         object: name,

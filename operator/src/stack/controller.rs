@@ -448,15 +448,16 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
         out: &mut Plan,
     ) {
         let (desired, existing) = (K::of(desired), K::of(existing));
+        let current_by_name = by_name(existing);
         for d in desired {
-            let current = existing.iter().find(|e| e.meta().name == d.meta().name);
+            let current = d.meta().name.as_deref().and_then(|n| current_by_name.get(n));
             let labelled = |e: &K| {
-                let have = e.meta().labels.clone().unwrap_or_default();
+                let have = e.meta().labels.as_ref();
                 d.meta()
                     .labels
                     .iter()
                     .flatten()
-                    .all(|(k, v)| have.get(k) == Some(v))
+                    .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
             };
             match current {
                 None => out.create.push(wrap(d.clone())),
@@ -465,8 +466,14 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
             }
         }
         if prune {
+            let desired_by_name = by_name(desired);
             for e in existing {
-                if !desired.iter().any(|d| d.meta().name == e.meta().name) {
+                if !e
+                    .meta()
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| desired_by_name.contains_key(n))
+                {
                     out.prune.push(wrap(e.clone()));
                 }
             }
@@ -487,10 +494,12 @@ pub fn plan(desired: &Children, existing: &Children, prune: bool) -> Plan {
 /// Returns those held.
 pub fn hold_new_services(plan: &mut Plan, desired: &Children, existing: &Children) -> Vec<Change> {
     fn ready<K: StackChild>(desired: &Children, existing: &Children) -> bool {
+        let existing = by_name(K::of(existing));
         K::of(desired).iter().all(|d| {
-            K::of(existing)
-                .iter()
-                .find(|e| e.meta().name == d.meta().name)
+            d.meta()
+                .name
+                .as_deref()
+                .and_then(|n| existing.get(n))
                 .filter(|e| e.same_spec(d))
                 .and_then(|e| ready_of(e.as_ref(), e.conditions()))
                 .is_some_and(|r| r.0)
@@ -727,25 +736,18 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let mut value = serde_json::to_value(obj).map_err(kube::Error::SerdeError)?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), K::api_version(&()).into());
-        map.insert("kind".into(), K::kind(&()).into());
-        map.remove("status");
-    }
+    // The child as compiled: its kind and version are serialized with it, and it has no status.
+    // The object the server answers with is not read (see `crate::write`).
     if create {
-        let obj: K = serde_json::from_value(value).map_err(kube::Error::SerdeError)?;
         let params = kube::api::PostParams {
             field_manager: Some(FIELD_MANAGER.into()),
             dry_run,
         };
-        api.create(&params, &obj).await?;
-        return Ok(());
+        return crate::write::create(&api, &params, obj).await;
     }
     let mut params = PatchParams::apply(FIELD_MANAGER).force();
     params.dry_run = dry_run;
-    api.patch(&obj.name_any(), &params, &Patch::Apply(value)).await?;
-    Ok(())
+    crate::write::patch(&api, &obj.name_any(), &params, &Patch::Apply(obj)).await
 }
 
 async fn delete_one<K>(ctx: &Context, ns: &str, name: &str) -> Result<(), kube::Error>
@@ -788,8 +790,18 @@ fn ready_of<K: Resource>(
     Some((ready.status == TRUE, reason, ready.message.clone()))
 }
 
+/// Children of one kind by name: the lookups of a pass cost one hash each, not a scan of the
+/// stack (a stack of 1000 compared names a million times per pass, each a copy of both).
+fn by_name<K: Resource>(children: &[Arc<K>]) -> std::collections::HashMap<&str, &Arc<K>> {
+    children
+        .iter()
+        .filter_map(|c| Some((c.meta().name.as_deref()?, c)))
+        .collect()
+}
+
 /// One line per service of the file, from its SwarmService.
 pub fn service_lines(desired: &Children, existing: &Children) -> Vec<StackServiceStatus> {
+    let existing = by_name(&existing.services);
     desired
         .services
         .iter()
@@ -799,15 +811,16 @@ pub fn service_lines(desired: &Children, existing: &Children) -> Vec<StackServic
                 .get(super::objects::IN_FILE_LABEL)
                 .cloned()
                 .unwrap_or_else(|| d.name_any());
-            let current = existing.services.iter().find(|e| e.name_any() == d.name_any());
-            let status = current.and_then(|c| c.status.clone()).unwrap_or_default();
-            let ready = current.and_then(|c| ready_of(c.as_ref(), &status.conditions));
+            let current = d.meta().name.as_deref().and_then(|n| existing.get(n));
+            let status = current.and_then(|c| c.status.as_ref());
+            let conditions = status.map(|s| &s.conditions[..]).unwrap_or_default();
+            let ready = current.and_then(|c| ready_of(c.as_ref(), conditions));
             let is_ready = ready.as_ref().is_some_and(|r| r.0) && current.is_some_and(|c| c.spec == d.spec);
             StackServiceStatus {
                 name,
                 service_name: d.service_name(),
-                desired: status.desired_replicas,
-                running: status.replicas,
+                desired: status.and_then(|s| s.desired_replicas),
+                running: status.and_then(|s| s.replicas),
                 ready: is_ready,
                 reason: ready.as_ref().map(|r| r.1.clone()),
                 message: ready.filter(|r| !r.0).map(|r| r.2).filter(|m| !m.is_empty()),
@@ -869,8 +882,9 @@ struct Tally {
 
 impl Tally {
     fn each<K: StackChild>(&mut self, desired: &Children, existing: &Children) {
+        let existing = by_name(K::of(existing));
         for d in K::of(desired) {
-            let current = K::of(existing).iter().find(|e| e.meta().name == d.meta().name);
+            let current = d.meta().name.as_deref().and_then(|n| existing.get(n));
             let conditions = current.map(|c| c.conditions()).unwrap_or_default();
             // A child not yet at the spec the stack wants is not ready, whatever it says.
             let ready = current
