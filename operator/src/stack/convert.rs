@@ -97,19 +97,24 @@ pub fn resource_name(swarm_name: &str) -> String {
         .collect()
 }
 
-/// Compiles `file` (its services read one by one in `services`).
+/// Compiles `file`, its services read one by one from `services` (in the file's order, by name):
+/// each is converted as it comes and dropped, so a file's services are never all held in their
+/// typed form (about 2.5 KB each, 2.5 MB at the peak of a stack of 1000 before).
 pub fn compile(
     scope: &Scope,
     file: &ComposeFile,
-    services: &BTreeMap<String, Service>,
+    services: impl IntoIterator<Item = Result<(String, Service), Invalid>>,
 ) -> Result<Compiled, Invalid> {
+    let services = services.into_iter();
     let mut used_networks = BTreeSet::new();
     let mut out = Compiled::default();
-    for (name, service) in services {
-        let spec = service_spec(scope, file, name, service, &mut used_networks)?;
+    out.services.reserve_exact(services.size_hint().0);
+    for read in services {
+        let (name, service) = read?;
+        let spec = service_spec(scope, file, &name, &service, &mut used_networks)?;
         out.services.push(Child {
-            name: name.clone(),
-            resource: resource_name(&scope.scoped(name)),
+            resource: resource_name(&scope.scoped(&name)),
+            name,
             spec,
         });
     }
@@ -832,7 +837,8 @@ fn networks(
                     scope.scoped(network)
                 }
             });
-        let mut aliases = attach.aliases.clone();
+        let mut aliases = Vec::with_capacity(attach.aliases.len() + 1);
+        aliases.extend(attach.aliases.iter().cloned());
         aliases.push(name.to_string());
         out.push((
             swarm_name.clone(),
@@ -849,7 +855,7 @@ fn networks(
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out.into_iter().map(|(_, a)| a).collect())
+    Ok(values_of(out))
 }
 
 /// A service's secrets (configs): the file name defaults to the key in the file, owner 0:0,
@@ -901,7 +907,15 @@ fn data_refs(
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out.into_iter().map(|(_, r)| r).collect())
+    Ok(values_of(out))
+}
+
+/// The values of `(key, value)` pairs, in a vector of their own length. (`collect()` would
+/// reuse the pairs' buffer, four pairs large for one, and every service of a stack keeps it.)
+fn values_of<K, V>(pairs: Vec<(K, V)>) -> Vec<V> {
+    let mut values = Vec::with_capacity(pairs.len());
+    values.extend(pairs.into_iter().map(|(_, v)| v));
+    values
 }
 
 fn ports(path: &str, ports: &[compose::Port]) -> Result<Vec<PortConfig>, Invalid> {

@@ -81,42 +81,47 @@ pub fn compile(input: &Input) -> Result<Output, StackError> {
     }
     let interpolated = interpolate::interpolate(&raw, input.variables)?;
     drop(raw);
-    let lines = schema::key_lines(input.compose);
+    // The file's lines are read only for a message that names one.
     let at = |path: String, message: String| StackError::Invalid {
-        line: lines.get(&path).copied(),
+        line: schema::key_lines(input.compose).get(&path).copied(),
         path,
         message,
     };
     let mut file: compose::ComposeFile =
         serde_yaml_ng::from_value(interpolated.document).map_err(|e| at(String::new(), e.to_string()))?;
-    let mut services = BTreeMap::new();
-    // Each service's YAML taken, not copied, into its typed form (the conversion reads only
-    // the typed one): a file's services are not held twice.
-    for (name, value) in &mut file.services {
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-            || name.is_empty()
-        {
-            return Err(at(
-                format!("services.{name}"),
-                "a service name has letters, digits, '.', '_' and '-' only".into(),
-            ));
-        }
-        let service: compose::Service = serde_yaml_ng::from_value(std::mem::take(value))
-            .map_err(|e| at(format!("services.{name}"), e.to_string()))?;
-        services.insert(name.clone(), service);
-    }
-    if services.is_empty() {
+    if file.services.is_empty() {
         return Err(at("services".into(), "the stack has no services".into()));
     }
+    // Each service's YAML taken, not copied, into its typed form as the conversion reaches it
+    // (the conversion reads only the typed one, and one at a time).
+    let services = std::mem::take(&mut file.services)
+        .into_iter()
+        .map(|(name, value)| {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+            {
+                return Err(convert::Invalid {
+                    path: format!("services.{name}"),
+                    message: "a service name has letters, digits, '.', '_' and '-' only".into(),
+                });
+            }
+            match serde_yaml_ng::from_value::<compose::Service>(value) {
+                Ok(service) => Ok((name, service)),
+                Err(e) => Err(convert::Invalid {
+                    path: format!("services.{name}"),
+                    message: e.to_string(),
+                }),
+            }
+        });
     let scope = convert::Scope {
         stack: input.stack,
         cluster_ref: input.cluster_ref,
         variables: input.variables,
         sources: input.sources,
     };
-    let compiled = convert::compile(&scope, &file, &services).map_err(|e| at(e.path, e.message))?;
+    let compiled = convert::compile(&scope, &file, services).map_err(|e| at(e.path, e.message))?;
     Ok(Output {
         compiled,
         ignored: keys.ignored,

@@ -222,15 +222,21 @@ fn is_named_map(path: &[&str]) -> bool {
 }
 
 /// Sorts every key of `document` (before interpolation: keys are never interpolated), with
-/// the lines of `text` where each one is.
+/// the lines of `text` where each one refused is (looked up only when one is: a file parsed
+/// again for its lines cost a stack of 1000 services a third of a megabyte).
 pub fn check_keys(document: &Value, text: &str) -> KeyReport {
-    let lines = key_lines(text);
     let mut report = KeyReport::default();
-    walk(document, &mut Vec::new(), &lines, &mut report);
+    walk(document, &mut Vec::new(), &mut report);
+    if !report.refused.is_empty() {
+        let lines = key_lines(text);
+        for r in &mut report.refused {
+            r.line = lines.get(&r.path).copied();
+        }
+    }
     report
 }
 
-fn walk(value: &Value, path: &mut Vec<String>, lines: &BTreeMap<String, usize>, report: &mut KeyReport) {
+fn walk(value: &Value, path: &mut Vec<String>, report: &mut KeyReport) {
     match value {
         Value::Mapping(map) => {
             let owned = path.clone();
@@ -242,20 +248,20 @@ fn walk(value: &Value, path: &mut Vec<String>, lines: &BTreeMap<String, usize>, 
                 path.push(key.clone());
                 let dotted = path.join(".");
                 let refuse = |why: String| Refusal {
-                    line: lines.get(&dotted).copied(),
+                    line: None,
                     path: dotted.clone(),
                     why,
                 };
                 if key.starts_with("x-") {
                     // Extensions are the user's own, except the one the operator reads.
                     if key == "x-kubernetes" {
-                        walk(elem, path, lines, report);
+                        walk(elem, path, report);
                     }
                     path.pop();
                     continue;
                 }
                 if named {
-                    walk(elem, path, lines, report);
+                    walk(elem, path, report);
                     path.pop();
                     continue;
                 }
@@ -265,7 +271,7 @@ fn walk(value: &Value, path: &mut Vec<String>, lines: &BTreeMap<String, usize>, 
                 };
                 let is_service = matches!(shape.as_slice(), ["services", _]);
                 if allowed.contains(&key.as_str()) {
-                    walk(elem, path, lines, report);
+                    walk(elem, path, report);
                 } else if let Some((_, why)) = FORBIDDEN_SERVICE_KEYS
                     .iter()
                     .find(|(k, _)| *k == key && is_service)
@@ -293,20 +299,19 @@ fn walk(value: &Value, path: &mut Vec<String>, lines: &BTreeMap<String, usize>, 
             for (i, elem) in list.iter().enumerate() {
                 path.push("[]".into());
                 let before = report.refused.len();
-                walk(elem, path, lines, report);
+                walk(elem, path, report);
                 path.pop();
                 // Name the item: `services.web.ports[1].published`.
                 let prefix = format!("{}.[]", path.join("."));
                 for r in &mut report.refused[before..] {
                     if let Some(rest) = r.path.strip_prefix(&prefix) {
                         let indexed = format!("{}[{i}]{rest}", path.join("."));
-                        r.line = r.line.or_else(|| lines.get(&indexed).copied());
                         r.path = indexed;
                     }
                 }
             }
         }
-        Value::Tagged(tagged) => walk(&tagged.value, path, lines, report),
+        Value::Tagged(tagged) => walk(&tagged.value, path, report),
         _ => {}
     }
 }
