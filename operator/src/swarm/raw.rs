@@ -21,6 +21,9 @@ use serde_json::Value;
 /// Longest a read may take; a manager that hangs must not hold a reconcile forever.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most a connection's read buffer holds.
+const READ_BUFFER: usize = 64 * 1024;
+
 #[derive(Clone)]
 pub enum RawClient {
     Unix {
@@ -47,7 +50,11 @@ pub struct RawError {
 impl RawClient {
     /// A reader for `host`: a unix socket, plain `tcp://`, or `tcp://` over `tls`.
     pub fn new(host: &str, tls: Option<HttpsConnector<HttpConnector>>) -> Option<Self> {
-        let builder = Client::builder(TokioExecutor::new());
+        let mut builder = Client::builder(TokioExecutor::new());
+        // Each connection's read buffer grows to this at most (hyper's default is 400 KB, kept
+        // by every connection that once read a large listing: 2 MB of a stack of 1000's peak).
+        // A listing of 1000 services (1.5 MB) then takes some two dozen reads more.
+        builder.http1_max_buf_size(READ_BUFFER);
         if let Some(socket) = host.strip_prefix("unix://") {
             return Some(RawClient::Unix {
                 socket: socket.to_string(),
