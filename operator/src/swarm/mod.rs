@@ -176,10 +176,18 @@ impl Engine {
         } else {
             self.shared_listing("").await?
         };
-        let listed = listing.map(|l| l.value.all_services().collect::<Result<Vec<Service>, _>>());
+        // One service parsed at a time: all of a listing's at once were 2 MB for 1000 services,
+        // for the few names kept. A service bollard cannot read sends us to the Engine instead.
+        let listed = listing.and_then(|l| {
+            let mut names = Vec::new();
+            for service in l.value.all_services() {
+                names.extend(name_if_used(&service.ok()?));
+            }
+            Some(names)
+        });
         let mut names: Vec<String> = match listed {
-            Some(Ok(services)) => services.iter().filter_map(name_if_used).collect(),
-            Some(Err(_)) | None => self
+            Some(names) => names,
+            None => self
                 .all_services()
                 .await?
                 .iter()
