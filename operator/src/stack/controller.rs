@@ -50,6 +50,7 @@ pub const REASON_PAUSED: &str = "Paused";
 pub struct StackServices {
     store: Store<SwarmService>,
     changed: futures::channel::mpsc::UnboundedReceiver<ObjectRef<SwarmStack>>,
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 /// The SwarmService controller's side of [`StackServices`]: the store its watch fills, and the
@@ -58,6 +59,8 @@ pub struct ServicesForStacks {
     /// The store the SwarmService controller's watch fills.
     pub writer: kube::runtime::reflector::store::Writer<SwarmService>,
     owners: futures::channel::mpsc::UnboundedSender<ObjectRef<SwarmStack>>,
+    /// Told of every stack's service the store has taken in (see [`services_in_view`]).
+    arrived: Arc<tokio::sync::Notify>,
 }
 
 impl ServicesForStacks {
@@ -66,9 +69,15 @@ impl ServicesForStacks {
     /// taken as they come (and the stack's pass is debounced); once it has stopped, they are dropped.
     pub fn touched(&self) -> impl Fn(&SwarmService) + Send + 'static {
         let owners = self.owners.clone();
+        let arrived = self.arrived.clone();
         move |svc: &SwarmService| {
+            let mut owned = false;
             for stack in stack_owners(svc) {
+                owned = true;
                 let _ = owners.unbounded_send(stack);
+            }
+            if owned {
+                arrived.notify_waiters();
             }
         }
     }
@@ -78,9 +87,18 @@ impl ServicesForStacks {
 pub fn share_services() -> (ServicesForStacks, StackServices) {
     let (store, writer) = kube::runtime::reflector::store();
     let (owners, changed) = futures::channel::mpsc::unbounded();
+    let arrived = Arc::new(tokio::sync::Notify::new());
     (
-        ServicesForStacks { writer, owners },
-        StackServices { store, changed },
+        ServicesForStacks {
+            writer,
+            owners,
+            arrived: arrived.clone(),
+        },
+        StackServices {
+            store,
+            changed,
+            arrived,
+        },
     )
 }
 
@@ -114,6 +132,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
     let StackServices {
         store: services,
         changed: services_changed,
+        arrived: services_arrived,
     } = services;
     let (networks, networks_changed) = stored(
         scoped_api::<SwarmNetwork>(client.clone(), namespace),
@@ -126,6 +145,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
     let (configs, configs_changed) = stored(scoped_api::<SwarmConfig>(client.clone(), namespace), config);
     let stores = ChildStores {
         services,
+        services_arrived,
         networks,
         secrets,
         configs,
@@ -169,6 +189,7 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
 #[derive(Clone)]
 struct ChildStores {
     services: Store<SwarmService>,
+    services_arrived: Arc<tokio::sync::Notify>,
     networks: Store<SwarmNetwork>,
     secrets: Store<SwarmSecret>,
     configs: Store<SwarmConfig>,
@@ -304,6 +325,13 @@ async fn pass(
     if let Err(refused) = apply(ctx, stack, &plan, &held, checked).await? {
         return refuse(stack, ctx, new_generation, refused).await;
     }
+    let created: Vec<String> = plan
+        .create
+        .iter()
+        .filter(|c| matches!(c, Change::Service(_)))
+        .map(Change::name)
+        .collect();
+    services_in_view(stores, &ns, created, IN_VIEW_WITHIN).await;
     // Status, from the children as the watches have them (those just applied have not reported
     // yet: their changes wake the stack again).
     let existing = if plan.is_empty() {
@@ -314,6 +342,33 @@ async fn pass(
     let summary = summary(&desired, &existing);
     write_status(stack, ctx, &summary, Some(&report), &existing).await?;
     Ok(crate::queue::requeue(ctx.settings.resync_interval))
+}
+
+/// How long a pass that created services waits for the watch to show them.
+const IN_VIEW_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits, at most `within`, until the services' store has every service in `names` (of
+/// namespace `ns`): a pass that created them ends with them in view, so the next one, woken by
+/// their reports, does not find the last few missing and create them again (each refused as
+/// taken, read and applied, dry run and real: six requests instead of none; 9 of a stack of
+/// 200). Its status then counts them too.
+async fn services_in_view(
+    stores: &ChildStores,
+    ns: &str,
+    mut names: Vec<String>,
+    within: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        // Listening before looking, so that a service taken in between is not missed.
+        let arrived = stores.services_arrived.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        names.retain(|n| stores.services.get(&ObjectRef::new(n).within(ns)).is_none());
+        if names.is_empty() || tokio::time::timeout_at(deadline, arrived).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Why a stack cannot be deployed as it is: its reason (InvalidSpec, NameConflict) and message.
@@ -963,4 +1018,71 @@ async fn write_status(
     };
     let api: Api<SwarmStack> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
     apply_status(ctx, &api, stack, stack.status.as_ref(), &status).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use kube::runtime::{reflector, watcher::Event};
+    use tokio::time::{Instant, sleep};
+
+    use super::*;
+
+    fn stores() -> (ChildStores, reflector::store::Writer<SwarmService>) {
+        let (services, writer) = reflector::store();
+        let stores = ChildStores {
+            services,
+            services_arrived: Arc::new(tokio::sync::Notify::new()),
+            networks: reflector::store().0,
+            secrets: reflector::store().0,
+            configs: reflector::store().0,
+        };
+        (stores, writer)
+    }
+
+    fn service(name: &str) -> SwarmService {
+        let mut svc = SwarmService::new(name, Default::default());
+        svc.metadata.namespace = Some("team".into());
+        svc
+    }
+
+    // The clock is paused: time moves only when every task waits, so the durations are exact.
+    #[tokio::test(start_paused = true)]
+    async fn a_pass_that_created_services_ends_once_the_watch_shows_them_or_at_the_limit() {
+        let (stores, mut writer) = stores();
+        let names = || vec!["a".to_string(), "b".to_string()];
+        let limit = Duration::from_secs(2);
+
+        // Neither arrives: the wait ends at its limit.
+        let start = Instant::now();
+        services_in_view(&stores, "team", names(), limit).await;
+        assert_eq!(start.elapsed(), limit);
+
+        // Both arrive, one after the other: the wait ends with the second.
+        let arrived = stores.services_arrived.clone();
+        let start = Instant::now();
+        let waiting = tokio::spawn(async move {
+            services_in_view(&stores, "team", names(), limit).await;
+            start.elapsed()
+        });
+        for name in ["a", "b"] {
+            sleep(Duration::from_millis(100)).await;
+            writer.apply_watcher_event(&Event::Apply(service(name)));
+            arrived.notify_waiters();
+        }
+        assert_eq!(waiting.await.unwrap(), Duration::from_millis(200));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn services_already_in_view_or_of_another_namespace_are_not_waited_for_or_found() {
+        let (stores, mut writer) = stores();
+        writer.apply_watcher_event(&Event::Apply(service("a")));
+        let start = Instant::now();
+        services_in_view(&stores, "team", vec!["a".into()], Duration::from_secs(2)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        // The same name in another namespace is another service: waited for until the limit.
+        services_in_view(&stores, "other", vec!["a".into()], Duration::from_secs(2)).await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
 }
