@@ -56,9 +56,10 @@ where
         },
         status,
     };
-    let written = crate::write::patch_status(
+    let written = crate::write::patch(
         api,
         &obj.name_any(),
+        Some("status"),
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(patch),
     )

@@ -24,30 +24,23 @@ pub async fn create<K: kube::Resource + Clone, T: Serialize>(
     send(api, request, "create").await
 }
 
-/// Patches the object named `name`.
+/// Patches the object named `name`, or its `subresource` (`status`).
 pub async fn patch<K: kube::Resource + Clone, P: Serialize>(
     api: &Api<K>,
     name: &str,
+    subresource: Option<&str>,
     pp: &PatchParams,
     patch: &Patch<P>,
 ) -> Result<(), kube::Error> {
-    let request = Request::new(api.resource_url())
-        .patch(name, pp, patch)
-        .map_err(kube::Error::BuildRequest)?;
-    send(api, request, "patch").await
-}
-
-/// Patches the status of the object named `name`.
-pub async fn patch_status<K: kube::Resource + Clone, P: Serialize>(
-    api: &Api<K>,
-    name: &str,
-    pp: &PatchParams,
-    patch: &Patch<P>,
-) -> Result<(), kube::Error> {
-    let request = Request::new(api.resource_url())
-        .patch_subresource("status", name, pp, patch)
-        .map_err(kube::Error::BuildRequest)?;
-    send(api, request, "patch_status").await
+    let request = Request::new(api.resource_url());
+    let (request, operation) = match subresource {
+        None => (request.patch(name, pp, patch), "patch"),
+        Some(sub) => (
+            request.patch_subresource(sub, name, pp, patch),
+            "patch_subresource",
+        ),
+    };
+    send(api, request.map_err(kube::Error::BuildRequest)?, operation).await
 }
 
 async fn send<K: kube::Resource + Clone>(

@@ -23,6 +23,7 @@ pub async fn record(svc: &SwarmService, client: &kube::Client) -> Result<(), Err
     crate::write::patch(
         &api,
         &name,
+        None,
         &PatchParams::apply("swarm-operator").force(),
         &Patch::Apply(&revision),
     )

@@ -802,7 +802,7 @@ where
     }
     let mut params = PatchParams::apply(FIELD_MANAGER).force();
     params.dry_run = dry_run;
-    crate::write::patch(&api, &obj.name_any(), &params, &Patch::Apply(obj)).await
+    crate::write::patch(&api, &obj.name_any(), None, &params, &Patch::Apply(obj)).await
 }
 
 async fn delete_one<K>(ctx: &Context, ns: &str, name: &str) -> Result<(), kube::Error>
