@@ -855,7 +855,7 @@ fn networks(
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(values_of(out))
+    Ok(super::exact(out.into_iter().map(|(_, v)| v)))
 }
 
 /// A service's secrets (configs): the file name defaults to the key in the file, owner 0:0,
@@ -907,15 +907,7 @@ fn data_refs(
         ));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(values_of(out))
-}
-
-/// The values of `(key, value)` pairs, in a vector of their own length. (`collect()` would
-/// reuse the pairs' buffer, four pairs large for one, and every service of a stack keeps it.)
-fn values_of<K, V>(pairs: Vec<(K, V)>) -> Vec<V> {
-    let mut values = Vec::with_capacity(pairs.len());
-    values.extend(pairs.into_iter().map(|(_, v)| v));
-    values
+    Ok(super::exact(out.into_iter().map(|(_, v)| v)))
 }
 
 fn ports(path: &str, ports: &[compose::Port]) -> Result<Vec<PortConfig>, Invalid> {

@@ -29,6 +29,16 @@ use swarm_operator_crds::{ClusterRef, stack::DataSource};
 pub use convert::{Child, Compiled};
 use schema::Refusal;
 
+/// `items` in a vector of their own number. `collect()` over a vector's `into_iter()` reuses its
+/// buffer in place, however much larger than the items it is: a stack's children kept the
+/// compiled list's whole buffer (780 bytes a service) as a vector of pointers, and each service's
+/// network attachments room for four. What a pass or a store keeps is made with this.
+pub(crate) fn exact<T>(items: impl ExactSizeIterator<Item = T>) -> Vec<T> {
+    let mut made = Vec::with_capacity(items.len());
+    made.extend(items);
+    made
+}
+
 /// Why a stack file cannot be deployed; the message names the key (and line) at fault.
 #[derive(Debug, PartialEq, thiserror::Error)]
 pub enum StackError {

@@ -45,11 +45,7 @@ impl Children {
 pub fn children(stack: &SwarmStack, compiled: Compiled) -> Children {
     let meta = |name: &str, in_file: &str| child_meta(stack, name, in_file);
     fn each<S, K>(list: Vec<Child<S>>, make: impl Fn(Child<S>) -> K) -> Vec<Arc<K>> {
-        // Not `collect()`: it would reuse the compiled list's buffer in place, keeping all of
-        // it (some 780 bytes a service) for a vector of pointers, for as long as the pass runs.
-        let mut made = Vec::with_capacity(list.len());
-        made.extend(list.into_iter().map(|c| Arc::new(make(c))));
-        made
+        super::exact(list.into_iter().map(|c| Arc::new(make(c))))
     }
     let Compiled {
         services,

@@ -495,3 +495,32 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn what_a_pass_keeps_of_a_stack_is_in_vectors_of_its_own_size() {
+    let desired = children(&stack(), compiled(SHOP, &[]).expect("compiles").compiled);
+    assert_eq!(desired.services.capacity(), desired.services.len());
+    for svc in &desired.services {
+        let spec = &svc.spec;
+        assert_eq!(
+            spec.networks.capacity(),
+            spec.networks.len(),
+            "{:?}",
+            svc.metadata.name
+        );
+        assert_eq!(
+            spec.secrets.capacity(),
+            spec.secrets.len(),
+            "{:?}",
+            svc.metadata.name
+        );
+        for attached in &spec.networks {
+            assert_eq!(
+                attached.aliases.capacity(),
+                attached.aliases.len(),
+                "{}",
+                attached.name
+            );
+        }
+    }
+}
